@@ -1,0 +1,7 @@
+/** The source of "now", injected so tests can pin dates. */
+export interface Clock {
+  now(): Date;
+}
+
+/** The wall clock. */
+export const systemClock: Clock = { now: () => new Date() };

@@ -1,0 +1,203 @@
+/**
+ * Enrollment and renewal: the policy between a device's request and the CA. The pipeline
+ * is fixed: cheap token checks -> CSR rules -> identity rules -> sign -> one transaction
+ * that redeems the token and records device and certificate. No certificate leaves
+ * unless that transaction committed.
+ */
+import { createHash } from 'node:crypto';
+import type { CertificateAuthority, IssuedCertificate } from '../ca/authority.js';
+import { decodeCsrText, parseCsr, type ParsedCsr } from '../ca/csr.js';
+import { toPem } from '../ca/pem.js';
+import type { Clock } from '../clock.js';
+import { ImprintError } from '../errors.js';
+import type { AuditEventInput, Store, TokenRecord } from '../store/store.js';
+import type { DeviceIdentity } from './client-authenticator.js';
+import { checkCsr } from './csr-policy.js';
+import type { DeviceIdPolicy } from './device-id.js';
+import { hashToken, isWellFormedToken } from './tokens.js';
+
+/** What a device receives: the contract's enroll/renew response body. */
+export interface EnrollmentResult {
+  readonly deviceId: string;
+  readonly serial: string;
+  readonly certificate: string;
+  readonly chain: string[];
+  readonly notAfter: string;
+}
+
+/** `created` is false when a retry was answered with the certificate already issued. */
+export interface EnrollmentOutcome {
+  readonly created: boolean;
+  readonly result: EnrollmentResult;
+}
+
+/** Settings that shape device certificates' lifetime. */
+export interface EnrollmentSettings {
+  readonly deviceValidityDays: number;
+}
+
+/** Backdating absorbs device clocks that run a little slow (DESIGN). */
+const BACKDATE_MS = 5 * 60_000;
+
+const secondsPrecision = (ms: number) => new Date(Math.floor(ms / 1000) * 1000);
+
+/** Throws when an unused token can no longer be redeemed. */
+function refuseUnusableToken(token: TokenRecord, now: Date): void {
+  if (token.revokedAt) throw new ImprintError('token_revoked', 'token has been revoked');
+  if (token.expiresAt <= now) throw new ImprintError('token_expired', 'token has expired');
+}
+
+/** Enrolls devices with bootstrap tokens and renews them over mTLS. */
+export class EnrollmentService {
+  constructor(
+    private readonly store: Store,
+    private readonly ca: CertificateAuthority,
+    private readonly clock: Clock,
+    private readonly deviceIds: DeviceIdPolicy,
+    private readonly settings: EnrollmentSettings,
+  ) {}
+
+  /** POST /v1/enroll: one token, one CSR, one device certificate. */
+  async enroll(request: { token: string | undefined; csr: string; source?: string | undefined }): Promise<EnrollmentOutcome> {
+    const now = this.clock.now();
+    let audit: AuditEventInput = { at: now, actor: 'anonymous', action: 'enroll', outcome: 'ok', source: request.source };
+    try {
+      if (!request.token) throw new ImprintError('token_missing', 'Authorization: Bearer <token> is required');
+      if (!isWellFormedToken(request.token)) throw new ImprintError('token_invalid', 'token is not valid');
+      const token = await this.store.findTokenByHash(hashToken(request.token));
+      if (!token) throw new ImprintError('token_invalid', 'token is not valid');
+      audit = { ...audit, actor: `token:${token.id}`, tokenId: token.id };
+
+      if (token.usedAt) return await this.replay(token, decodeCsrText(request.csr), audit);
+      refuseUnusableToken(token, now);
+
+      const csr = parseCsr(request.csr);
+      const deviceId = checkCsr(csr, this.deviceIds);
+      audit = { ...audit, deviceId };
+      if (token.deviceId !== null && deviceId !== token.deviceId) {
+        throw new ImprintError('csr_subject_mismatch', `this token enrolls only device ${token.deviceId}`);
+      }
+      if (token.deviceId === null) await this.refuseExistingDevice(deviceId);
+      await this.refuseReusedKey(csr, deviceId);
+
+      const issued = this.issue(csr, deviceId, now);
+      const outcome = await this.store.redeemTokenAndRecordCertificate({
+        tokenId: token.id,
+        now,
+        csrSha256: csr.sha256,
+        mode: token.deviceId === null ? 'create' : 'reprovision',
+        certificate: this.newCertificate(issued, csr, deviceId, now, token.id),
+        audit: { ...audit, serial: issued.serial },
+      });
+      if (outcome.ok) return { created: true, result: this.result(deviceId, issued.pem, issued.serial, issued.notAfter) };
+
+      // Lost a race with a concurrent request: answer as if we had arrived second.
+      if (outcome.conflict === 'device_exists') await this.refuseExistingDevice(deviceId);
+      if (outcome.conflict === 'key_reused') await this.refuseReusedKey(csr, deviceId);
+      const current = await this.store.findTokenByHash(hashToken(request.token));
+      if (current?.usedAt) return await this.replay(current, csr.der, audit);
+      refuseUnusableToken(current ?? token, this.clock.now());
+      throw new ImprintError('token_used', 'token is no longer usable');
+    } catch (error) {
+      if (error instanceof ImprintError) await this.store.appendAudit({ ...audit, outcome: error.code });
+      throw error;
+    }
+  }
+
+  /** POST /v1/renew: a new certificate (a new key is allowed) for an authenticated device. */
+  async renew(identity: DeviceIdentity, request: { csr: string; source?: string | undefined }): Promise<EnrollmentResult> {
+    const now = this.clock.now();
+    const audit: AuditEventInput = {
+      at: now,
+      actor: `device:${identity.deviceId}`,
+      action: 'renew',
+      outcome: 'ok',
+      source: request.source,
+      deviceId: identity.deviceId,
+    };
+    try {
+      const csr = parseCsr(request.csr);
+      const deviceId = checkCsr(csr, this.deviceIds);
+      if (deviceId !== identity.deviceId) {
+        throw new ImprintError('csr_subject_mismatch', `a renewal CSR must name ${identity.deviceId}`);
+      }
+      await this.refuseReusedKey(csr, deviceId);
+      const issued = this.issue(csr, deviceId, now);
+      const outcome = await this.store.recordRenewal({
+        now,
+        certificate: this.newCertificate(issued, csr, deviceId, now, null),
+        audit: { ...audit, serial: issued.serial },
+      });
+      if (!outcome.ok && outcome.conflict === 'key_reused') await this.refuseReusedKey(csr, deviceId);
+      if (!outcome.ok) throw new ImprintError('device_revoked', `device ${deviceId} has been revoked`);
+      return this.result(deviceId, issued.pem, issued.serial, issued.notAfter);
+    } catch (error) {
+      if (error instanceof ImprintError) await this.store.appendAudit({ ...audit, outcome: error.code });
+      throw error;
+    }
+  }
+
+  /**
+   * A used token presented again: the same CSR gets the same certificate back (the
+   * device lost our first answer); anything else is token_used.
+   */
+  private async replay(token: TokenRecord, csrDer: Buffer, audit: AuditEventInput): Promise<EnrollmentOutcome> {
+    const sameCsr = token.csrSha256 === createHash('sha256').update(csrDer).digest('hex');
+    const certificate = sameCsr && token.serial ? await this.store.findCertificate(token.serial) : undefined;
+    if (!certificate || !certificate.deviceId) throw new ImprintError('token_used', 'token has already been used');
+    const device = await this.store.findDevice(certificate.deviceId);
+    if (device?.status === 'revoked') throw new ImprintError('device_revoked', `device ${device.id} has been revoked`);
+    if (certificate.status !== 'active') throw new ImprintError('token_used', 'token has already been used');
+    await this.store.appendAudit({ ...audit, action: 'enroll.retry', deviceId: certificate.deviceId, serial: certificate.serial });
+    return {
+      created: false,
+      result: this.result(certificate.deviceId, toPem(certificate.der), certificate.serial, certificate.notAfter),
+    };
+  }
+
+  private async refuseExistingDevice(deviceId: string): Promise<void> {
+    const existing = await this.store.findDevice(deviceId);
+    if (existing?.status === 'revoked') {
+      throw new ImprintError('device_revoked', `device ${deviceId} has been revoked; re-provision it with a token bound to its id`);
+    }
+    if (existing) throw new ImprintError('device_exists', `device ${deviceId} is already enrolled`);
+  }
+
+  private async refuseReusedKey(csr: ParsedCsr, deviceId: string): Promise<void> {
+    if (await this.store.findKeyOwner(csr.spkiSha256, deviceId)) {
+      throw new ImprintError('key_reused', 'this public key is already used by another device');
+    }
+  }
+
+  private issue(csr: ParsedCsr, deviceId: string, now: Date): IssuedCertificate {
+    const notBefore = secondsPrecision(now.getTime() - BACKDATE_MS);
+    return this.ca.issueClientCertificate({
+      kind: 'device',
+      name: deviceId,
+      keyType: csr.key.type,
+      subjectPublicKeyInfo: csr.subjectPublicKeyInfo,
+      subjectPublicKeyBits: csr.subjectPublicKeyBits,
+      notBefore,
+      notAfter: secondsPrecision(notBefore.getTime() + this.settings.deviceValidityDays * 86_400_000),
+    });
+  }
+
+  private newCertificate(issued: IssuedCertificate, csr: ParsedCsr, deviceId: string, now: Date, tokenId: string | null) {
+    return {
+      serial: issued.serial,
+      kind: 'device' as const,
+      subject: deviceId,
+      deviceId,
+      spkiSha256: csr.spkiSha256,
+      notBefore: issued.notBefore,
+      notAfter: issued.notAfter,
+      issuedAt: now,
+      tokenId,
+      der: issued.der,
+    };
+  }
+
+  private result(deviceId: string, pem: string, serial: string, notAfter: Date): EnrollmentResult {
+    return { deviceId, serial, certificate: pem, chain: [...this.ca.chainPem], notAfter: notAfter.toISOString() };
+  }
+}

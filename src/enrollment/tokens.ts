@@ -1,0 +1,160 @@
+/**
+ * Bootstrap tokens: `imp_` + 32 random bytes base64url, shown once, stored only as
+ * SHA-256. Minting, listing and revoking are here; redeeming is part of enrollment.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { Clock } from '../clock.js';
+import { ImprintError } from '../errors.js';
+import type { AuditEventInput, Page, Store, TokenRecord, TokenStatus } from '../store/store.js';
+import type { DeviceIdPolicy } from './device-id.js';
+
+const TOKEN_PATTERN = /^imp_[A-Za-z0-9_-]{43}$/;
+
+/** Hash under which a token is stored and looked up. */
+export const hashToken = (token: string): Buffer => createHash('sha256').update(token, 'utf8').digest();
+
+/** True when a string has the shape of a token (checked before any lookup). */
+export const isWellFormedToken = (token: string): boolean => TOKEN_PATTERN.test(token);
+
+/** Limits of one minting request. */
+export const MAX_TOKENS_PER_REQUEST = 10_000;
+export const MIN_TOKEN_TTL_SECONDS = 60;
+export const MAX_TOKEN_TTL_SECONDS = 366 * 86_400;
+export const DEFAULT_TOKEN_TTL_SECONDS = 7 * 86_400;
+
+/** Who asks, for the audit log. */
+export interface Actor {
+  readonly actor: string;
+  readonly source?: string | undefined;
+}
+
+/** A minting request as the API and the CLI take it. */
+export interface MintRequest {
+  readonly count?: number | undefined;
+  readonly ttlSeconds?: number | undefined;
+  readonly deviceIds?: readonly string[] | undefined;
+  readonly label?: string | undefined;
+}
+
+/** A minted token: the only time the token itself exists outside the device. */
+export interface MintedToken {
+  readonly id: string;
+  readonly token: string;
+  readonly deviceId: string | null;
+  readonly expiresAt: string;
+}
+
+/** Token view for listings (no secret). */
+export interface TokenView {
+  readonly id: string;
+  readonly status: TokenStatus;
+  readonly label: string | null;
+  readonly deviceId: string | null;
+  readonly createdAt: string;
+  readonly createdBy: string;
+  readonly expiresAt: string;
+  readonly usedAt: string | null;
+  readonly usedByDevice: string | null;
+  readonly revokedAt: string | null;
+}
+
+/** The lifecycle state of a stored token at a given time. */
+export function tokenStatus(token: TokenRecord, now: Date): TokenStatus {
+  if (token.usedAt) return 'used';
+  if (token.revokedAt) return 'revoked';
+  return token.expiresAt <= now ? 'expired' : 'unused';
+}
+
+const view = (token: TokenRecord, now: Date): TokenView => ({
+  id: token.id,
+  status: tokenStatus(token, now),
+  label: token.label,
+  deviceId: token.deviceId,
+  createdAt: token.createdAt.toISOString(),
+  createdBy: token.createdBy,
+  expiresAt: token.expiresAt.toISOString(),
+  usedAt: token.usedAt?.toISOString() ?? null,
+  usedByDevice: token.usedByDevice,
+  revokedAt: token.revokedAt?.toISOString() ?? null,
+});
+
+/** Mints, lists and revokes bootstrap tokens; shared by the CLI and the admin API. */
+export class TokenService {
+  constructor(
+    private readonly store: Store,
+    private readonly clock: Clock,
+    private readonly deviceIds: DeviceIdPolicy,
+    private readonly random: (size: number) => Buffer = randomBytes,
+  ) {}
+
+  /** Mints `count` tokens, or one per device id when ids are given, in one transaction. */
+  async mint(request: MintRequest, by: Actor): Promise<{ tokens: MintedToken[] }> {
+    const ids = request.deviceIds;
+    const count = request.count ?? ids?.length ?? 1;
+    if (!Number.isInteger(count) || count < 1 || count > MAX_TOKENS_PER_REQUEST) {
+      throw new ImprintError('bad_request', `count must be between 1 and ${MAX_TOKENS_PER_REQUEST}`);
+    }
+    if (ids) {
+      if (ids.length !== count) throw new ImprintError('bad_request', 'count must equal the number of deviceIds');
+      for (const id of ids) this.deviceIds.check(id, 'bad_request');
+      if (new Set(ids).size !== ids.length) throw new ImprintError('bad_request', 'deviceIds contains duplicates');
+    }
+    const ttl = request.ttlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS;
+    if (!Number.isInteger(ttl) || ttl < MIN_TOKEN_TTL_SECONDS || ttl > MAX_TOKEN_TTL_SECONDS) {
+      throw new ImprintError(
+        'bad_request',
+        `ttlSeconds must be between ${MIN_TOKEN_TTL_SECONDS} and ${MAX_TOKEN_TTL_SECONDS}`,
+      );
+    }
+    const label = request.label ?? null;
+    if (label !== null && !/^[\x21-\x7e][\x20-\x7e]{0,63}$/.test(label)) {
+      throw new ImprintError('bad_request', 'label must be 1-64 printable ASCII characters');
+    }
+    const now = this.clock.now();
+    const expiresAt = new Date(now.getTime() + ttl * 1000);
+    const minted = Array.from({ length: count }, (_, i) => {
+      const token = `imp_${this.random(32).toString('base64url')}`;
+      return {
+        id: `tok_${this.random(8).toString('hex')}`,
+        token,
+        hash: hashToken(token),
+        deviceId: ids?.[i] ?? null,
+      };
+    });
+    await this.store.createTokens(
+      minted.map((t) => ({ id: t.id, hash: t.hash, label, deviceId: t.deviceId, createdAt: now, createdBy: by.actor, expiresAt })),
+      {
+        at: now,
+        actor: by.actor,
+        action: 'tokens.create',
+        outcome: 'ok',
+        source: by.source,
+        detail: { count, label, ttlSeconds: ttl, bound: ids !== undefined },
+      },
+    );
+    return {
+      tokens: minted.map((t) => ({ id: t.id, token: t.token, deviceId: t.deviceId, expiresAt: expiresAt.toISOString() })),
+    };
+  }
+
+  /** Lists tokens (never the secrets), filtered and paginated. */
+  async list(query: {
+    status?: TokenStatus | undefined;
+    label?: string | undefined;
+    limit?: number | undefined;
+    cursor?: string | undefined;
+  }): Promise<Page<TokenView>> {
+    const now = this.clock.now();
+    const page = await this.store.listTokens({ ...query, limit: query.limit ?? 100, now });
+    return { items: page.items.map((token) => view(token, now)), nextCursor: page.nextCursor };
+  }
+
+  /** Revokes one unused token; a used token stays used, and an unknown id is not_found. */
+  async revoke(id: string, by: Actor): Promise<TokenView> {
+    const now = this.clock.now();
+    const audit: AuditEventInput = { at: now, actor: by.actor, action: 'tokens.revoke', outcome: 'ok', source: by.source, tokenId: id };
+    const token = await this.store.revokeToken(id, audit);
+    if (!token) throw new ImprintError('not_found', `no token with id ${id}`);
+    return view(token, now);
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * One mapping from errors to HTTP: ImprintError by its code, framework and Node errors to
+ * the matching contract code, anything unexpected to a 500 whose message stays in the log.
+ */
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { ImprintError, type ErrorCode } from '../errors.js';
+
+/** The JSON error body every route answers with. */
+export interface ErrorBody {
+  readonly error: ErrorCode;
+  readonly message: string;
+}
+
+const CODE_BY_STATUS: Readonly<Record<number, ErrorCode>> = {
+  400: 'bad_request',
+  401: 'client_cert_required',
+  403: 'forbidden',
+  404: 'not_found',
+  405: 'method_not_allowed',
+  413: 'payload_too_large',
+  415: 'unsupported_media_type',
+  429: 'rate_limited',
+  431: 'headers_too_large',
+  503: 'service_unavailable',
+};
+
+/** Turns any thrown value into the ImprintError that should reach the client. */
+export function toClientError(error: unknown): ImprintError {
+  if (error instanceof ImprintError) return error;
+  const fastifyError = error as Partial<FastifyError>;
+  if (fastifyError.validation) {
+    return new ImprintError('bad_request', `invalid request: ${fastifyError.message ?? 'validation failed'}`);
+  }
+  switch (fastifyError.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new ImprintError('payload_too_large', 'request body is too large');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new ImprintError('unsupported_media_type', 'unsupported Content-Type; send application/json');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new ImprintError('bad_request', 'request body is empty');
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new ImprintError('bad_request', 'request body is not valid JSON');
+  }
+  const status = fastifyError.statusCode;
+  if (status !== undefined && status >= 400 && status < 500) {
+    const code = CODE_BY_STATUS[status] ?? 'bad_request';
+    return new ImprintError(code, status === 400 ? 'malformed request' : (fastifyError.message ?? code));
+  }
+  return new ImprintError('internal_error', 'internal error');
+}
+
+/** Writes an error reply with the contract's body and headers. */
+export function sendError(reply: FastifyReply, error: ImprintError): FastifyReply {
+  if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
+  const body: ErrorBody = { error: error.code, message: error.message };
+  return reply.code(error.status).type('application/json; charset=utf-8').send(body);
+}
+
+/** Installs the error and not-found handlers on an app. */
+export function installErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler(function renderError(error: unknown, request: FastifyRequest, reply: FastifyReply) {
+    const clientError = toClientError(error);
+    if (clientError.status >= 500) request.log.error({ err: error }, 'request failed');
+    return sendError(reply, clientError);
+  });
+  app.setNotFoundHandler(function renderNotFound(request: FastifyRequest, reply: FastifyReply) {
+    return sendError(reply, new ImprintError('not_found', `no route for ${request.method} ${request.url.split('?')[0]}`));
+  });
+}

@@ -1,0 +1,37 @@
+/** Routes for enrolled devices, authenticated by their client certificate. */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import type { SigningServices } from '../../instance.js';
+import { presentedCertificate } from '../client-certificate.js';
+import { CsrBodySchema, EnrollmentResultSchema, errorResponses } from '../schemas.js';
+
+const DeviceSchema = Type.Object({
+  deviceId: Type.String(),
+  status: Type.String(),
+  serial: Type.String(),
+  notAfter: Type.String(),
+  enrolledAt: Type.String(),
+});
+
+export const deviceRoutes: FastifyPluginAsyncTypebox<{ services: SigningServices }> = async (app, { services }) => {
+  app.get('/v1/device', { schema: { response: { 200: DeviceSchema, ...errorResponses(401, 403) } } }, async (request) => {
+    const identity = await services.clients.device(presentedCertificate(request));
+    return {
+      deviceId: identity.deviceId,
+      status: identity.device.status,
+      serial: identity.certificate.serial,
+      notAfter: identity.certificate.notAfter.toISOString(),
+      enrolledAt: identity.device.enrolledAt.toISOString(),
+    };
+  });
+
+  app.post(
+    '/v1/renew',
+    { schema: { body: CsrBodySchema, response: { 201: EnrollmentResultSchema, ...errorResponses(400, 401, 403, 409) } } },
+    async (request, reply) => {
+      const identity = await services.clients.device(presentedCertificate(request));
+      const result = await services.enrollment.renew(identity, { csr: request.body.csr, source: request.ip });
+      return reply.code(201).send(result);
+    },
+  );
+};

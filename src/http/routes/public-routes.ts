@@ -1,0 +1,39 @@
+/** Routes anyone may call: health, the CA chain, enrollment with a bootstrap token. */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import type { SigningServices } from '../../instance.js';
+import { CsrBodySchema, EnrollmentResultSchema, errorResponses } from '../schemas.js';
+
+/** The bearer token of an Authorization header, or undefined when there is none. */
+export function bearerToken(header: string | undefined): string | undefined {
+  const match = /^Bearer[ ]+(\S+)\s*$/i.exec(header ?? '');
+  return match?.[1];
+}
+
+export const publicRoutes: FastifyPluginAsyncTypebox<{ services: SigningServices }> = async (app, { services }) => {
+  app.get('/healthz', { schema: { response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({
+    status: 'ok' as const,
+  }));
+
+  app.get('/v1/ca', async (_request, reply) =>
+    reply.type('application/pem-certificate-chain').send(services.ca.chainPem.join('')),
+  );
+
+  app.post(
+    '/v1/enroll',
+    {
+      schema: {
+        body: CsrBodySchema,
+        response: { 200: EnrollmentResultSchema, 201: EnrollmentResultSchema, ...errorResponses(400, 401, 403, 409) },
+      },
+    },
+    async (request, reply) => {
+      const outcome = await services.enrollment.enroll({
+        token: bearerToken(request.headers.authorization),
+        csr: request.body.csr,
+        source: request.ip,
+      });
+      return reply.code(outcome.created ? 201 : 200).send(outcome.result);
+    },
+  );
+};

@@ -1,0 +1,165 @@
+/**
+ * The composition root: a data directory opened into a store, a CA and the services on
+ * top of them. The server and every CLI command start here, so both run the same code.
+ */
+import { join, resolve } from 'node:path';
+import { CertificateAuthority } from './ca/authority.js';
+import { caExists, createCa, importCa, issueServerCertificate, loadCa, type ImportCaOptions } from './ca/ca-directory.js';
+import { systemClock, type Clock } from './clock.js';
+import { ClientAuthenticator } from './enrollment/client-authenticator.js';
+import { DEFAULT_DEVICE_ID_PATTERN, DeviceIdPolicy } from './enrollment/device-id.js';
+import { EnrollmentService } from './enrollment/enrollment-service.js';
+import { TokenService } from './enrollment/tokens.js';
+import type { Durability } from './store/database.js';
+import { SqliteStore } from './store/sqlite-store.js';
+import type { Store } from './store/store.js';
+
+/** The data directory: --data, else IMPRINT_DATA, else ./data. */
+export function resolveDataDir(flag: string | undefined, env = process.env): string {
+  return resolve(flag ?? env.IMPRINT_DATA ?? 'data');
+}
+
+/** The SQLite file inside a data directory. */
+export const databasePath = (dataDir: string): string => join(dataDir, 'imprint.db');
+
+/** Settings fixed at init time and kept in the store. */
+export interface InstanceSettings {
+  readonly org: string | undefined;
+  readonly trustDomain: string;
+  readonly publicUrl: string;
+  readonly deviceValidityDays: number;
+  readonly deviceIdPattern: string;
+  /** Names on the server's TLS certificate besides localhost and 127.0.0.1. */
+  readonly hostnames: readonly string[];
+}
+
+/** What `imprint init` (or the first `imprint serve`) is told. */
+export interface InitOptions {
+  readonly org?: string | undefined;
+  readonly trustDomain?: string | undefined;
+  readonly publicUrl?: string | undefined;
+  readonly deviceValidityDays?: number | undefined;
+  readonly hostnames?: readonly string[] | undefined;
+  readonly port?: number | undefined;
+  readonly passphrase?: string | undefined;
+  readonly importCa?: Omit<ImportCaOptions, 'now' | 'passphrase'> | undefined;
+}
+
+const DEFAULT_PORT = 8443;
+
+/** Creates (or imports) the CA and the database of a new data directory. */
+export async function initInstance(dataDir: string, options: InitOptions, clock: Clock = systemClock): Promise<InstanceSettings> {
+  if (caExists(dataDir)) throw new Error(`${dataDir} is already initialised`);
+  const hostnames = options.hostnames?.length ? [...options.hostnames] : ['localhost'];
+  const settings: InstanceSettings = {
+    org: options.org,
+    trustDomain: options.trustDomain ?? 'imprint.local',
+    publicUrl: (options.publicUrl ?? `https://${hostnames[0]}:${options.port ?? DEFAULT_PORT}`).replace(/\/+$/, ''),
+    deviceValidityDays: options.deviceValidityDays ?? 90,
+    deviceIdPattern: DEFAULT_DEVICE_ID_PATTERN,
+    hostnames,
+  };
+  validateSettings(settings);
+  const store = SqliteStore.open(databasePath(dataDir));
+  try {
+    await store.putSettings({
+      ...(settings.org ? { org: settings.org } : {}),
+      trust_domain: settings.trustDomain,
+      public_url: settings.publicUrl,
+      device_validity_days: String(settings.deviceValidityDays),
+      device_id_pattern: settings.deviceIdPattern,
+      hostnames: JSON.stringify(settings.hostnames),
+    });
+    const now = clock.now();
+    if (options.importCa) importCa(dataDir, { ...options.importCa, passphrase: options.passphrase, now });
+    else createCa(dataDir, { org: settings.org, passphrase: options.passphrase, now });
+    issueServerCertificate(dataDir, loadCa(dataDir, options.passphrase), serverNames(settings), now);
+  } finally {
+    await store.close();
+  }
+  return settings;
+}
+
+/** Names on the server's TLS certificate: the configured hostnames, localhost and 127.0.0.1. */
+export const serverNames = (settings: InstanceSettings): string[] => [
+  ...new Set([...settings.hostnames, 'localhost', '127.0.0.1']),
+];
+
+function validateSettings(settings: InstanceSettings): void {
+  if (!/^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/.test(settings.trustDomain)) {
+    throw new Error('trust domain must be a lowercase DNS-like name (e.g. fleet.example.com)');
+  }
+  if (!/^https?:\/\/[^\s/]+(\/[^\s]*)?$/.test(settings.publicUrl)) throw new Error('public URL must be an http(s) URL');
+  if (!Number.isInteger(settings.deviceValidityDays) || settings.deviceValidityDays < 1 || settings.deviceValidityDays > 3650) {
+    throw new Error('device validity must be 1 to 3650 days');
+  }
+  for (const name of settings.hostnames) {
+    if (!/^[A-Za-z0-9.:-]{1,253}$/.test(name)) throw new Error(`invalid hostname ${name}`);
+  }
+}
+
+function settingsFrom(stored: Record<string, string>): InstanceSettings {
+  return {
+    org: stored.org,
+    trustDomain: stored.trust_domain ?? 'imprint.local',
+    publicUrl: stored.public_url ?? `https://localhost:${DEFAULT_PORT}`,
+    deviceValidityDays: Number(stored.device_validity_days ?? 90),
+    deviceIdPattern: stored.device_id_pattern ?? DEFAULT_DEVICE_ID_PATTERN,
+    hostnames: stored.hostnames ? (JSON.parse(stored.hostnames) as string[]) : ['localhost'],
+  };
+}
+
+/** An opened data directory. */
+export interface Instance {
+  readonly dataDir: string;
+  readonly settings: InstanceSettings;
+  readonly store: Store;
+  readonly clock: Clock;
+  readonly tokens: TokenService;
+  /** The CA and the services that sign; loading it reads (and may decrypt) the issuing key. */
+  signing(): SigningServices;
+  close(): Promise<void>;
+}
+
+/** Services that need the CA key. */
+export interface SigningServices {
+  readonly ca: CertificateAuthority;
+  readonly enrollment: EnrollmentService;
+  readonly clients: ClientAuthenticator;
+}
+
+/** Options for opening a data directory. */
+export interface OpenOptions {
+  readonly passphrase?: string | undefined;
+  readonly clock?: Clock | undefined;
+  readonly durability?: Durability | undefined;
+}
+
+/** Opens an initialised data directory; the CA is loaded on first use of signing(). */
+export async function openInstance(dataDir: string, options: OpenOptions = {}): Promise<Instance> {
+  if (!caExists(dataDir)) throw new Error(`${dataDir} is not initialised: run imprint init --data ${dataDir}`);
+  const clock = options.clock ?? systemClock;
+  const store = SqliteStore.open(databasePath(dataDir), options.durability);
+  const settings = settingsFrom(await store.getSettings());
+  const deviceIds = new DeviceIdPolicy(settings.deviceIdPattern);
+  let signing: SigningServices | undefined;
+  return {
+    dataDir,
+    settings,
+    store,
+    clock,
+    tokens: new TokenService(store, clock, deviceIds),
+    signing() {
+      if (!signing) {
+        const ca = new CertificateAuthority(loadCa(dataDir, options.passphrase), settings);
+        signing = {
+          ca,
+          enrollment: new EnrollmentService(store, ca, clock, deviceIds, settings),
+          clients: new ClientAuthenticator(store, clock),
+        };
+      }
+      return signing;
+    },
+    close: () => store.close(),
+  };
+}

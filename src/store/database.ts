@@ -1,0 +1,22 @@
+/** Opens the SQLite database with the settings imprint relies on. */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+/** How commits reach the disk. */
+export type Durability = 'full' | 'normal';
+
+/**
+ * Opens (creating if needed) the database: WAL so readers never block the writer,
+ * synchronous=FULL so a commit survives power loss (DESIGN "Durability"), foreign keys on,
+ * and a busy timeout so the CLI and the server can write the same file.
+ */
+export function openDatabase(path: string, durability: Durability = 'full'): Database.Database {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const db = new Database(path);
+  db.pragma('journal_mode = WAL');
+  db.pragma(`synchronous = ${durability === 'full' ? 'FULL' : 'NORMAL'}`);
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  return db;
+}

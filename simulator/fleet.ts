@@ -1,0 +1,182 @@
+/**
+ * Fleet mode: many devices enroll at once, then reconnect over mutual TLS. It is also the
+ * load generator for the benchmarks, so keys and CSRs are made before the clock starts
+ * and the work is bounded by the token count and a deadline.
+ */
+import { Agent } from 'node:https';
+import { ImprintClient, ServerRefusedError, type ClientIdentity } from './client.js';
+import { buildCsr, generateDeviceKey } from './csr.js';
+
+/** One row of a `tokens create --format csv` batch. */
+export interface FleetToken {
+  readonly token: string;
+  readonly deviceId: string | null;
+}
+
+/** Parses `id,token,deviceId,expiresAt` CSV as written by `imprint tokens create --format csv`. */
+export function parseTokenCsv(text: string): FleetToken[] {
+  const [header, ...rows] = text.split(/\r?\n/).filter((line) => line.trim());
+  const columns = (header ?? '').split(',');
+  const tokenColumn = columns.indexOf('token');
+  const deviceColumn = columns.indexOf('deviceId');
+  if (tokenColumn < 0) throw new Error('token file needs a header with a "token" column');
+  return rows.map((row) => {
+    const cells = row.split(',');
+    return { token: cells[tokenColumn]!, deviceId: (deviceColumn >= 0 && cells[deviceColumn]) || null };
+  });
+}
+
+/** Latency percentiles in milliseconds. */
+export interface Percentiles {
+  readonly p50: number;
+  readonly p90: number;
+  readonly p99: number;
+}
+
+/** Nearest-rank percentiles of a sample. */
+export function percentiles(samples: readonly number[]): Percentiles {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const at = (p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]! : 0);
+  const round = (ms: number) => Math.round(ms * 10) / 10;
+  return { p50: round(at(0.5)), p90: round(at(0.9)), p99: round(at(0.99)) };
+}
+
+/** One phase's figures. */
+export interface PhaseReport {
+  readonly ok: number;
+  readonly failed: number;
+  readonly seconds: number;
+  readonly perSecond: number;
+  readonly latencyMs: Percentiles;
+  /** Error codes and how often each came back. */
+  readonly errors: Record<string, number>;
+}
+
+/** What a fleet run measured. */
+export interface FleetReport {
+  readonly devices: number;
+  readonly concurrency: number;
+  readonly enroll: PhaseReport;
+  readonly reconnect: PhaseReport;
+}
+
+/** Options of a fleet run. */
+export interface FleetOptions {
+  readonly url: string;
+  readonly caPem: string;
+  readonly tokens: readonly FleetToken[];
+  readonly devices: number;
+  readonly concurrency: number;
+  readonly idPrefix: string;
+  readonly deadline: Date;
+  readonly onProgress?: ((phase: string, done: number, total: number) => void) | undefined;
+}
+
+/** Runs `count` tasks with at most `concurrency` in flight, stopping new ones at the deadline. */
+async function runBounded<T>(
+  count: number,
+  concurrency: number,
+  deadline: Date,
+  task: (index: number) => Promise<T>,
+  onDone: (done: number) => void,
+): Promise<{ results: (T | Error)[]; seconds: number }> {
+  const results: (T | Error)[] = [];
+  let next = 0;
+  let done = 0;
+  const started = performance.now();
+  const worker = async () => {
+    while (next < count && Date.now() < deadline.getTime()) {
+      const index = next++;
+      try {
+        results[index] = await task(index);
+      } catch (error) {
+        results[index] = error instanceof Error ? error : new Error(String(error));
+      }
+      onDone(++done);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
+  return { results, seconds: (performance.now() - started) / 1000 };
+}
+
+function phaseReport(results: ({ ms: number } | Error)[], seconds: number): PhaseReport {
+  const latencies: number[] = [];
+  const errors: Record<string, number> = {};
+  for (const result of results) {
+    if (result instanceof Error) {
+      const code = result instanceof ServerRefusedError ? result.code : result.message.slice(0, 80);
+      errors[code] = (errors[code] ?? 0) + 1;
+    } else if (result) latencies.push(result.ms);
+  }
+  const failed = Object.values(errors).reduce((a, b) => a + b, 0);
+  return {
+    ok: latencies.length,
+    failed,
+    seconds: Math.round(seconds * 1000) / 1000,
+    perSecond: seconds > 0 ? Math.round((latencies.length / seconds) * 10) / 10 : 0,
+    latencyMs: percentiles(latencies),
+    errors,
+  };
+}
+
+/** Enrolls then reconnects a fleet; never throws for refused devices, it counts them. */
+export async function runFleet(options: FleetOptions): Promise<FleetReport> {
+  const count = Math.min(options.devices, options.tokens.length);
+  if (count < options.devices) throw new Error(`only ${options.tokens.length} tokens for ${options.devices} devices`);
+
+  // Keys and CSRs first: the device's own cost is not the server's.
+  const prepared = await Promise.all(
+    options.tokens.slice(0, count).map(async (token, index) => {
+      const deviceId = token.deviceId ?? `${options.idPrefix}-${String(index + 1).padStart(6, '0')}`;
+      const key = await generateDeviceKey();
+      return { token: token.token, deviceId, key, csr: buildCsr(key, deviceId) };
+    }),
+  );
+
+  const agent = new Agent({ keepAlive: true, maxSockets: options.concurrency, ca: options.caPem });
+  const client = new ImprintClient(options.url, options.caPem, agent);
+  const identities: (ClientIdentity | undefined)[] = [];
+  try {
+    const enroll = await runBounded(
+      count,
+      options.concurrency,
+      options.deadline,
+      async (index) => {
+        const device = prepared[index]!;
+        const started = performance.now();
+        const enrolled = await client.enroll(device.token, device.csr);
+        const ms = performance.now() - started;
+        identities[index] = { certificatePem: enrolled.certificate, keyPem: device.key.privateKeyPem };
+        return { ms };
+      },
+      (done) => options.onProgress?.('enroll', done, count),
+    );
+
+    const enrolled = identities.flatMap((identity) => (identity ? [identity] : []));
+    const reconnect = await runBounded(
+      enrolled.length,
+      options.concurrency,
+      options.deadline,
+      async (index) => {
+        const mtls = client.mtlsAgent(enrolled[index]!);
+        const started = performance.now();
+        try {
+          await client.device(enrolled[index]!, mtls);
+        } finally {
+          mtls.destroy();
+        }
+        return { ms: performance.now() - started };
+      },
+      (done) => options.onProgress?.('reconnect', done, enrolled.length),
+    );
+
+    return {
+      devices: count,
+      concurrency: options.concurrency,
+      enroll: phaseReport(enroll.results, enroll.seconds),
+      reconnect: phaseReport(reconnect.results, reconnect.seconds),
+    };
+  } finally {
+    agent.destroy();
+  }
+}

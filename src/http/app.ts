@@ -39,10 +39,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: BODY_LIMIT_BYTES,
+    // Refuse unknown fields instead of silently dropping them.
+    ajv: { customOptions: { removeAdditional: false } },
     ...(options.tls ? { https: httpsOptions(options.tls) } : {}),
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   installErrorHandling(app);
+  // Every body we take is JSON; a text/plain body is 415, not a schema error.
+  app.removeContentTypeParser('text/plain');
   await app.register(helmet, { contentSecurityPolicy: false });
   await app.register(publicRoutes, { services: options.services });
   await app.register(deviceRoutes, { services: options.services });

@@ -1,0 +1,56 @@
+/** A real imprint server on an ephemeral loopback port with its own temporary data directory. */
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { caPaths } from '../../src/ca/ca-directory.js';
+import { startServer, type RunningServer } from '../../src/server.js';
+import { tempDir } from './openssl.js';
+
+/** A started server and the paths a client needs. */
+export interface TestServer {
+  readonly server: RunningServer;
+  readonly url: string;
+  readonly dataDir: string;
+  readonly rootPath: string;
+  readonly issuerPath: string;
+  readonly rootPem: string;
+  mintToken(options?: { deviceId?: string; ttlSeconds?: number; label?: string }): Promise<{ id: string; token: string }>;
+  /** Stops the listener; the data directory stays for a restart. */
+  stop(): Promise<void>;
+  /** Stops and removes the data directory. */
+  destroy(): Promise<void>;
+}
+
+/** Starts a server on 127.0.0.1:0, on a fresh data directory or an existing one. */
+export async function startTestServer(dataDir = join(tempDir(), 'data')): Promise<TestServer> {
+  const server = await startServer({ dataDir, host: '127.0.0.1', port: 0 });
+  const paths = caPaths(dataDir);
+  let stopped = false;
+  const stop = async () => {
+    if (!stopped) await server.close();
+    stopped = true;
+  };
+  return {
+    server,
+    url: server.url,
+    dataDir,
+    rootPath: paths.root,
+    issuerPath: paths.issuer,
+    rootPem: readFileSync(paths.root, 'utf8'),
+    async mintToken(options = {}) {
+      const { tokens } = await server.instance.tokens.mint(
+        {
+          ttlSeconds: options.ttlSeconds,
+          label: options.label,
+          deviceIds: options.deviceId ? [options.deviceId] : undefined,
+        },
+        { actor: 'cli:test' },
+      );
+      return tokens[0]!;
+    },
+    stop,
+    async destroy() {
+      await stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}

@@ -25,6 +25,19 @@ export interface DeviceIdentity {
   readonly device: DeviceRecord;
 }
 
+/** Human sentences for the chain errors OpenSSL reports most often. */
+const VERIFICATION_ERRORS: Readonly<Record<string, string>> = {
+  CERT_HAS_EXPIRED: 'client certificate has expired',
+  CERT_NOT_YET_VALID: 'client certificate is not yet valid',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'client certificate is self-signed, not issued by this server',
+  SELF_SIGNED_CERT_IN_CHAIN: 'client certificate was not issued by this server',
+  UNABLE_TO_GET_ISSUER_CERT: 'client certificate was not issued by this server',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'client certificate was not issued by this server',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'client certificate was not issued by this server',
+  CERT_SIGNATURE_FAILURE: 'client certificate signature does not verify',
+  INVALID_PURPOSE: 'client certificate is not valid for client authentication',
+};
+
 /** Maps TLS client certificates to identities, refusing what we did not issue or revoked. */
 export class ClientAuthenticator {
   constructor(
@@ -38,7 +51,8 @@ export class ClientAuthenticator {
       throw new ImprintError('client_cert_required', 'this route requires a client certificate');
     }
     if (presented.verificationError) {
-      throw new ImprintError('client_cert_invalid', `client certificate refused: ${presented.verificationError}`);
+      const sentence = VERIFICATION_ERRORS[presented.verificationError] ?? 'client certificate chain does not verify';
+      throw new ImprintError('client_cert_invalid', `${sentence} (${presented.verificationError})`);
     }
     const certificate = await this.store.findCertificate(presented.serial);
     if (!certificate || !certificate.der.equals(presented.der)) {

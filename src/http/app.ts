@@ -8,6 +8,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import type { SecureContextOptions } from 'node:tls';
 import type { SigningServices } from '../instance.js';
 import { installErrorHandling } from './error-handler.js';
+import { installValidation } from './validation.js';
 import { deviceRoutes } from './routes/device-routes.js';
 import { publicRoutes } from './routes/public-routes.js';
 
@@ -39,12 +40,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: BODY_LIMIT_BYTES,
-    // Refuse unknown fields instead of silently dropping them.
-    ajv: { customOptions: { removeAdditional: false } },
     ...(options.tls ? { https: httpsOptions(options.tls) } : {}),
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   installErrorHandling(app);
+  installValidation(app);
   // Every body we take is JSON; a text/plain body is 415, not a schema error.
   app.removeContentTypeParser('text/plain');
   await app.register(helmet, { contentSecurityPolicy: false });

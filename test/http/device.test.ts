@@ -1,0 +1,185 @@
+/**
+ * Device routes over mutual TLS: who may reach /v1/device, renewal with a new key, and a
+ * restart on the same data directory.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildCsr, generateDeviceKey, type DeviceKey } from '../../simulator/csr.js';
+import { query } from '../helpers/database.js';
+import { call, type Response } from '../helpers/https.js';
+import { openssl, tempDir } from '../helpers/openssl.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+
+let t: TestServer;
+beforeAll(async () => {
+  t = await startTestServer();
+});
+afterAll(async () => {
+  await t.destroy();
+});
+
+interface Device {
+  readonly id: string;
+  readonly key: DeviceKey;
+  readonly certificatePem: string;
+  readonly serial: string;
+}
+
+let counter = 0;
+async function enrollDevice(id = `mtls-${++counter}`): Promise<Device> {
+  const key = await generateDeviceKey();
+  const { token } = await t.mintToken();
+  const response = await call(`${t.url}/v1/enroll`, { ca: t.rootPem, json: { csr: buildCsr(key, id) }, headers: { authorization: `Bearer ${token}` } });
+  expect(response.status).toBe(201);
+  return { id, key, certificatePem: response.body.certificate, serial: response.body.serial };
+}
+
+const getDevice = (cert?: string, key?: string): Promise<Response> =>
+  call(`${t.url}/v1/device`, { ca: t.rootPem, ...(cert ? { cert } : {}), ...(key ? { key } : {}) });
+
+const renew = (device: { certificatePem: string; key: DeviceKey }, csr: string): Promise<Response> =>
+  call(`${t.url}/v1/renew`, { ca: t.rootPem, json: { csr }, cert: device.certificatePem, key: device.key.privateKeyPem });
+
+describe('GET /v1/device', () => {
+  it('answers an enrolled device with who it is', async () => {
+    const device = await enrollDevice();
+    const response = await getDevice(device.certificatePem, device.key.privateKeyPem);
+    expect(response.status).toBe(200);
+    expect(response.body).toEqual({
+      deviceId: device.id,
+      status: 'active',
+      serial: device.serial,
+      notAfter: expect.stringMatching(/Z$/),
+      enrolledAt: expect.stringMatching(/Z$/),
+    });
+  });
+
+  it('without a client certificate -> 401 client_cert_required', async () => {
+    const response = await getDevice();
+    expect(response.status).toBe(401);
+    expect(response.body.error).toBe('client_cert_required');
+  });
+
+  it('with a certificate from another CA -> 401 client_cert_invalid', async () => {
+    const dir = tempDir();
+    const keyPath = join(dir, 'k.pem');
+    const cert = openssl([
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', keyPath,
+      '-subj', '/CN=mtls-1', '-days', '1', '-addext', 'extendedKeyUsage=clientAuth',
+    ]);
+    const response = await getDevice(cert, readFileSync(keyPath, 'utf8'));
+    expect(response.status).toBe(401);
+    expect(response.body.error).toBe('client_cert_invalid');
+  });
+
+  it('with an expired certificate from our own CA -> 401 client_cert_invalid', async () => {
+    const key = await generateDeviceKey();
+    const { createPublicKey } = await import('node:crypto');
+    const spki = createPublicKey(key.privateKey).export({ type: 'spki', format: 'der' });
+    const issued = t.server.instance.signing().ca.issueClientCertificate({
+      kind: 'device',
+      name: 'mtls-expired',
+      keyType: 'ec',
+      subjectPublicKeyInfo: spki,
+      subjectPublicKeyBits: spki.subarray(spki.length - 65),
+      notBefore: new Date(Date.now() - 10 * 86_400_000),
+      notAfter: new Date(Date.now() - 86_400_000),
+    });
+    const response = await getDevice(issued.pem, key.privateKeyPem);
+    expect(response.status).toBe(401);
+    expect(response.body).toEqual({ error: 'client_cert_invalid', message: expect.stringMatching(/expired/) });
+  });
+
+  it('with a certificate signed by our CA but never recorded -> 401 client_cert_invalid', async () => {
+    const key = await generateDeviceKey();
+    const { createPublicKey } = await import('node:crypto');
+    const spki = createPublicKey(key.privateKey).export({ type: 'spki', format: 'der' });
+    const issued = t.server.instance.signing().ca.issueClientCertificate({
+      kind: 'device',
+      name: 'mtls-ghost',
+      keyType: 'ec',
+      subjectPublicKeyInfo: spki,
+      subjectPublicKeyBits: spki.subarray(spki.length - 65),
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + 86_400_000),
+    });
+    const response = await getDevice(issued.pem, key.privateKeyPem);
+    expect(response.status).toBe(401);
+    expect(response.body.error).toBe('client_cert_invalid');
+  });
+
+  it('with a certificate superseded by a re-provisioning -> 401 client_cert_invalid', async () => {
+    const device = await enrollDevice();
+    const { token } = await t.mintToken({ deviceId: device.id });
+    const reprovision = await call(`${t.url}/v1/enroll`, {
+      ca: t.rootPem,
+      json: { csr: buildCsr(await generateDeviceKey(), device.id) },
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(reprovision.status).toBe(201);
+    const response = await getDevice(device.certificatePem, device.key.privateKeyPem);
+    expect(response.status).toBe(401);
+    expect(response.body).toEqual({ error: 'client_cert_invalid', message: expect.stringMatching(/superseded/) });
+  });
+});
+
+describe('POST /v1/renew', () => {
+  it('renews with a new key: same device id, new serial, and the new certificate works', async () => {
+    const device = await enrollDevice();
+    const newKey = await generateDeviceKey();
+    const response = await renew(device, buildCsr(newKey, device.id));
+    expect(response.status).toBe(201);
+    expect(response.body.deviceId).toBe(device.id);
+    expect(response.body.serial).not.toBe(device.serial);
+    const reconnect = await getDevice(response.body.certificate, newKey.privateKeyPem);
+    expect(reconnect.body).toMatchObject({ deviceId: device.id, serial: response.body.serial });
+    const rows = query<{ current_serial: string }>(t.dataDir, 'SELECT current_serial FROM devices WHERE id = ?', device.id);
+    expect(rows).toEqual([{ current_serial: response.body.serial }]);
+  });
+
+  it('renews with the same key', async () => {
+    const device = await enrollDevice();
+    const response = await renew(device, buildCsr(device.key, device.id));
+    expect(response.status).toBe(201);
+  });
+
+  it.each([
+    { name: 'renew/other-cn', status: 403, code: 'csr_subject_mismatch', csr: async () => buildCsr(await generateDeviceKey(), 'someone-else') },
+    { name: 'renew/garbage-csr', status: 400, code: 'csr_malformed', csr: async () => 'garbage' },
+  ])('$name -> $status $code', async ({ status, code, csr }) => {
+    const device = await enrollDevice();
+    const response = await renew(device, await csr());
+    expect(response.status).toBe(status);
+    expect(response.body.error).toBe(code);
+  });
+
+  it('renew/key-of-another-device -> 409 key_reused', async () => {
+    const [a, b] = [await enrollDevice(), await enrollDevice()];
+    const response = await renew(a, buildCsr(b.key, a.id));
+    expect(response.status).toBe(409);
+    expect(response.body.error).toBe('key_reused');
+  });
+
+  it('renew/no-client-certificate -> 401 client_cert_required', async () => {
+    const response = await call(`${t.url}/v1/renew`, { ca: t.rootPem, json: { csr: 'x' } });
+    expect(response.status).toBe(401);
+    expect(response.body.error).toBe('client_cert_required');
+  });
+});
+
+describe('restart on the same data directory', () => {
+  it('keeps the CA, and enrolled devices still reconnect', async () => {
+    const device = await enrollDevice('survivor-1');
+    const rootBefore = t.rootPem;
+    const dataDir = t.dataDir;
+    await t.stop();
+
+    t = await startTestServer(dataDir);
+
+    expect(t.rootPem).toBe(rootBefore);
+    const response = await getDevice(device.certificatePem, device.key.privateKeyPem);
+    expect(response.status).toBe(200);
+    expect(response.body.deviceId).toBe('survivor-1');
+  });
+});

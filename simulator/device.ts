@@ -35,7 +35,7 @@ export function dueForRenewal(certificatePem: string, now = new Date()): boolean
 /** Boots the device: enroll (with the token) if it has no certificate yet, else reconnect. */
 export async function bootDevice(
   client: ImprintClient,
-  options: { stateDir: string; deviceId: string; token: string | undefined },
+  options: { stateDir: string; deviceId: string; token: string | undefined; now?: Date },
 ): Promise<BootReport> {
   const paths = statePaths(options.stateDir);
   mkdirSync(options.stateDir, { recursive: true, mode: 0o700 });
@@ -51,7 +51,7 @@ export async function bootDevice(
     return { action: 'enrolled', device };
   }
   const identity = { certificatePem: readFileSync(paths.certificate, 'utf8'), keyPem: readFileSync(paths.key, 'utf8') };
-  if (!dueForRenewal(identity.certificatePem)) return { action: 'reconnected', device: await client.device(identity) };
+  if (!dueForRenewal(identity.certificatePem, options.now)) return { action: 'reconnected', device: await client.device(identity) };
 
   const key = await generateDeviceKey();
   const renewed = await client.renew(identity, buildCsr(key, options.deviceId));

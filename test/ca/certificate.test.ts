@@ -1,0 +1,89 @@
+/**
+ * Certificates built from DER parts, checked by independent parsers: Node's X509Certificate
+ * (OpenSSL) and pkijs, which re-encodes and verifies the signature with WebCrypto.
+ */
+import { createPublicKey, generateKeyPairSync, webcrypto, X509Certificate } from 'node:crypto';
+import * as asn1js from 'asn1js';
+import * as pkijs from 'pkijs';
+import { describe, expect, it } from 'vitest';
+import { CertificateAuthority } from '../../src/ca/authority.js';
+import { randomSerial } from '../../src/ca/certificate-builder.js';
+import { createCa, loadCa } from '../../src/ca/ca-directory.js';
+import { tempDir } from '../helpers/openssl.js';
+
+function authority() {
+  const dataDir = tempDir();
+  createCa(dataDir, { org: 'Acme Devices', passphrase: undefined, now: new Date() });
+  return new CertificateAuthority(loadCa(dataDir, undefined), {
+    org: 'Acme Devices',
+    trustDomain: 'fleet.example.com',
+    publicUrl: 'https://enroll.example.com',
+  });
+}
+
+function deviceCertificate(ca: CertificateAuthority, keyType: 'ec' | 'rsa') {
+  const { publicKey } =
+    keyType === 'ec' ? generateKeyPairSync('ec', { namedCurve: 'P-256' }) : generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const spki = publicKey.export({ type: 'spki', format: 'der' });
+  const parsedSpki = pkijs.PublicKeyInfo.fromBER(spki);
+  return ca.issueClientCertificate({
+    kind: 'device',
+    name: 'sensor-42',
+    keyType,
+    subjectPublicKeyInfo: spki,
+    subjectPublicKeyBits: Buffer.from(parsedSpki.subjectPublicKey.valueBlock.valueHexView),
+    notBefore: new Date('2026-01-01T00:00:00Z'),
+    notAfter: new Date('2026-04-01T00:00:00Z'),
+  });
+}
+
+describe('device certificate', () => {
+  it('parses in pkijs, re-encodes byte for byte and verifies against the issuing CA', async () => {
+    pkijs.setEngine('node', new pkijs.CryptoEngine({ name: 'node', crypto: webcrypto as unknown as Crypto }));
+    const ca = authority();
+    const issued = deviceCertificate(ca, 'ec');
+    const certificate = pkijs.Certificate.fromBER(issued.der);
+    expect(Buffer.from(certificate.toSchema(true).toBER(false)).equals(issued.der)).toBe(true);
+    const issuer = pkijs.Certificate.fromBER(ca.material.issuer.der);
+    expect(await certificate.verify(issuer)).toBe(true);
+
+    expect(certificate.version).toBe(2);
+    expect(Buffer.from(certificate.serialNumber.valueBlock.valueHexView).toString('hex')).toBe(issued.serial);
+    const extensions = Object.fromEntries(certificate.extensions!.map((e) => [e.extnID, e]));
+    expect(extensions['2.5.29.19']!.critical).toBe(true); // basicConstraints
+    expect(extensions['2.5.29.15']!.critical).toBe(true); // keyUsage
+    expect(Object.keys(extensions).sort()).toEqual(
+      ['1.3.6.1.5.5.7.1.1', '2.5.29.14', '2.5.29.15', '2.5.29.17', '2.5.29.19', '2.5.29.31', '2.5.29.35', '2.5.29.37'].sort(),
+    );
+  });
+
+  it('reads the same in OpenSSL: subject, SAN, validity, issuer', () => {
+    const ca = authority();
+    const x509 = new X509Certificate(deviceCertificate(ca, 'ec').der);
+    expect(x509.subject).toBe('O=Acme Devices\nCN=sensor-42');
+    expect(x509.subjectAltName).toBe('URI:spiffe://fleet.example.com/device/sensor-42');
+    expect(x509.issuer).toBe('O=Acme Devices\nCN=imprint Issuing CA');
+    expect(new Date(x509.validFrom).toISOString()).toBe('2026-01-01T00:00:00.000Z');
+    expect(new Date(x509.validTo).toISOString()).toBe('2026-04-01T00:00:00.000Z');
+    expect(x509.verify(createPublicKey(ca.material.issuerKey))).toBe(true);
+    expect(x509.ca).toBe(false);
+  });
+
+  it('gives RSA keys keyEncipherment too', () => {
+    const certificate = pkijs.Certificate.fromBER(deviceCertificate(authority(), 'rsa').der);
+    const keyUsage = certificate.extensions!.find((e) => e.extnID === '2.5.29.15')!;
+    const bits = (keyUsage.parsedValue as asn1js.BitString).valueBlock.valueHexView[0]!;
+    expect(bits).toBe(0xa0); // digitalSignature | keyEncipherment
+  });
+});
+
+describe('randomSerial', () => {
+  it('is always 16 bytes, positive, with a non-zero first byte', () => {
+    for (const fill of [0x00, 0xff, 0x80]) {
+      const serial = randomSerial((size) => Buffer.alloc(size, fill));
+      expect(serial).toHaveLength(16);
+      expect(serial[0]! & 0x80).toBe(0);
+      expect(serial[0]).not.toBe(0);
+    }
+  });
+});

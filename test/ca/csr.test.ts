@@ -1,0 +1,53 @@
+/** Reading CSRs from untrusted text: the accepted forms and the refusals, by code. */
+import { describe, expect, it } from 'vitest';
+import { MAX_CSR_DER_BYTES, csrSignatureVerifies, decodeCsrText, parseCsr } from '../../src/ca/csr.js';
+import { ImprintError } from '../../src/errors.js';
+import { opensslCsr } from '../helpers/openssl.js';
+
+const pem = opensslCsr('p256', '/O=Acme/CN=sensor-9').csrPem;
+const base64 = pem.replace(/-----[A-Z ]+-----|\s/g, '');
+
+function codeOf(action: () => unknown): string | undefined {
+  try {
+    action();
+  } catch (error) {
+    if (error instanceof ImprintError) return error.code;
+    throw error;
+  }
+  return undefined;
+}
+
+describe('parseCsr', () => {
+  it.each([
+    { name: 'pem', text: pem },
+    { name: 'pem/crlf', text: pem.replace(/\n/g, '\r\n') },
+    { name: 'pem/new-label', text: pem.replace(/CERTIFICATE REQUEST/g, 'NEW CERTIFICATE REQUEST') },
+    { name: 'base64-der', text: base64 },
+    { name: 'base64-der/wrapped', text: base64.replace(/(.{64})/g, '$1\n') },
+  ])('accepts $name', ({ text }) => {
+    const csr = parseCsr(text);
+    expect(csr.commonNames).toEqual(['sensor-9']);
+    expect(csr.key).toEqual({ type: 'ec', curve: 'prime256v1' });
+    expect(csrSignatureVerifies(csr)).toBe(true);
+    expect(csr.spkiSha256).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it.each([
+    { name: 'empty', text: '', code: 'csr_malformed' },
+    { name: 'pem/certificate-label', text: pem.replace(/CERTIFICATE REQUEST/g, 'CERTIFICATE'), code: 'csr_malformed' },
+    { name: 'pem/mismatched-labels', text: pem.replace('END CERTIFICATE REQUEST', 'END NEW CERTIFICATE REQUEST'), code: 'csr_malformed' },
+    { name: 'pem/trailing-garbage', text: `${pem}garbage`, code: 'csr_malformed' },
+    { name: 'pem/two-blocks', text: pem + pem, code: 'csr_malformed' },
+    { name: 'base64/bad-padding', text: `${base64}=A`, code: 'csr_malformed' },
+    { name: 'der/truncated', text: Buffer.from(base64, 'base64').subarray(0, 50).toString('base64'), code: 'csr_malformed' },
+    { name: 'der/not-a-csr', text: Buffer.from([0x30, 0x03, 0x02, 0x01, 0x00]).toString('base64'), code: 'csr_malformed' },
+    { name: 'der/over-16-KiB', text: Buffer.alloc(MAX_CSR_DER_BYTES + 1, 0x30).toString('base64'), code: 'csr_malformed' },
+    { name: 'null-bytes', text: 'MII\u0000\u0000', code: 'csr_malformed' },
+  ])('refuses $name as $code', ({ text, code }) => {
+    expect(codeOf(() => parseCsr(text))).toBe(code);
+  });
+
+  it('decodes exactly the DER that was sent', () => {
+    expect(decodeCsrText(pem).toString('base64')).toBe(base64);
+  });
+});

@@ -1,0 +1,38 @@
+/** The DER writer against known encodings and against asn1js as an independent decoder. */
+import * as asn1js from 'asn1js';
+import { describe, expect, it } from 'vitest';
+import * as der from '../../src/asn1/der.js';
+import { childrenOf, readElement } from '../../src/asn1/der-reader.js';
+
+const hex = (buffer: Buffer) => buffer.toString('hex');
+
+describe('der writer', () => {
+  it.each([
+    { name: 'oid/ecdsa-with-SHA256', value: der.objectIdentifier('1.2.840.10045.4.3.2'), expected: '06082a8648ce3d040302' },
+    { name: 'oid/large-arc', value: der.objectIdentifier('1.3.6.1.4.1.311.21.20'), expected: '06092b0601040182371514' },
+    { name: 'integer/zero', value: der.smallInteger(0), expected: '020100' },
+    { name: 'integer/128-gets-leading-zero', value: der.smallInteger(128), expected: '02020080' },
+    { name: 'integer/strips-leading-zeros', value: der.unsignedInteger(Buffer.from([0, 0, 1])), expected: '020101' },
+    { name: 'time/utc-before-2050', value: der.time(new Date('2049-12-31T23:59:59.999Z')), expected: hex(Buffer.concat([Buffer.from([0x17, 13]), Buffer.from('491231235959Z')])) },
+    { name: 'time/generalized-from-2050', value: der.time(new Date('2050-01-01T00:00:00Z')), expected: hex(Buffer.concat([Buffer.from([0x18, 15]), Buffer.from('20500101000000Z')])) },
+    { name: 'boolean/true', value: der.boolean(true), expected: '0101ff' },
+    { name: 'null', value: der.nullValue(), expected: '0500' },
+  ])('$name', ({ value, expected }) => {
+    expect(hex(value)).toBe(expected);
+  });
+
+  it.each([0, 127, 128, 255, 256, 65_535, 70_000])('length %i round-trips through asn1js and our reader', (length) => {
+    const encoded = der.octetString(Buffer.alloc(length, 7));
+    const decoded = asn1js.fromBER(encoded);
+    expect(decoded.offset).toBe(encoded.length);
+    expect((decoded.result as asn1js.OctetString).valueBlock.valueHexView.length).toBe(length);
+    const element = readElement(encoded);
+    expect(element.end - element.contentStart).toBe(length);
+  });
+
+  it('reader refuses truncated and indefinite-length input', () => {
+    expect(() => readElement(Buffer.from([0x30, 0x05, 0x01]))).toThrow(RangeError);
+    expect(() => readElement(Buffer.from([0x30, 0x80, 0x00, 0x00]))).toThrow(RangeError);
+    expect(() => childrenOf(Buffer.from([0x30, 0x03, 0x04, 0x05, 0x00]), readElement(Buffer.from([0x30, 0x03, 0x04, 0x05, 0x00])))).toThrow(RangeError);
+  });
+});

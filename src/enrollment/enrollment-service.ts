@@ -41,6 +41,15 @@ const BACKDATE_MS = 5 * 60_000;
 
 const secondsPrecision = (ms: number) => new Date(Math.floor(ms / 1000) * 1000);
 
+/** SHA-256 of a CSR's DER, or undefined when the text is no CSR at all. */
+function csrSha256(text: string): string | undefined {
+  try {
+    return createHash('sha256').update(decodeCsrText(text)).digest('hex');
+  } catch {
+    return undefined;
+  }
+}
+
 /** Throws when an unused token can no longer be redeemed. */
 function refuseUnusableToken(token: TokenRecord, now: Date): void {
   if (token.revokedAt) throw new ImprintError('token_revoked', 'token has been revoked');
@@ -68,7 +77,7 @@ export class EnrollmentService {
       if (!token) throw new ImprintError('token_invalid', 'token is not valid');
       audit = { ...audit, actor: `token:${token.id}`, tokenId: token.id };
 
-      if (token.usedAt) return await this.replay(token, decodeCsrText(request.csr), audit);
+      if (token.usedAt) return await this.replay(token, request.csr, audit);
       refuseUnusableToken(token, now);
 
       const csr = parseCsr(request.csr);
@@ -95,7 +104,7 @@ export class EnrollmentService {
       if (outcome.conflict === 'device_exists') await this.refuseExistingDevice(deviceId);
       if (outcome.conflict === 'key_reused') await this.refuseReusedKey(csr, deviceId);
       const current = await this.store.findTokenByHash(hashToken(request.token));
-      if (current?.usedAt) return await this.replay(current, csr.der, audit);
+      if (current?.usedAt) return await this.replay(current, request.csr, audit);
       refuseUnusableToken(current ?? token, this.clock.now());
       throw new ImprintError('token_used', 'token is no longer usable');
     } catch (error) {
@@ -141,8 +150,8 @@ export class EnrollmentService {
    * A used token presented again: the same CSR gets the same certificate back (the
    * device lost our first answer); anything else is token_used.
    */
-  private async replay(token: TokenRecord, csrDer: Buffer, audit: AuditEventInput): Promise<EnrollmentOutcome> {
-    const sameCsr = token.csrSha256 === createHash('sha256').update(csrDer).digest('hex');
+  private async replay(token: TokenRecord, csrText: string, audit: AuditEventInput): Promise<EnrollmentOutcome> {
+    const sameCsr = token.csrSha256 !== null && token.csrSha256 === csrSha256(csrText);
     const certificate = sameCsr && token.serial ? await this.store.findCertificate(token.serial) : undefined;
     if (!certificate || !certificate.deviceId) throw new ImprintError('token_used', 'token has already been used');
     const device = await this.store.findDevice(certificate.deviceId);

@@ -40,6 +40,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: BODY_LIMIT_BYTES,
+    // Per-request access lines cost more than the enrollment they describe; every
+    // enrollment attempt is in the audit log, and failures are logged by the error handler.
+    disableRequestLogging: true,
     ...(options.tls ? { https: httpsOptions(options.tls) } : {}),
   }).withTypeProvider<TypeBoxTypeProvider>();
 

@@ -2,6 +2,7 @@
  * Device routes over mutual TLS: who may reach /v1/device, renewal with a new key, and a
  * restart on the same data directory.
  */
+import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -33,6 +34,22 @@ async function enrollDevice(id = `mtls-${++counter}`): Promise<Device> {
   const response = await call(`${t.url}/v1/enroll`, { ca: t.rootPem, json: { csr: buildCsr(key, id) }, headers: { authorization: `Bearer ${token}` } });
   expect(response.status).toBe(201);
   return { id, key, certificatePem: response.body.certificate, serial: response.body.serial };
+}
+
+/** A certificate signed by our issuing CA directly, bypassing enrollment (so never recorded). */
+async function signedButNotRecorded(name: string, fromMs: number, toMs: number) {
+  const key = await generateDeviceKey();
+  const spki = createPublicKey(key.privateKey).export({ type: 'spki', format: 'der' });
+  const issued = t.server.instance.signing().ca.issueClientCertificate({
+    kind: 'device',
+    name,
+    keyType: 'ec',
+    subjectPublicKeyInfo: spki,
+    subjectPublicKeyBits: spki.subarray(spki.length - 65),
+    notBefore: new Date(Date.now() + fromMs),
+    notAfter: new Date(Date.now() + toMs),
+  });
+  return { pem: issued.pem, key };
 }
 
 const getDevice = (cert?: string, key?: string): Promise<Response> =>
@@ -74,37 +91,15 @@ describe('GET /v1/device', () => {
   });
 
   it('with an expired certificate from our own CA -> 401 client_cert_invalid', async () => {
-    const key = await generateDeviceKey();
-    const { createPublicKey } = await import('node:crypto');
-    const spki = createPublicKey(key.privateKey).export({ type: 'spki', format: 'der' });
-    const issued = t.server.instance.signing().ca.issueClientCertificate({
-      kind: 'device',
-      name: 'mtls-expired',
-      keyType: 'ec',
-      subjectPublicKeyInfo: spki,
-      subjectPublicKeyBits: spki.subarray(spki.length - 65),
-      notBefore: new Date(Date.now() - 10 * 86_400_000),
-      notAfter: new Date(Date.now() - 86_400_000),
-    });
-    const response = await getDevice(issued.pem, key.privateKeyPem);
+    const { pem, key } = await signedButNotRecorded('mtls-expired', -10 * 86_400_000, -86_400_000);
+    const response = await getDevice(pem, key.privateKeyPem);
     expect(response.status).toBe(401);
     expect(response.body).toEqual({ error: 'client_cert_invalid', message: expect.stringMatching(/expired/) });
   });
 
   it('with a certificate signed by our CA but never recorded -> 401 client_cert_invalid', async () => {
-    const key = await generateDeviceKey();
-    const { createPublicKey } = await import('node:crypto');
-    const spki = createPublicKey(key.privateKey).export({ type: 'spki', format: 'der' });
-    const issued = t.server.instance.signing().ca.issueClientCertificate({
-      kind: 'device',
-      name: 'mtls-ghost',
-      keyType: 'ec',
-      subjectPublicKeyInfo: spki,
-      subjectPublicKeyBits: spki.subarray(spki.length - 65),
-      notBefore: new Date(Date.now() - 60_000),
-      notAfter: new Date(Date.now() + 86_400_000),
-    });
-    const response = await getDevice(issued.pem, key.privateKeyPem);
+    const { pem, key } = await signedButNotRecorded('mtls-ghost', -60_000, 86_400_000);
+    const response = await getDevice(pem, key.privateKeyPem);
     expect(response.status).toBe(401);
     expect(response.body.error).toBe('client_cert_invalid');
   });

@@ -86,6 +86,16 @@ const refusals: RefusalCase[] = [
     },
   },
   {
+    name: 'token/used-then-garbage-csr',
+    status: 409,
+    code: 'token_used',
+    setup: async () => {
+      const { token } = await t.mintToken();
+      expect((await enroll(token, p256(`/CN=${nextId()}`))).status).toBe(201);
+      return { token, csr: 'not a csr', tokenStillUsable: false };
+    },
+  },
+  {
     name: 'token/expired',
     status: 401,
     code: 'token_expired',
@@ -283,6 +293,27 @@ describe('POST /v1/enroll one-time semantics', () => {
     const again = await enroll(token, csr);
     expect([first.status, again.status]).toEqual([201, 200]);
     expect(again.body).toEqual(first.body);
+  });
+
+  it('records the enrollment in the audit log with the token id, and the token itself nowhere', async () => {
+    const { id, token } = await t.mintToken();
+    const response = await enroll(token, p256(`/CN=${nextId()}`));
+    expect(response.status).toBe(201);
+    const [event] = query(t.dataDir, 'SELECT actor, action, outcome, source, token_id, device_id, serial FROM audit_events ORDER BY id DESC LIMIT 1');
+    expect(event).toEqual({
+      actor: `token:${id}`,
+      action: 'enroll',
+      outcome: 'ok',
+      source: '127.0.0.1',
+      token_id: id,
+      device_id: response.body.deviceId,
+      serial: response.body.serial,
+    });
+    const everything = JSON.stringify(
+      ['tokens', 'audit_events', 'devices', 'certificates', 'settings'].map((table) => query(t.dataDir, `SELECT * FROM ${table}`)),
+    );
+    expect(everything).not.toContain(token);
+    expect(everything).not.toContain(token.slice(4));
   });
 
   it('a bound token re-provisions its device and revokes the old certificates as superseded', async () => {

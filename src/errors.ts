@@ -23,6 +23,7 @@ export const ERROR_STATUS = {
   token_used: 409,
   device_exists: 409,
   key_reused: 409,
+  operator_exists: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
   rate_limited: 429,

@@ -6,9 +6,14 @@ import { join, resolve } from 'node:path';
 import { CertificateAuthority } from './ca/authority.js';
 import { caExists, createCa, importCa, issueServerCertificate, loadCa, type ImportCaOptions } from './ca/ca-directory.js';
 import { systemClock, type Clock } from './clock.js';
+import { AuditService } from './enrollment/audit-service.js';
 import { ClientAuthenticator } from './enrollment/client-authenticator.js';
+import { CrlPublisher } from './enrollment/crl-publisher.js';
 import { DEFAULT_DEVICE_ID_PATTERN, DeviceIdPolicy } from './enrollment/device-id.js';
 import { EnrollmentService } from './enrollment/enrollment-service.js';
+import { FleetService } from './enrollment/fleet-service.js';
+import { OcspService } from './enrollment/ocsp-service.js';
+import { OperatorService } from './enrollment/operator-service.js';
 import { TokenService } from './enrollment/tokens.js';
 import type { Durability } from './store/database.js';
 import { SqliteStore } from './store/sqlite-store.js';
@@ -116,6 +121,8 @@ export interface Instance {
   readonly store: Store;
   readonly clock: Clock;
   readonly tokens: TokenService;
+  readonly fleet: FleetService;
+  readonly audit: AuditService;
   /** The CA and the services that sign; loading it reads (and may decrypt) the issuing key. */
   signing(): SigningServices;
   close(): Promise<void>;
@@ -126,7 +133,13 @@ export interface SigningServices {
   readonly ca: CertificateAuthority;
   readonly enrollment: EnrollmentService;
   readonly clients: ClientAuthenticator;
+  readonly crls: CrlPublisher;
+  readonly ocsp: OcspService;
+  readonly operators: OperatorService;
 }
+
+/** Everything the HTTP API calls. */
+export type AppServices = SigningServices & Pick<Instance, 'tokens' | 'fleet' | 'audit'>;
 
 /** Options for opening a data directory. */
 export interface OpenOptions {
@@ -149,6 +162,8 @@ export async function openInstance(dataDir: string, options: OpenOptions = {}): 
     store,
     clock,
     tokens: new TokenService(store, clock, deviceIds),
+    fleet: new FleetService(store, clock),
+    audit: new AuditService(store),
     signing() {
       if (!signing) {
         const ca = new CertificateAuthority(loadCa(dataDir, options.passphrase), settings);
@@ -156,6 +171,9 @@ export async function openInstance(dataDir: string, options: OpenOptions = {}): 
           ca,
           enrollment: new EnrollmentService(store, ca, clock, deviceIds, settings),
           clients: new ClientAuthenticator(store, clock),
+          crls: new CrlPublisher(store, ca, clock),
+          ocsp: new OcspService(store, ca, clock),
+          operators: new OperatorService(store, ca, clock),
         };
       }
       return signing;

@@ -3,6 +3,7 @@
  * on one HTTPS listener until SIGINT/SIGTERM.
  */
 import type { FastifyInstance } from 'fastify';
+import type { Server } from 'node:https';
 import {
   caExists,
   caPaths,
@@ -11,7 +12,9 @@ import {
   SERVER_RENEW_BEFORE_DAYS,
   type ServerIdentity,
 } from './ca/ca-directory.js';
+import { RevocationWatcher } from './enrollment/revocation-watcher.js';
 import { buildApp } from './http/app.js';
+import { ClientConnections } from './http/client-connections.js';
 import { initInstance, openInstance, serverNames, type InitOptions, type Instance } from './instance.js';
 
 /** Options of `imprint serve`. */
@@ -49,14 +52,25 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     await initInstance(options.dataDir, { port: options.port, ...options.init, passphrase: options.passphrase });
   }
   const instance = await openInstance(options.dataDir, { passphrase: options.passphrase });
+  let watcher: RevocationWatcher | undefined;
   try {
-    const services = instance.signing();
+    const services = { ...instance.signing(), tokens: instance.tokens, fleet: instance.fleet, audit: instance.audit };
     const identity = serverIdentity(instance);
     const app = await buildApp({
       services,
       tls: { ...identity, clientCaPem: services.ca.chainPem },
       logger: options.logger ? { level: 'info' } : false,
     });
+    const connections = new ClientConnections(app.server as Server);
+    watcher = new RevocationWatcher(
+      instance.store,
+      (serials) => {
+        const closed = connections.closeAll(serials);
+        if (closed) app.log.info({ closed, revoked: serials.length }, 'closed connections of revoked certificates');
+      },
+      (error) => app.log.error({ err: error }, 'revocation watch failed'),
+    );
+    await watcher.start();
     await app.listen({ host: options.host, port: options.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : options.port;
@@ -67,11 +81,13 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       url: `https://${host}:${port}`,
       initialised,
       async close() {
+        watcher?.stop();
         await app.close();
         await instance.close();
       },
     };
   } catch (error) {
+    watcher?.stop();
     await instance.close();
     throw error;
   }

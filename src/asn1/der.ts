@@ -78,8 +78,16 @@ export function objectIdentifier(dotted: string): Buffer {
  * always in seconds and in Zulu time.
  */
 export function time(date: Date): Buffer {
-  const iso = date.toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
-  const digits = iso.slice(0, 19).replace(/[-T:]/g, '') + 'Z';
-  const year = date.getUTCFullYear();
-  return year < 2050 ? tlv(0x17, Buffer.from(digits.slice(2), 'ascii')) : tlv(0x18, Buffer.from(digits, 'ascii'));
+  if (date.getUTCFullYear() >= 2050) return generalizedTime(date);
+  const digits = date.toISOString().slice(2, 19).replace(/[-T:]/g, '') + 'Z';
+  return tlv(0x17, Buffer.from(digits, 'ascii'));
+}
+
+/** ENUMERATED with a small non-negative value (CRL reason codes, OCSP status). */
+export const enumerated = (value: number): Buffer => tlv(0x0a, Buffer.from([value]));
+
+/** GeneralizedTime in seconds, Zulu (RFC 6960 uses it for every OCSP time). */
+export function generalizedTime(date: Date): Buffer {
+  const digits = date.toISOString().slice(0, 19).replace(/[-T:]/g, '') + 'Z';
+  return tlv(0x18, Buffer.from(digits, 'ascii'));
 }

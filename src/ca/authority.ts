@@ -6,6 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import { buildCertificate, encodeName, randomSerial, signingKeyFor, type SigningKey } from './certificate-builder.js';
 import type { CaMaterial } from './ca-directory.js';
+import { buildCrl, type CrlEntry } from './crl.js';
+import type { OcspResponder } from './ocsp.js';
 import { OID } from './oids.js';
 import { toPem } from './pem.js';
 import { ClientProfile, type ClientProfileSettings } from './profiles.js';
@@ -40,7 +42,10 @@ export interface AuthoritySettings extends ClientProfileSettings {
 export class CertificateAuthority {
   /** PEM certificates from the issuing CA up to the root, as served by GET /v1/ca. */
   readonly chainPem: readonly string[];
+  /** The issuing CA answering OCSP for the certificates it issued. */
+  readonly ocspResponder: OcspResponder;
   private readonly signer: SigningKey;
+  private readonly rootSigner: SigningKey | undefined;
   private readonly profile: ClientProfile;
 
   constructor(
@@ -49,8 +54,31 @@ export class CertificateAuthority {
     private readonly random: (size: number) => Buffer = randomBytes,
   ) {
     this.signer = signingKeyFor(material.issuerKey);
+    this.rootSigner = material.rootKey && signingKeyFor(material.rootKey);
     this.profile = new ClientProfile(settings, material.issuer.publicKeyBits);
     this.chainPem = [toPem(material.issuer.der), toPem(material.root.der)];
+    this.ocspResponder = {
+      signer: this.signer,
+      issuerName: material.issuer.subjectName,
+      issuerPublicKeyBits: material.issuer.publicKeyBits,
+      issuerCertificate: material.issuer.der,
+    };
+  }
+
+  /** The issuing CA's CRL: every certificate it issued that is revoked and not yet expired. */
+  issuerCrl(crl: { crlNumber: number; thisUpdate: Date; nextUpdate: Date; entries: readonly CrlEntry[] }): Buffer {
+    const issuer = this.material.issuer;
+    return buildCrl({ ...crl, issuerName: issuer.subjectName, issuerPublicKeyBits: issuer.publicKeyBits }, this.signer);
+  }
+
+  /**
+   * The root's CRL (imprint never revokes its issuing CA, so it is empty), for relying
+   * parties that check every link of the chain; undefined when the root key is offline.
+   */
+  rootCrl(crl: { crlNumber: number; thisUpdate: Date; nextUpdate: Date }): Buffer | undefined {
+    if (!this.rootSigner) return undefined;
+    const root = this.material.root;
+    return buildCrl({ ...crl, entries: [], issuerName: root.subjectName, issuerPublicKeyBits: root.publicKeyBits }, this.rootSigner);
   }
 
   /** Signs a device or operator certificate with the fixed client profile. */

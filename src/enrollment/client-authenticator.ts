@@ -5,7 +5,7 @@
  */
 import type { Clock } from '../clock.js';
 import { ImprintError } from '../errors.js';
-import type { CertificateRecord, DeviceRecord, Store } from '../store/store.js';
+import type { CertificateRecord, DeviceRecord, OperatorRole, Store } from '../store/store.js';
 
 /** What the TLS layer saw of the client's certificate. */
 export interface PresentedCertificate {
@@ -38,6 +38,14 @@ const VERIFICATION_ERRORS: Readonly<Record<string, string>> = {
   INVALID_PURPOSE: 'client certificate is not valid for client authentication',
 };
 
+/** An authenticated operator. */
+export interface OperatorIdentity {
+  readonly kind: 'operator';
+  readonly name: string;
+  readonly role: OperatorRole;
+  readonly certificate: CertificateRecord;
+}
+
 /** Maps TLS client certificates to identities, refusing what we did not issue or revoked. */
 export class ClientAuthenticator {
   constructor(
@@ -47,6 +55,29 @@ export class ClientAuthenticator {
 
   /** Authenticates an active device, or throws client_cert_* / device_revoked / forbidden. */
   async device(presented: PresentedCertificate): Promise<DeviceIdentity> {
+    const certificate = await this.certificate(presented);
+    if (certificate.kind !== 'device' || !certificate.deviceId) throw new ImprintError('forbidden', 'this route is for devices');
+    const device = await this.store.findDevice(certificate.deviceId);
+    if (!device || device.status === 'revoked') {
+      throw new ImprintError('device_revoked', `device ${certificate.deviceId} has been revoked`);
+    }
+    this.checkCurrent(certificate);
+    return { kind: 'device', deviceId: device.id, certificate, device };
+  }
+
+  /** Authenticates an active operator holding one of the given roles. */
+  async operator(presented: PresentedCertificate, roles: readonly OperatorRole[]): Promise<OperatorIdentity> {
+    const certificate = await this.certificate(presented);
+    if (certificate.kind !== 'operator') throw new ImprintError('forbidden', 'this route is for operators');
+    const operator = await this.store.findOperator(certificate.subject);
+    if (!operator || operator.status !== 'active') throw new ImprintError('client_cert_invalid', 'this operator has been revoked');
+    this.checkCurrent(certificate);
+    if (!roles.includes(operator.role)) throw new ImprintError('forbidden', `the ${operator.role} role may not do this`);
+    return { kind: 'operator', name: operator.name, role: operator.role, certificate };
+  }
+
+  /** The stored record of a chain-verified client certificate. */
+  private async certificate(presented: PresentedCertificate): Promise<CertificateRecord> {
     if (!presented.der || !presented.serial) {
       throw new ImprintError('client_cert_required', 'this route requires a client certificate');
     }
@@ -58,13 +89,11 @@ export class ClientAuthenticator {
     if (!certificate || !certificate.der.equals(presented.der)) {
       throw new ImprintError('client_cert_invalid', 'client certificate was not issued by this server');
     }
-    if (certificate.kind !== 'device' || !certificate.deviceId) {
-      throw new ImprintError('forbidden', 'this route is for devices');
-    }
-    const device = await this.store.findDevice(certificate.deviceId);
-    if (!device || device.status === 'revoked') {
-      throw new ImprintError('device_revoked', `device ${certificate.deviceId} has been revoked`);
-    }
+    return certificate;
+  }
+
+  /** Refuses a revoked certificate, or one outside its validity by our clock. */
+  private checkCurrent(certificate: CertificateRecord): void {
     if (certificate.status !== 'active') {
       throw new ImprintError('client_cert_invalid', `client certificate has been revoked (${certificate.revocationReason ?? 'unspecified'})`);
     }
@@ -72,6 +101,5 @@ export class ClientAuthenticator {
     if (certificate.notAfter <= now || certificate.notBefore > now) {
       throw new ImprintError('client_cert_invalid', 'client certificate is outside its validity period');
     }
-    return { kind: 'device', deviceId: device.id, certificate, device };
   }
 }

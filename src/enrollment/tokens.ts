@@ -6,6 +6,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import { ImprintError } from '../errors.js';
 import type { AuditEventInput, Page, Store, TokenRecord, TokenStatus } from '../store/store.js';
+import type { Actor } from './actor.js';
+import { checkLimit, listPage } from './paging.js';
 import type { DeviceIdPolicy } from './device-id.js';
 
 const TOKEN_PATTERN = /^imp_[A-Za-z0-9_-]{43}$/;
@@ -21,12 +23,6 @@ export const MAX_TOKENS_PER_REQUEST = 10_000;
 export const MIN_TOKEN_TTL_SECONDS = 60;
 export const MAX_TOKEN_TTL_SECONDS = 366 * 86_400;
 export const DEFAULT_TOKEN_TTL_SECONDS = 7 * 86_400;
-
-/** Who asks, for the audit log. */
-export interface Actor {
-  readonly actor: string;
-  readonly source?: string | undefined;
-}
 
 /** A minting request as the API and the CLI take it. */
 export interface MintRequest {
@@ -145,8 +141,14 @@ export class TokenService {
     cursor?: string | undefined;
   }): Promise<Page<TokenView>> {
     const now = this.clock.now();
-    const page = await this.store.listTokens({ ...query, limit: query.limit ?? 100, now });
+    const page = await listPage(this.store.listTokens({ ...query, limit: checkLimit(query.limit), now }));
     return { items: page.items.map((token) => view(token, now)), nextCursor: page.nextCursor };
+  }
+
+  /** Revokes every unused token of a batch (a lost CSV file); returns how many. */
+  async revokeBatch(label: string, by: Actor): Promise<{ label: string; revoked: number }> {
+    const audit: AuditEventInput = { at: this.clock.now(), actor: by.actor, action: 'tokens.revoke_batch', outcome: 'ok', source: by.source };
+    return { label, revoked: await this.store.revokeTokensByLabel(label, audit) };
   }
 
   /** Revokes one unused token; a used token stays used, and an unknown id is not_found. */

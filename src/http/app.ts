@@ -6,18 +6,20 @@ import helmet from '@fastify/helmet';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { SecureContextOptions } from 'node:tls';
-import type { SigningServices } from '../instance.js';
+import type { AppServices } from '../instance.js';
 import { installErrorHandling } from './error-handler.js';
 import { installValidation } from './validation.js';
+import { adminRoutes } from './routes/admin-routes.js';
 import { deviceRoutes } from './routes/device-routes.js';
 import { publicRoutes } from './routes/public-routes.js';
+import { revocationRoutes } from './routes/revocation-routes.js';
 
 /** Request bodies are small JSON documents (DESIGN: at most 64 KiB). */
 export const BODY_LIMIT_BYTES = 64 * 1024;
 
 /** What the app is built from. */
 export interface AppOptions {
-  readonly services: SigningServices;
+  readonly services: AppServices;
   /** TLS material; without it the app serves plain HTTP (inject-only tests). */
   readonly tls?: { readonly certificateChainPem: string; readonly keyPem: string; readonly clientCaPem: readonly string[] } | undefined;
   readonly logger?: FastifyServerOptions['logger'];
@@ -43,6 +45,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // Per-request access lines cost more than the enrollment they describe; every
     // enrollment attempt is in the audit log, and failures are logged by the error handler.
     disableRequestLogging: true,
+    // OCSP GET requests carry the base64 request in the path.
+    maxParamLength: 2048,
     ...(options.tls ? { https: httpsOptions(options.tls) } : {}),
   }).withTypeProvider<TypeBoxTypeProvider>();
 
@@ -53,5 +57,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(helmet, { contentSecurityPolicy: false });
   await app.register(publicRoutes, { services: options.services });
   await app.register(deviceRoutes, { services: options.services });
+  await app.register(adminRoutes, { services: options.services });
+  await app.register(revocationRoutes, { services: options.services });
   return app as unknown as FastifyInstance;
 }

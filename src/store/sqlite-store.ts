@@ -3,10 +3,11 @@
  * better-sqlite3 transaction (BEGIN IMMEDIATE when it writes, so the CLI and the server
  * serialise cleanly); prepared statements are made once.
  */
-import { createHash } from 'node:crypto';
 import type Database from 'better-sqlite3';
+import { auditHash, GENESIS_HASH } from './audit-hash.js';
 import { openDatabase, type Durability } from './database.js';
 import { migrate } from './migrate.js';
+import { InvalidCursorError } from './store.js';
 import type {
   AuditEvent,
   AuditEventInput,
@@ -14,17 +15,21 @@ import type {
   DeviceRecord,
   NewCertificate,
   NewToken,
+  OperatorRecord,
+  OperatorRole,
   Page,
   Redemption,
   RedemptionConflict,
   Renewal,
   RenewalConflict,
+  RevocationReason,
+  RevocationResult,
+  RevokedEntry,
   Store,
   TokenRecord,
   TokenStatus,
 } from './store.js';
 
-const GENESIS_HASH = '0'.repeat(64);
 
 type Row = Record<string, unknown>;
 const date = (value: unknown): Date | null => (value === null || value === undefined ? null : new Date(value as number));
@@ -76,6 +81,17 @@ function certificateFromRow(row: Row): CertificateRecord {
   };
 }
 
+function operatorFromRow(row: Row): OperatorRecord {
+  return {
+    name: row.name as string,
+    role: row.role as OperatorRole,
+    status: row.status as OperatorRecord['status'],
+    createdAt: date(row.created_at)!,
+    createdBy: row.created_by as string,
+    revokedAt: date(row.revoked_at),
+  };
+}
+
 function auditFromRow(row: Row): AuditEvent {
   return {
     id: row.id as number,
@@ -93,26 +109,10 @@ function auditFromRow(row: Row): AuditEvent {
   };
 }
 
-/** The canonical bytes an audit hash covers: the previous hash and every field of the event. */
-export function auditHash(prevHash: string, event: AuditEventInput): string {
-  const fields = [
-    event.at.getTime(),
-    event.actor,
-    event.action,
-    event.outcome,
-    event.source ?? null,
-    event.tokenId ?? null,
-    event.deviceId ?? null,
-    event.serial ?? null,
-    event.detail ? JSON.stringify(event.detail) : null,
-  ];
-  return createHash('sha256').update(prevHash).update('\n').update(JSON.stringify(fields)).digest('hex');
-}
-
 const encodeCursor = (rowid: number): string => Buffer.from(`r${rowid}`).toString('base64url');
 
 /** Decodes a listing cursor; undefined when it is not one of ours. */
-export function decodeCursor(cursor: string): number | undefined {
+function decodeCursor(cursor: string): number | undefined {
   const match = /^r(\d{1,15})$/.exec(Buffer.from(cursor, 'base64url').toString('latin1'));
   return match ? Number(match[1]) : undefined;
 }
@@ -149,14 +149,36 @@ export class SqliteStore implements Store {
                            revoked_at = NULL, revocation_reason = NULL WHERE id = @id`),
       setCurrentSerial: s(`UPDATE devices SET current_serial = @serial, updated_at = @now
                            WHERE id = @id AND status = 'active'`),
-      supersede: s(`UPDATE certificates SET status = 'revoked', revoked_at = @now, revocation_reason = 'superseded'
-                    WHERE device_id = @id AND status = 'active' AND not_after > @now`),
+      bumpRevocationSeq: s('UPDATE revocation_state SET seq = seq + 1 WHERE id = 1 RETURNING seq'),
+      revocationSeq: s('SELECT seq FROM revocation_state WHERE id = 1'),
+      nextCrlNumber: s('UPDATE revocation_state SET crl_number = crl_number + 1 WHERE id = 1 RETURNING crl_number'),
+      activeDeviceCertificates: s(`SELECT serial FROM certificates
+                                   WHERE device_id = @id AND status = 'active' AND not_after > @now`),
+      activeOperatorCertificates: s(`SELECT serial FROM certificates
+                                     WHERE kind = 'operator' AND subject = @id AND status = 'active' AND not_after > @now`),
+      revokeCertificate: s(`UPDATE certificates SET status = 'revoked', revoked_at = @now, revocation_reason = @reason,
+                              revocation_seq = @seq WHERE serial = @serial AND status = 'active'`),
+      revokeDevice: s(`UPDATE devices SET status = 'revoked', updated_at = @now, revoked_at = @now, revocation_reason = @reason
+                       WHERE id = @id AND status = 'active'`),
+      revokedSince: s('SELECT serial FROM certificates WHERE revocation_seq > ? ORDER BY revocation_seq'),
+      listRevoked: s(`SELECT serial, revoked_at, revocation_reason, not_after FROM certificates
+                      WHERE status = 'revoked' AND not_after > ? ORDER BY revoked_at, serial`),
+      revokeTokensByLabel: s(`UPDATE tokens SET revoked_at = ?
+                              WHERE label = ? AND used_at IS NULL AND revoked_at IS NULL`),
+      operator: s('SELECT * FROM operators WHERE name = ?'),
+      operators: s('SELECT * FROM operators ORDER BY name'),
+      upsertOperator: s(`INSERT INTO operators (name, role, status, created_at, created_by) VALUES (@name, @role, 'active', @now, @createdBy)
+                         ON CONFLICT (name) DO UPDATE SET role = excluded.role, status = 'active', created_at = excluded.created_at,
+                           created_by = excluded.created_by, revoked_at = NULL
+                         WHERE operators.status = 'revoked'`),
+      revokeOperator: s(`UPDATE operators SET status = 'revoked', revoked_at = @now WHERE name = @id AND status = 'active'`),
       certificate: s('SELECT * FROM certificates WHERE serial = ?'),
       keyOwner: s(`SELECT device_id FROM certificates WHERE spki_sha256 = ? AND device_id IS NOT NULL AND device_id <> ? LIMIT 1`),
       insertCertificate: s(`INSERT INTO certificates (serial, kind, subject, device_id, spki_sha256, not_before, not_after,
                               issued_at, status, token_id, der)
                             VALUES (@serial, @kind, @subject, @deviceId, @spkiSha256, @notBefore, @notAfter,
                               @issuedAt, 'active', @tokenId, @der)`),
+      listAudit: s('SELECT * FROM audit_events WHERE id > ? AND at >= ? ORDER BY id LIMIT ?'),
       lastAuditHash: s('SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1'),
       insertAudit: s(`INSERT INTO audit_events (at, actor, action, outcome, source, token_id, device_id, serial, detail, prev_hash, hash)
                       VALUES (@at, @actor, @action, @outcome, @source, @tokenId, @deviceId, @serial, @detail, @prevHash, @hash)`),
@@ -177,7 +199,7 @@ export class SqliteStore implements Store {
       const inserted = this.statements.insertDevice.run({ id: deviceId, now, serial: r.certificate.serial });
       if (inserted.changes !== 1) {
         if (r.mode === 'create') return abort('device_exists');
-        this.statements.supersede.run({ id: deviceId, now });
+        this.revokeAll(this.statements.activeDeviceCertificates, deviceId, now, 'superseded');
         this.statements.reactivateDevice.run({ id: deviceId, now, serial: r.certificate.serial });
       }
       this.insertCertificate(r.certificate);
@@ -230,6 +252,27 @@ export class SqliteStore implements Store {
     });
   }
 
+  /** Takes the next revocation sequence number. */
+  private bumpSeq(): number {
+    return (this.statements.bumpRevocationSeq.get() as { seq: number }).seq;
+  }
+
+  private currentSeq(): number {
+    return (this.statements.revocationSeq.get() as { seq: number }).seq;
+  }
+
+  /**
+   * Revokes the certificates a selection statement finds, under one new sequence number;
+   * the sequence moves only when something was revoked.
+   */
+  private revokeAll(select: Database.Statement, id: string, now: number, reason: RevocationReason): RevocationResult {
+    const serials = (select.all({ id, now }) as { serial: string }[]).map((row) => row.serial);
+    if (serials.length === 0) return { revoked: [], seq: this.currentSeq() };
+    const seq = this.bumpSeq();
+    for (const serial of serials) this.statements.revokeCertificate.run({ serial, now, reason, seq });
+    return { revoked: serials, seq };
+  }
+
   async getSettings(): Promise<Record<string, string>> {
     const rows = this.statements.settings.all() as { key: string; value: string }[];
     return Object.fromEntries(rows.map((row) => [row.key, row.value]));
@@ -266,23 +309,10 @@ export class SqliteStore implements Store {
     cursor?: string | undefined;
     now: Date;
   }): Promise<Page<TokenRecord>> {
-    const where = ['rowid > @after'];
+    const where: string[] = [];
     if (query.status) where.push(TOKEN_STATUS_SQL[query.status]);
     if (query.label !== undefined) where.push('label = @label');
-    const rows = this.db
-      .prepare(`SELECT rowid AS _rowid, * FROM tokens WHERE ${where.join(' AND ')} ORDER BY rowid LIMIT @limit`)
-      .all({
-        after: query.cursor === undefined ? 0 : decodeCursor(query.cursor) ?? 0,
-        now: query.now.getTime(),
-        label: query.label ?? null,
-        limit: query.limit + 1,
-      }) as Row[];
-    const more = rows.length > query.limit;
-    const items = rows.slice(0, query.limit);
-    return {
-      items: items.map(tokenFromRow),
-      nextCursor: more ? encodeCursor(items[items.length - 1]!._rowid as number) : null,
-    };
+    return this.page('tokens', where, query, tokenFromRow, { now: query.now.getTime(), label: query.label ?? null });
   }
 
   async revokeToken(id: string, audit: AuditEventInput): Promise<TokenRecord | undefined> {
@@ -326,14 +356,169 @@ export class SqliteStore implements Store {
     return conflict ? { ok: false, conflict } : { ok: true };
   }
 
+  async revokeTokensByLabel(label: string, audit: AuditEventInput): Promise<number> {
+    return this.db.transaction(() => {
+      const { changes } = this.statements.revokeTokensByLabel.run(audit.at.getTime(), label);
+      this.insertAudit({ ...audit, detail: { ...audit.detail, label, revoked: changes } });
+      return changes;
+    }).immediate();
+  }
+
+  async listDevices(query: {
+    status?: DeviceRecord['status'] | undefined;
+    q?: string | undefined;
+    limit: number;
+    cursor?: string | undefined;
+  }): Promise<Page<DeviceRecord>> {
+    const where: string[] = [];
+    if (query.status) where.push('status = @status');
+    if (query.q) where.push("id LIKE @pattern ESCAPE '\\'");
+    return this.page('devices', where, query, deviceFromRow, {
+      status: query.status ?? null,
+      pattern: `%${(query.q ?? '').replace(/[\\%_]/g, (c) => `\\${c}`)}%`,
+    });
+  }
+
+  async listCertificates(query: {
+    deviceId?: string | undefined;
+    kind?: CertificateRecord['kind'] | undefined;
+    status?: CertificateRecord['status'] | undefined;
+    limit: number;
+    cursor?: string | undefined;
+  }): Promise<Page<CertificateRecord>> {
+    const where: string[] = [];
+    if (query.deviceId !== undefined) where.push('device_id = @deviceId');
+    if (query.kind) where.push('kind = @kind');
+    if (query.status) where.push('status = @status');
+    return this.page('certificates', where, query, certificateFromRow, {
+      deviceId: query.deviceId ?? null,
+      kind: query.kind ?? null,
+      status: query.status ?? null,
+    });
+  }
+
+  private cursorPosition(cursor: string | undefined): number {
+    if (cursor === undefined) return 0;
+    const position = decodeCursor(cursor);
+    if (position === undefined) throw new InvalidCursorError();
+    return position;
+  }
+
+  /** Keyset pagination by rowid: stable under concurrent inserts, O(limit) per page. */
+  private page<T>(
+    table: 'devices' | 'certificates' | 'tokens',
+    where: string[],
+    query: { limit: number; cursor?: string | undefined },
+    fromRow: (row: Row) => T,
+    params: Record<string, unknown>,
+  ): Page<T> {
+    const conditions = ['rowid > @after', ...where].join(' AND ');
+    const rows = this.db
+      .prepare(`SELECT rowid AS _rowid, * FROM ${table} WHERE ${conditions} ORDER BY rowid LIMIT @limit`)
+      .all({ ...params, after: this.cursorPosition(query.cursor), limit: query.limit + 1 }) as Row[];
+    const more = rows.length > query.limit;
+    const items = rows.slice(0, query.limit);
+    return { items: items.map(fromRow), nextCursor: more ? encodeCursor(items[items.length - 1]!._rowid as number) : null };
+  }
+
+  async revokeDevice(
+    id: string,
+    reason: RevocationReason,
+    audit: AuditEventInput,
+  ): Promise<(RevocationResult & { device: DeviceRecord }) | undefined> {
+    return this.db.transaction(() => {
+      const now = audit.at.getTime();
+      if (!this.statements.device.get(id)) return undefined;
+      const result = this.revokeAll(this.statements.activeDeviceCertificates, id, now, reason);
+      const changed = this.statements.revokeDevice.run({ id, now, reason }).changes === 1;
+      if (changed || result.revoked.length) {
+        this.insertAudit({ ...audit, deviceId: id, detail: { ...audit.detail, reason, serials: result.revoked } });
+      }
+      return { ...result, device: deviceFromRow(this.statements.device.get(id) as Row) };
+    }).immediate();
+  }
+
+  async revokeCertificate(
+    serial: string,
+    reason: RevocationReason,
+    audit: AuditEventInput,
+  ): Promise<(RevocationResult & { certificate: CertificateRecord }) | undefined> {
+    return this.db.transaction(() => {
+      const row = this.statements.certificate.get(serial) as Row | undefined;
+      if (!row) return undefined;
+      let result: RevocationResult = { revoked: [], seq: this.currentSeq() };
+      if (row.status === 'active') {
+        const seq = this.bumpSeq();
+        this.statements.revokeCertificate.run({ serial, now: audit.at.getTime(), reason, seq });
+        result = { revoked: [serial], seq };
+        this.insertAudit({ ...audit, serial, deviceId: text(row.device_id) ?? undefined, detail: { ...audit.detail, reason } });
+      }
+      return { ...result, certificate: certificateFromRow(this.statements.certificate.get(serial) as Row) };
+    }).immediate();
+  }
+
+  async revocationSeq(): Promise<number> {
+    return this.currentSeq();
+  }
+
+  async revokedSince(seq: number): Promise<string[]> {
+    return (this.statements.revokedSince.all(seq) as { serial: string }[]).map((row) => row.serial);
+  }
+
+  async listRevoked(now: Date): Promise<RevokedEntry[]> {
+    const rows = this.statements.listRevoked.all(now.getTime()) as Row[];
+    return rows.map((row) => ({
+      serial: row.serial as string,
+      revokedAt: date(row.revoked_at)!,
+      reason: (row.revocation_reason ?? 'unspecified') as RevocationReason,
+      notAfter: date(row.not_after)!,
+    }));
+  }
+
+  async nextCrlNumber(): Promise<number> {
+    return this.db.transaction(() => (this.statements.nextCrlNumber.get() as { crl_number: number }).crl_number).immediate();
+  }
+
+  async recordOperator(
+    operator: { name: string; role: OperatorRole; createdBy: string; certificate: NewCertificate },
+    audit: AuditEventInput,
+  ): Promise<{ ok: true } | { ok: false; conflict: 'operator_exists' }> {
+    return this.db.transaction(() => {
+      const now = audit.at.getTime();
+      const upserted = this.statements.upsertOperator.run({ name: operator.name, role: operator.role, now, createdBy: operator.createdBy });
+      if (upserted.changes !== 1) return { ok: false as const, conflict: 'operator_exists' as const };
+      this.insertCertificate(operator.certificate);
+      this.insertAudit(audit);
+      return { ok: true as const };
+    }).immediate();
+  }
+
+  async findOperator(name: string): Promise<OperatorRecord | undefined> {
+    const row = this.statements.operator.get(name) as Row | undefined;
+    return row && operatorFromRow(row);
+  }
+
+  async listOperators(): Promise<OperatorRecord[]> {
+    return (this.statements.operators.all() as Row[]).map(operatorFromRow);
+  }
+
+  async revokeOperator(name: string, audit: AuditEventInput): Promise<(RevocationResult & { operator: OperatorRecord }) | undefined> {
+    return this.db.transaction(() => {
+      if (!this.statements.operator.get(name)) return undefined;
+      const now = audit.at.getTime();
+      const result = this.revokeAll(this.statements.activeOperatorCertificates, name, now, 'privilegeWithdrawn');
+      const changed = this.statements.revokeOperator.run({ id: name, now }).changes === 1;
+      if (changed || result.revoked.length) this.insertAudit({ ...audit, detail: { ...audit.detail, serials: result.revoked } });
+      return { ...result, operator: operatorFromRow(this.statements.operator.get(name) as Row) };
+    }).immediate();
+  }
+
   async appendAudit(event: AuditEventInput): Promise<void> {
     this.db.transaction(() => this.insertAudit(event)).immediate();
   }
 
-  async listAudit(query: { since?: Date | undefined; limit: number }): Promise<AuditEvent[]> {
-    const rows = this.db
-      .prepare('SELECT * FROM audit_events WHERE at >= ? ORDER BY id LIMIT ?')
-      .all(query.since?.getTime() ?? 0, query.limit) as Row[];
+  async listAudit(query: { since?: Date | undefined; afterId?: number | undefined; limit: number }): Promise<AuditEvent[]> {
+    const rows = this.statements.listAudit.all(query.afterId ?? 0, query.since?.getTime() ?? 0, query.limit) as Row[];
     return rows.map(auditFromRow);
   }
 

@@ -66,6 +66,47 @@ export interface CertificateRecord {
 /** A certificate to insert (always active when recorded). */
 export type NewCertificate = Omit<CertificateRecord, 'status' | 'revokedAt' | 'revocationReason'>;
 
+/** RFC 5280 5.3.1 reason names accepted for end-entity certificates. */
+export const REVOCATION_REASONS = [
+  'unspecified',
+  'keyCompromise',
+  'affiliationChanged',
+  'superseded',
+  'cessationOfOperation',
+  'privilegeWithdrawn',
+] as const;
+
+/** A revocation reason name. */
+export type RevocationReason = (typeof REVOCATION_REASONS)[number];
+
+/** A revoked certificate as a CRL or OCSP answer lists it. */
+export interface RevokedEntry {
+  readonly serial: string;
+  readonly revokedAt: Date;
+  readonly reason: RevocationReason;
+  readonly notAfter: Date;
+}
+
+/** Operator roles: an admin may do everything, a provisioner may only mint and list tokens. */
+export type OperatorRole = 'admin' | 'provisioner';
+
+/** An operator identity. */
+export interface OperatorRecord {
+  readonly name: string;
+  readonly role: OperatorRole;
+  readonly status: 'active' | 'revoked';
+  readonly createdAt: Date;
+  readonly createdBy: string;
+  readonly revokedAt: Date | null;
+}
+
+/** What a revocation did; `revoked` is empty when there was nothing left to revoke. */
+export interface RevocationResult {
+  readonly revoked: readonly string[];
+  /** The revocation sequence number after it (unchanged when nothing was revoked). */
+  readonly seq: number;
+}
+
 /** One audit event; the store chains it to the one before. */
 export interface AuditEventInput {
   readonly at: Date;
@@ -86,6 +127,14 @@ export interface AuditEvent extends AuditEventInput {
   readonly id: number;
   readonly prevHash: string;
   readonly hash: string;
+}
+
+/** A listing cursor that the store did not hand out. */
+export class InvalidCursorError extends Error {
+  constructor() {
+    super('invalid cursor');
+    this.name = 'InvalidCursorError';
+  }
 }
 
 /** A page of results and the opaque cursor of the next page (null on the last one). */
@@ -137,9 +186,25 @@ export interface Store {
   }): Promise<Page<TokenRecord>>;
   /** Revokes one unused token; undefined when no token has that id. */
   revokeToken(id: string, audit: AuditEventInput): Promise<TokenRecord | undefined>;
+  /** Revokes every unused token of a batch; returns how many. */
+  revokeTokensByLabel(label: string, audit: AuditEventInput): Promise<number>;
 
   findDevice(id: string): Promise<DeviceRecord | undefined>;
+  listDevices(query: {
+    status?: DeviceRecord['status'] | undefined;
+    /** Substring of the device id. */
+    q?: string | undefined;
+    limit: number;
+    cursor?: string | undefined;
+  }): Promise<Page<DeviceRecord>>;
   findCertificate(serial: string): Promise<CertificateRecord | undefined>;
+  listCertificates(query: {
+    deviceId?: string | undefined;
+    kind?: CertificateRecord['kind'] | undefined;
+    status?: CertificateRecord['status'] | undefined;
+    limit: number;
+    cursor?: string | undefined;
+  }): Promise<Page<CertificateRecord>>;
   /** Another device that already has a certificate for this key, if any. */
   findKeyOwner(spkiSha256: string, exceptDeviceId: string): Promise<string | undefined>;
 
@@ -148,8 +213,32 @@ export interface Store {
   ): Promise<{ ok: true } | { ok: false; conflict: RedemptionConflict }>;
   recordRenewal(renewal: Renewal): Promise<{ ok: true } | { ok: false; conflict: RenewalConflict }>;
 
+  /** Revokes a device and all its unexpired certificates; undefined when there is no such device. */
+  revokeDevice(id: string, reason: RevocationReason, audit: AuditEventInput): Promise<(RevocationResult & { device: DeviceRecord }) | undefined>;
+  /** Revokes one certificate; undefined when there is no such certificate. */
+  revokeCertificate(serial: string, reason: RevocationReason, audit: AuditEventInput): Promise<(RevocationResult & { certificate: CertificateRecord }) | undefined>;
+  /** The current revocation sequence number: cheap enough to poll. */
+  revocationSeq(): Promise<number>;
+  /** Serials revoked after a sequence number. */
+  revokedSince(seq: number): Promise<string[]>;
+  /** Revoked certificates not yet expired at `now`, for the CRL. */
+  listRevoked(now: Date): Promise<RevokedEntry[]>;
+  /** Takes the next CRL number. */
+  nextCrlNumber(): Promise<number>;
+
+  /** Records a new operator (or re-issues a revoked one) with its certificate. */
+  recordOperator(
+    operator: { name: string; role: OperatorRole; createdBy: string; certificate: NewCertificate },
+    audit: AuditEventInput,
+  ): Promise<{ ok: true } | { ok: false; conflict: 'operator_exists' }>;
+  findOperator(name: string): Promise<OperatorRecord | undefined>;
+  listOperators(): Promise<OperatorRecord[]>;
+  /** Revokes an operator and its certificates; undefined when there is no such operator. */
+  revokeOperator(name: string, audit: AuditEventInput): Promise<(RevocationResult & { operator: OperatorRecord }) | undefined>;
+
   appendAudit(event: AuditEventInput): Promise<void>;
-  listAudit(query: { since?: Date | undefined; limit: number }): Promise<AuditEvent[]>;
+  /** Audit events in id order, after `afterId`, from `since`. */
+  listAudit(query: { since?: Date | undefined; afterId?: number | undefined; limit: number }): Promise<AuditEvent[]>;
 
   close(): Promise<void>;
 }

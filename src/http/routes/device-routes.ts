@@ -2,7 +2,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { SigningServices } from '../../instance.js';
-import { presentedCertificate } from '../client-certificate.js';
+import { authenticateDevice } from '../authenticate.js';
 import { CsrBodySchema, EnrollmentResultSchema, errorResponses } from '../schemas.js';
 
 const DeviceSchema = Type.Object({
@@ -15,7 +15,7 @@ const DeviceSchema = Type.Object({
 
 export const deviceRoutes: FastifyPluginAsyncTypebox<{ services: SigningServices }> = async (app, { services }) => {
   app.get('/v1/device', { schema: { response: { 200: DeviceSchema, ...errorResponses(401, 403) } } }, async (request) => {
-    const identity = await services.clients.device(presentedCertificate(request));
+    const identity = await authenticateDevice(services, request);
     return {
       deviceId: identity.deviceId,
       status: identity.device.status,
@@ -29,7 +29,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ services: SigningServices
     '/v1/renew',
     { schema: { body: CsrBodySchema, response: { 201: EnrollmentResultSchema, ...errorResponses(400, 401, 403, 409) } } },
     async (request, reply) => {
-      const identity = await services.clients.device(presentedCertificate(request));
+      const identity = await authenticateDevice(services, request);
       const result = await services.enrollment.renew(identity, { csr: request.body.csr, source: request.ip });
       return reply.code(201).send(result);
     },

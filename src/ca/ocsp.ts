@@ -1,0 +1,163 @@
+/**
+ * OCSP (RFC 6960): reading requests from untrusted bytes and building BasicOCSPResponses
+ * signed by the issuing CA. Status lookup is the caller's; this module is pure encoding.
+ */
+import { createHash, sign } from 'node:crypto';
+import * as asn1js from 'asn1js';
+import * as pkijs from 'pkijs';
+import * as der from '../asn1/der.js';
+import { bytesOf, childrenOf, contentOf, readElement, type DerElement } from '../asn1/der-reader.js';
+import type { SigningKey } from './certificate-builder.js';
+import { OID } from './oids.js';
+import { CRL_REASON_CODES } from './revocation-reasons.js';
+
+/** One CertID of a request, with its raw DER to echo in the response. */
+export interface OcspCertId {
+  readonly der: Buffer;
+  readonly hashAlgorithm: string;
+  readonly issuerNameHash: Buffer;
+  readonly issuerKeyHash: Buffer;
+  /** Lowercase hex, no leading zero byte. */
+  readonly serial: string;
+}
+
+/** A parsed OCSP request. */
+export interface OcspRequest {
+  readonly certIds: readonly OcspCertId[];
+  /** The nonce extension's extnValue contents, echoed as is. */
+  readonly nonce: Buffer | undefined;
+}
+
+/** A request we cannot read; answered with malformedRequest. */
+export class MalformedOcspRequestError extends Error {}
+
+const MAX_CERT_IDS = 16;
+
+/** Reads an OCSPRequest; throws MalformedOcspRequestError for anything that is not one. */
+export function parseOcspRequest(bytes: Buffer): OcspRequest {
+  const asn1 = asn1js.fromBER(bytes);
+  if (asn1.offset === -1 || asn1.offset !== bytes.length) throw new MalformedOcspRequestError('not DER');
+  try {
+    new pkijs.OCSPRequest({ schema: asn1.result }); // structure check
+    const tbs = childrenOf(bytes, childrenOf(bytes, readElement(bytes))[0]!);
+    const requestList = tbs.find((element) => element.tag === 0x30)!;
+    const requests = childrenOf(bytes, requestList);
+    if (requests.length === 0 || requests.length > MAX_CERT_IDS) throw new Error('request count');
+    const certIds = requests.map((request) => readCertId(bytes, childrenOf(bytes, request)[0]!));
+    const extensions = tbs.find((element) => element.tag === 0xa2);
+    return { certIds, nonce: extensions ? findNonce(bytes, extensions) : undefined };
+  } catch (error) {
+    throw new MalformedOcspRequestError('not an OCSP request', { cause: error });
+  }
+}
+
+function readCertId(bytes: Buffer, certId: DerElement): OcspCertId {
+  const [algorithm, nameHash, keyHash, serial] = childrenOf(bytes, certId);
+  const algorithmOid = childrenOf(bytes, algorithm!)[0]!;
+  const oid = asn1js.fromBER(bytesOf(bytes, algorithmOid)).result as asn1js.ObjectIdentifier;
+  const serialBytes = contentOf(bytes, serial!);
+  return {
+    der: bytesOf(bytes, certId),
+    hashAlgorithm: oid.valueBlock.toString(),
+    issuerNameHash: contentOf(bytes, nameHash!),
+    issuerKeyHash: contentOf(bytes, keyHash!),
+    serial: (serialBytes[0] === 0 && serialBytes.length > 1 ? serialBytes.subarray(1) : serialBytes).toString('hex'),
+  };
+}
+
+function findNonce(bytes: Buffer, requestExtensions: DerElement): Buffer | undefined {
+  const list = childrenOf(bytes, requestExtensions)[0]!;
+  for (const extension of childrenOf(bytes, list)) {
+    const parts = childrenOf(bytes, extension);
+    if (bytesOf(bytes, parts[0]!).equals(der.objectIdentifier(OID.ocspNonce))) {
+      return contentOf(bytes, parts[parts.length - 1]!);
+    }
+  }
+  return undefined;
+}
+
+/** Status of one certificate. */
+export type OcspStatus =
+  | { readonly status: 'good' }
+  | { readonly status: 'unknown' }
+  | { readonly status: 'revoked'; readonly revokedAt: Date; readonly reason: string };
+
+/** One answer of a response. */
+export interface OcspSingleResponse {
+  readonly certIdDer: Buffer;
+  readonly status: OcspStatus;
+}
+
+/** The issuing CA as an OCSP responder: its hashes for CertID matching, key and certificate. */
+export interface OcspResponder {
+  readonly signer: SigningKey;
+  readonly issuerName: Buffer;
+  readonly issuerPublicKeyBits: Buffer;
+  readonly issuerCertificate: Buffer;
+}
+
+const HASHES: Readonly<Record<string, string>> = {
+  [OID.sha1]: 'sha1',
+  [OID.sha256]: 'sha256',
+  [OID.sha384]: 'sha384',
+  [OID.sha512]: 'sha512',
+};
+
+/** True when a CertID names our issuing CA (RFC 6960 4.1.1: hashes of its name and key). */
+export function certIdMatchesIssuer(certId: OcspCertId, responder: OcspResponder): boolean {
+  const hash = HASHES[certId.hashAlgorithm];
+  if (!hash) return false;
+  return (
+    createHash(hash).update(responder.issuerName).digest().equals(certId.issuerNameHash) &&
+    createHash(hash).update(responder.issuerPublicKeyBits).digest().equals(certId.issuerKeyHash)
+  );
+}
+
+function certStatus(status: OcspStatus): Buffer {
+  if (status.status === 'good') return der.implicitPrimitive(0, Buffer.alloc(0));
+  if (status.status === 'unknown') return der.implicitPrimitive(2, Buffer.alloc(0));
+  const code = CRL_REASON_CODES[status.reason] ?? 0;
+  return der.implicitConstructed(1, der.generalizedTime(status.revokedAt), der.explicit(0, der.enumerated(code)));
+}
+
+/** OCSPResponseStatus values (RFC 6960 4.2.1). */
+export const OcspResponseStatus = { successful: 0, malformedRequest: 1, internalError: 2, tryLater: 3, unauthorized: 6 } as const;
+
+/** An OCSPResponse without responseBytes, for every status but successful. */
+export const ocspErrorResponse = (status: number): Buffer => der.sequence(der.enumerated(status));
+
+/** Builds a signed successful OCSPResponse. */
+export function buildOcspResponse(
+  responder: OcspResponder,
+  answers: readonly OcspSingleResponse[],
+  times: { producedAt: Date; thisUpdate: Date; nextUpdate: Date },
+  nonce: Buffer | undefined,
+): Buffer {
+  const singles = answers.map((answer) =>
+    der.sequence(
+      answer.certIdDer,
+      certStatus(answer.status),
+      der.generalizedTime(times.thisUpdate),
+      der.explicit(0, der.generalizedTime(times.nextUpdate)),
+    ),
+  );
+  const responseData = der.sequence(
+    der.explicit(2, der.octetString(createHash('sha1').update(responder.issuerPublicKeyBits).digest())), // byKey
+    der.generalizedTime(times.producedAt),
+    der.sequence(...singles),
+    ...(nonce
+      ? [der.explicit(1, der.sequence(der.sequence(der.objectIdentifier(OID.ocspNonce), der.octetString(nonce))))]
+      : []),
+  );
+  const signature = sign(responder.signer.digest, responseData, { key: responder.signer.privateKey, dsaEncoding: 'der' });
+  const basic = der.sequence(
+    responseData,
+    responder.signer.algorithm,
+    der.bitString(signature),
+    der.explicit(0, der.sequence(responder.issuerCertificate)),
+  );
+  return der.sequence(
+    der.enumerated(OcspResponseStatus.successful),
+    der.explicit(0, der.sequence(der.objectIdentifier(OID.ocspBasic), der.octetString(basic))),
+  );
+}

@@ -1,0 +1,82 @@
+/**
+ * The audit log: who did what, when, from where, with what outcome. Each event carries the
+ * hash of the one before it, so editing or deleting a row breaks the chain from there on.
+ */
+import { ImprintError } from '../errors.js';
+import { auditHash, GENESIS_HASH } from '../store/audit-hash.js';
+import type { AuditEvent, Store } from '../store/store.js';
+import { checkLimit } from './paging.js';
+
+/** An audit event as shown to operators. */
+export interface AuditEventView {
+  readonly id: number;
+  readonly at: string;
+  readonly actor: string;
+  readonly action: string;
+  readonly outcome: string;
+  readonly source: string | null;
+  readonly tokenId: string | null;
+  readonly deviceId: string | null;
+  readonly serial: string | null;
+  readonly detail: Record<string, unknown> | null;
+}
+
+/** The result of walking the chain. */
+export interface AuditVerification {
+  readonly ok: boolean;
+  readonly checked: number;
+  /** The first event that does not fit the chain, and why. */
+  readonly problem?: { readonly id: number; readonly reason: string };
+}
+
+const view = (event: AuditEvent): AuditEventView => ({
+  id: event.id,
+  at: event.at.toISOString(),
+  actor: event.actor,
+  action: event.action,
+  outcome: event.outcome,
+  source: event.source ?? null,
+  tokenId: event.tokenId ?? null,
+  deviceId: event.deviceId ?? null,
+  serial: event.serial ?? null,
+  detail: event.detail ?? null,
+});
+
+const VERIFY_BATCH = 5000;
+
+/** Lists and verifies the audit log. */
+export class AuditService {
+  constructor(private readonly store: Store) {}
+
+  /** Events from `since` (ISO time), after event id `after`, oldest first. */
+  async list(query: { since?: string | undefined; after?: number | undefined; limit?: number | undefined }): Promise<{ items: AuditEventView[]; nextCursor: string | null }> {
+    const since = query.since === undefined ? undefined : new Date(query.since);
+    if (since && Number.isNaN(since.getTime())) throw new ImprintError('bad_request', 'since must be an ISO 8601 time');
+    const limit = checkLimit(query.limit);
+    const events = await this.store.listAudit({ since, afterId: query.after, limit });
+    const last = events[events.length - 1];
+    return { items: events.map(view), nextCursor: events.length === limit && last ? String(last.id) : null };
+  }
+
+  /** Recomputes every hash and link; the first break is reported. */
+  async verify(): Promise<AuditVerification> {
+    let previous = GENESIS_HASH;
+    let afterId = 0;
+    let checked = 0;
+    for (;;) {
+      const events = await this.store.listAudit({ afterId, limit: VERIFY_BATCH });
+      for (const event of events) {
+        if (event.prevHash !== previous) {
+          return { ok: false, checked, problem: { id: event.id, reason: 'does not follow the event before it (an event was deleted or edited)' } };
+        }
+        if (auditHash(event.prevHash, event) !== event.hash) {
+          return { ok: false, checked, problem: { id: event.id, reason: 'its content does not match its hash (it was edited)' } };
+        }
+        previous = event.hash;
+        afterId = event.id;
+        checked++;
+      }
+      if (events.length < VERIFY_BATCH) return { ok: true, checked };
+    }
+  }
+}

@@ -1,0 +1,95 @@
+/** The fleet as operators see it: devices and certificates, listed, searched, revoked. */
+import type { Clock } from '../clock.js';
+import { ImprintError } from '../errors.js';
+import { REVOCATION_REASONS, type CertificateRecord, type DeviceRecord, type Page, type RevocationReason, type Store } from '../store/store.js';
+import type { Actor } from './actor.js';
+import { checkLimit, listPage } from './paging.js';
+import { certificateView, deviceView, type CertificateView, type DeviceView } from './views.js';
+
+/** A device with its certificate history, newest last. */
+export interface DeviceDetail extends DeviceView {
+  readonly certificates: CertificateView[];
+}
+
+const MAX_HISTORY = 1000;
+
+/** Checks a reason name from a request; undefined means unspecified. */
+export function revocationReason(reason: string | undefined): RevocationReason {
+  if (reason === undefined) return 'unspecified';
+  if (!(REVOCATION_REASONS as readonly string[]).includes(reason)) {
+    throw new ImprintError('bad_request', `reason must be one of ${REVOCATION_REASONS.join(', ')}`);
+  }
+  return reason as RevocationReason;
+}
+
+/** Serial numbers as the API takes them: hex, any case, optional colons. */
+function normaliseSerial(serial: string): string {
+  const hex = serial.replace(/:/g, '').toLowerCase();
+  if (!/^[0-9a-f]{1,40}$/.test(hex)) throw new ImprintError('bad_request', 'serial must be hexadecimal');
+  return hex.replace(/^0+(?=.)/, '');
+}
+
+/** Lists, shows and revokes devices and certificates. */
+export class FleetService {
+  constructor(
+    private readonly store: Store,
+    private readonly clock: Clock,
+  ) {}
+
+  async listDevices(query: { status?: DeviceRecord['status']; q?: string; limit?: number; cursor?: string }): Promise<Page<DeviceView>> {
+    const page = await listPage(this.store.listDevices({ ...query, limit: checkLimit(query.limit) }));
+    return { items: page.items.map(deviceView), nextCursor: page.nextCursor };
+  }
+
+  async getDevice(id: string): Promise<DeviceDetail> {
+    const device = await this.store.findDevice(id);
+    if (!device) throw new ImprintError('not_found', `no device ${id}`);
+    const history = await this.store.listCertificates({ deviceId: id, limit: MAX_HISTORY });
+    return { ...deviceView(device), certificates: history.items.map((c) => certificateView(c)) };
+  }
+
+  async listCertificates(query: {
+    deviceId?: string;
+    kind?: CertificateRecord['kind'];
+    status?: CertificateRecord['status'];
+    limit?: number;
+    cursor?: string;
+  }): Promise<Page<CertificateView>> {
+    const page = await listPage(this.store.listCertificates({ ...query, limit: checkLimit(query.limit) }));
+    return { items: page.items.map((c) => certificateView(c)), nextCursor: page.nextCursor };
+  }
+
+  async getCertificate(serial: string): Promise<CertificateView> {
+    const certificate = await this.store.findCertificate(normaliseSerial(serial));
+    if (!certificate) throw new ImprintError('not_found', `no certificate with serial ${serial}`);
+    return certificateView(certificate, true);
+  }
+
+  /** Revokes a device and every unexpired certificate it holds. */
+  async revokeDevice(id: string, reason: string | undefined, by: Actor): Promise<DeviceDetail> {
+    const checked = revocationReason(reason);
+    const result = await this.store.revokeDevice(id, checked, {
+      at: this.clock.now(),
+      actor: by.actor,
+      action: 'devices.revoke',
+      outcome: 'ok',
+      source: by.source,
+    });
+    if (!result) throw new ImprintError('not_found', `no device ${id}`);
+    return this.getDevice(id);
+  }
+
+  /** Revokes one certificate by serial; the device itself stays active. */
+  async revokeCertificate(serial: string, reason: string | undefined, by: Actor): Promise<CertificateView> {
+    const checked = revocationReason(reason);
+    const result = await this.store.revokeCertificate(normaliseSerial(serial), checked, {
+      at: this.clock.now(),
+      actor: by.actor,
+      action: 'certificates.revoke',
+      outcome: 'ok',
+      source: by.source,
+    });
+    if (!result) throw new ImprintError('not_found', `no certificate with serial ${serial}`);
+    return certificateView(result.certificate);
+  }
+}

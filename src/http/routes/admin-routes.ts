@@ -1,0 +1,148 @@
+/** The operator API under /v1/admin: tokens, devices, certificates, audit. */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { MAX_TOKENS_PER_REQUEST, MAX_TOKEN_TTL_SECONDS, MIN_TOKEN_TTL_SECONDS } from '../../enrollment/tokens.js';
+import { MAX_PAGE_SIZE } from '../../enrollment/paging.js';
+import type { AppServices } from '../../instance.js';
+import { REVOCATION_REASONS } from '../../store/store.js';
+import { ADMIN_ONLY, ANY_OPERATOR, authenticateOperator } from '../authenticate.js';
+
+const Limit = Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE }));
+const Cursor = Type.Optional(Type.String({ minLength: 1, maxLength: 64 }));
+const Reason = Type.Object(
+  { reason: Type.Optional(Type.Union(REVOCATION_REASONS.map((reason) => Type.Literal(reason)))) },
+  { additionalProperties: false },
+);
+const IdParam = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) });
+
+export const adminRoutes: FastifyPluginAsyncTypebox<{ services: AppServices }> = async (app, { services }) => {
+  app.post(
+    '/v1/admin/tokens',
+    {
+      schema: {
+        body: Type.Object(
+          {
+            count: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_TOKENS_PER_REQUEST })),
+            ttlSeconds: Type.Optional(Type.Integer({ minimum: MIN_TOKEN_TTL_SECONDS, maximum: MAX_TOKEN_TTL_SECONDS })),
+            deviceIds: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: MAX_TOKENS_PER_REQUEST })),
+            label: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+          },
+          { additionalProperties: false },
+        )
+      },
+    },
+    async (request, reply) => {
+      const operator = await authenticateOperator(services, request, ANY_OPERATOR);
+      return reply.code(201).send(await services.tokens.mint(request.body, operator));
+    },
+  );
+
+  app.get(
+    '/v1/admin/tokens',
+    {
+      schema: {
+        querystring: Type.Object(
+          {
+            status: Type.Optional(Type.Union([Type.Literal('unused'), Type.Literal('used'), Type.Literal('expired'), Type.Literal('revoked')])),
+            label: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+            limit: Limit,
+            cursor: Cursor,
+          },
+          { additionalProperties: false },
+        )
+      },
+    },
+    async (request) => {
+      await authenticateOperator(services, request, ANY_OPERATOR);
+      return services.tokens.list(request.query);
+    },
+  );
+
+  app.post(
+    '/v1/admin/tokens/revoke',
+    {
+      schema: {
+        body: Type.Object({ label: Type.String({ minLength: 1, maxLength: 64 }) }, { additionalProperties: false })
+      },
+    },
+    async (request) => {
+      const operator = await authenticateOperator(services, request, ADMIN_ONLY);
+      return services.tokens.revokeBatch(request.body.label, operator);
+    },
+  );
+
+  app.post('/v1/admin/tokens/:id/revoke', { schema: { params: IdParam} }, async (request) => {
+    const operator = await authenticateOperator(services, request, ADMIN_ONLY);
+    return services.tokens.revoke(request.params.id, operator);
+  });
+
+  app.get(
+    '/v1/admin/devices',
+    {
+      schema: {
+        querystring: Type.Object(
+          {
+            status: Type.Optional(Type.Union([Type.Literal('active'), Type.Literal('revoked')])),
+            q: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+            limit: Limit,
+            cursor: Cursor,
+          },
+          { additionalProperties: false },
+        )
+      },
+    },
+    async (request) => {
+      await authenticateOperator(services, request, ADMIN_ONLY);
+      return services.fleet.listDevices(request.query);
+    },
+  );
+
+  app.get('/v1/admin/devices/:id', { schema: { params: IdParam} }, async (request) => {
+    await authenticateOperator(services, request, ADMIN_ONLY);
+    return services.fleet.getDevice(request.params.id);
+  });
+
+  app.post(
+    '/v1/admin/devices/:id/revoke',
+    { schema: { params: IdParam, body: Type.Optional(Reason)} },
+    async (request) => {
+      const operator = await authenticateOperator(services, request, ADMIN_ONLY);
+      return services.fleet.revokeDevice(request.params.id, request.body?.reason, operator);
+    },
+  );
+
+  app.post(
+    '/v1/admin/certificates/:serial/revoke',
+    {
+      schema: {
+        params: Type.Object({ serial: Type.String({ minLength: 1, maxLength: 64 }) }),
+        body: Type.Optional(Reason)
+      },
+    },
+    async (request) => {
+      const operator = await authenticateOperator(services, request, ADMIN_ONLY);
+      return services.fleet.revokeCertificate(request.params.serial, request.body?.reason, operator);
+    },
+  );
+
+  app.get(
+    '/v1/admin/audit',
+    {
+      schema: {
+        querystring: Type.Object(
+          {
+            since: Type.Optional(Type.String({ minLength: 1, maxLength: 40 })),
+            limit: Limit,
+            cursor: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$' })),
+          },
+          { additionalProperties: false },
+        )
+      },
+    },
+    async (request) => {
+      await authenticateOperator(services, request, ADMIN_ONLY);
+      const { since, limit, cursor } = request.query;
+      return services.audit.list({ since, limit, after: cursor === undefined ? undefined : Number(cursor) });
+    },
+  );
+};

@@ -1,0 +1,52 @@
+/**
+ * Status for relying parties: CRLs (RFC 5280) and the OCSP responder (RFC 6960). The
+ * OCSP routes speak OCSP even when refusing: an unreadable request gets malformedRequest.
+ */
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import { OcspResponseStatus, ocspErrorResponse } from '../../ca/ocsp.js';
+import { MAX_OCSP_REQUEST_BYTES } from '../../enrollment/ocsp-service.js';
+import type { AppServices } from '../../instance.js';
+
+const sendOcsp = (reply: FastifyReply, der: Buffer) =>
+  reply.type('application/ocsp-response').header('cache-control', 'no-store').send(der);
+
+/** Strict base64 (RFC 6960 A.1 GET: base64 of the DER, then URL-encoded). */
+function decodeOcspPath(path: string): Buffer | undefined {
+  let text: string;
+  try {
+    text = decodeURIComponent(path);
+  } catch {
+    return undefined;
+  }
+  if (text.length > ((MAX_OCSP_REQUEST_BYTES * 4) / 3) + 4 || !/^[A-Za-z0-9+/]+={0,2}$/.test(text) || text.length % 4 !== 0) {
+    return undefined;
+  }
+  return Buffer.from(text, 'base64');
+}
+
+/** OCSP endpoints, in their own context so their parsing and errors stay OCSP. */
+const ocspRoutes: FastifyPluginAsync<{ services: AppServices }> = async (app, { services }) => {
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: MAX_OCSP_REQUEST_BYTES }, (_request, body, done) => done(null, body));
+  app.setErrorHandler(function ocspError(error, request, reply) {
+    const status = (error as { statusCode?: number }).statusCode ?? 500;
+    if (status >= 500) request.log.error({ err: error }, 'OCSP request failed');
+    return sendOcsp(reply, ocspErrorResponse(status < 500 ? OcspResponseStatus.malformedRequest : OcspResponseStatus.internalError));
+  });
+
+  app.post('/ocsp', async (request, reply) => {
+    const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+    return sendOcsp(reply, await services.ocsp.respond(body));
+  });
+
+  app.get('/ocsp/*', async (request, reply) => {
+    const der = decodeOcspPath((request.params as { '*': string })['*']);
+    return sendOcsp(reply, der ? await services.ocsp.respond(der) : ocspErrorResponse(OcspResponseStatus.malformedRequest));
+  });
+};
+
+export const revocationRoutes: FastifyPluginAsync<{ services: AppServices }> = async (app, { services }) => {
+  app.get('/crl', async (_request, reply) => reply.type('application/pkix-crl').send(await services.crls.issuerCrl()));
+  app.get('/crl/root', async (_request, reply) => reply.type('application/pkix-crl').send(await services.crls.rootCrl()));
+  await app.register(ocspRoutes, { services });
+};

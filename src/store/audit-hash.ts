@@ -1,0 +1,22 @@
+/** The audit log's hash chain: how an event's hash is computed from the one before it. */
+import { createHash } from 'node:crypto';
+import type { AuditEventInput } from './store.js';
+
+/** The previous hash of the first event. */
+export const GENESIS_HASH = '0'.repeat(64);
+
+/** SHA-256 over the previous hash and every field of the event, in a fixed order. */
+export function auditHash(prevHash: string, event: AuditEventInput): string {
+  const fields = [
+    event.at.getTime(),
+    event.actor,
+    event.action,
+    event.outcome,
+    event.source ?? null,
+    event.tokenId ?? null,
+    event.deviceId ?? null,
+    event.serial ?? null,
+    event.detail ? JSON.stringify(event.detail) : null,
+  ];
+  return createHash('sha256').update(prevHash).update('\n').update(JSON.stringify(fields)).digest('hex');
+}

@@ -9,7 +9,12 @@ import { SqliteStore } from '../store/sqlite-store.js';
 import { databasePath, initInstance, openInstance, resolveDataDir, type Instance } from '../instance.js';
 import { banner, startServer } from '../server.js';
 import type { TokenStatus } from '../store/store.js';
+import { toPem } from '../ca/pem.js';
+import type { CertificateView } from '../enrollment/views.js';
+import { writeFileAtomic } from '../files.js';
+import { REVOCATION_REASONS } from '../store/store.js';
 import { parseDuration } from './duration.js';
+import { writeOperatorFiles } from './operator-files.js';
 import { table } from './table.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -87,6 +92,43 @@ function readDeviceIds(path: string): string[] {
 }
 
 const TOKEN_STATUSES: readonly TokenStatus[] = ['unused', 'used', 'expired', 'revoked'];
+
+const listOptions: Options = { limit: { type: 'string' }, cursor: { type: 'string' }, json: { type: 'boolean' } };
+
+const optional = <K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } =>
+  (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
+
+function pageQuery(values: Values): { limit?: number; cursor?: string } {
+  return { ...optional('limit', int(values.limit, 'limit')), ...optional('cursor', str(values.cursor)) };
+}
+
+function oneOf<T extends string>(value: unknown, allowed: readonly T[], name: string): T | undefined {
+  if (value === undefined) return undefined;
+  if (!allowed.includes(value as T)) throw new Error(`--${name} must be one of ${allowed.join(', ')}`);
+  return value as T;
+}
+
+function onePositional(positionals: string[], usage: string): string {
+  if (positionals.length !== 1) throw new Error(`usage: imprint ${usage}`);
+  return positionals[0]!;
+}
+
+/** Prints a listing as a table (stdout) with the next cursor on stderr, or as JSON. */
+function printPage<T>(
+  out: Output,
+  values: Values,
+  page: { items: T[]; nextCursor: string | null },
+  headers: readonly string[],
+  row: (item: T) => (string | null | undefined)[],
+): void {
+  if (values.json) return out.stdout(JSON.stringify(page, null, 2));
+  out.stdout(table(headers, page.items.map(row)));
+  if (page.nextCursor) out.stderr(`more: --cursor ${page.nextCursor}`);
+}
+
+const CERTIFICATE_HEADERS = ['SERIAL', 'KIND', 'SUBJECT', 'STATUS', 'NOT AFTER', 'REVOKED', 'REASON'];
+const certificateRow = (c: CertificateView) => [c.serial, c.kind, c.subject, c.status, c.notAfter, c.revokedAt, c.revocationReason];
+const certificateTable = (certificates: CertificateView[]) => table(CERTIFICATE_HEADERS, certificates.map(certificateRow));
 
 export const COMMANDS: Readonly<Record<string, Command>> = {
   init: {
@@ -237,15 +279,218 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
   },
 
   'tokens revoke': {
-    summary: 'revoke an unused token',
-    usage: 'tokens revoke [--data DIR] TOKEN_ID',
+    summary: 'revoke an unused token, or every unused token of a batch (--label)',
+    usage: 'tokens revoke [--data DIR] TOKEN_ID | --label LABEL',
+    options: { ...dataOption, label: { type: 'string' } },
+    async run(values, positionals, out) {
+      const label = str(values.label);
+      const [id] = positionals;
+      if ((label === undefined) === (positionals.length !== 1)) {
+        throw new Error('usage: imprint tokens revoke TOKEN_ID | --label LABEL');
+      }
+      await withInstance(values, async (instance) => {
+        if (label !== undefined) {
+          const result = await instance.tokens.revokeBatch(label, cliActor());
+          return out.stdout(`revoked ${result.revoked} unused tokens of batch ${label}`);
+        }
+        const token = await instance.tokens.revoke(id!, cliActor());
+        out.stdout(`${token.id} ${token.status}`);
+      });
+    },
+  },
+
+  'devices list': {
+    summary: 'list and search the fleet',
+    usage: 'devices list [--data DIR] [--status active|revoked] [--q TEXT] [--limit N] [--cursor C] [--json]',
+    options: { ...dataOption, ...listOptions, status: { type: 'string' }, q: { type: 'string' } },
+    async run(values, _positionals, out) {
+      const status = oneOf(values.status, ['active', 'revoked'] as const, 'status');
+      await withInstance(values, async (instance) => {
+        const page = await instance.fleet.listDevices({ ...pageQuery(values), ...(status ? { status } : {}), ...optional('q', str(values.q)) });
+        printPage(out, values, page, ['DEVICE', 'STATUS', 'ENROLLED', 'SERIAL'], (d) => [d.id, d.status, d.enrolledAt, d.currentSerial]);
+      });
+    },
+  },
+
+  'devices show': {
+    summary: 'show one device with its certificate history',
+    usage: 'devices show [--data DIR] DEVICE_ID [--json]',
+    options: { ...dataOption, json: { type: 'boolean' } },
+    async run(values, positionals, out) {
+      const id = onePositional(positionals, 'devices show DEVICE_ID');
+      await withInstance(values, async (instance) => {
+        const device = await instance.fleet.getDevice(id);
+        if (values.json) return out.stdout(JSON.stringify(device, null, 2));
+        out.stdout(`${device.id}  ${device.status}  enrolled ${device.enrolledAt}${device.revokedAt ? `  revoked ${device.revokedAt} (${device.revocationReason})` : ''}\n`);
+        out.stdout(certificateTable(device.certificates));
+      });
+    },
+  },
+
+  'devices revoke': {
+    summary: 'revoke a device and all its unexpired certificates',
+    usage: `devices revoke [--data DIR] DEVICE_ID [--reason ${REVOCATION_REASONS.join('|')}]`,
+    options: { ...dataOption, reason: { type: 'string' } },
+    async run(values, positionals, out) {
+      const id = onePositional(positionals, 'devices revoke DEVICE_ID');
+      await withInstance(values, async (instance) => {
+        const device = await instance.fleet.revokeDevice(id, str(values.reason), cliActor());
+        const revoked = device.certificates.filter((c) => c.status === 'revoked').length;
+        out.stdout(`${device.id} ${device.status} (${revoked} certificate(s) revoked)`);
+      });
+    },
+  },
+
+  'certs list': {
+    summary: 'list issued certificates',
+    usage: 'certs list [--data DIR] [--device ID] [--kind device|operator] [--status active|revoked] [--limit N] [--cursor C] [--json]',
+    options: { ...dataOption, ...listOptions, device: { type: 'string' }, kind: { type: 'string' }, status: { type: 'string' } },
+    async run(values, _positionals, out) {
+      const kind = oneOf(values.kind, ['device', 'operator'] as const, 'kind');
+      const status = oneOf(values.status, ['active', 'revoked'] as const, 'status');
+      await withInstance(values, async (instance) => {
+        const page = await instance.fleet.listCertificates({
+          ...pageQuery(values),
+          ...optional('deviceId', str(values.device)),
+          ...(kind ? { kind } : {}),
+          ...(status ? { status } : {}),
+        });
+        printPage(out, values, page, CERTIFICATE_HEADERS, certificateRow);
+      });
+    },
+  },
+
+  'certs show': {
+    summary: 'show one certificate (with its PEM)',
+    usage: 'certs show [--data DIR] SERIAL [--json]',
+    options: { ...dataOption, json: { type: 'boolean' } },
+    async run(values, positionals, out) {
+      const serial = onePositional(positionals, 'certs show SERIAL');
+      await withInstance(values, async (instance) => {
+        const certificate = await instance.fleet.getCertificate(serial);
+        if (values.json) return out.stdout(JSON.stringify(certificate, null, 2));
+        out.stdout(certificateTable([certificate]));
+        out.stdout(certificate.pem ?? '');
+      });
+    },
+  },
+
+  'certs revoke': {
+    summary: 'revoke one certificate by serial (the device stays active)',
+    usage: `certs revoke [--data DIR] SERIAL [--reason ${REVOCATION_REASONS.join('|')}]`,
+    options: { ...dataOption, reason: { type: 'string' } },
+    async run(values, positionals, out) {
+      const serial = onePositional(positionals, 'certs revoke SERIAL');
+      await withInstance(values, async (instance) => {
+        const certificate = await instance.fleet.revokeCertificate(serial, str(values.reason), cliActor());
+        out.stdout(`${certificate.serial} ${certificate.status} (${certificate.revocationReason})`);
+      });
+    },
+  },
+
+  'operators issue': {
+    summary: 'issue an operator identity: NAME.pem, NAME.key (0600) and NAME.p12 in --out',
+    usage: 'operators issue [--data DIR] NAME --role admin|provisioner --out DIR [--validity 365d]',
+    options: { ...dataOption, role: { type: 'string' }, out: { type: 'string' }, validity: { type: 'string' } },
+    async run(values, positionals, out) {
+      const name = onePositional(positionals, 'operators issue NAME --role admin|provisioner --out DIR');
+      const outDir = str(values.out);
+      if (!outDir) throw new Error('--out DIR is required');
+      const validity = str(values.validity);
+      await withInstance(values, async (instance) => {
+        const issued = await instance.signing().operators.issue(
+          {
+            name,
+            role: str(values.role) ?? '',
+            validityDays: validity === undefined ? undefined : Math.round(parseDuration(validity.replace(/^(\d+)$/, '$1d')) / 86_400),
+          },
+          cliActor(),
+        );
+        const files = writeOperatorFiles(outDir, issued, out);
+        out.stdout(`issued ${issued.role} ${issued.name} (serial ${issued.serial}, valid until ${issued.notAfter}): ${files.join(', ')}`);
+      });
+    },
+  },
+
+  'operators list': {
+    summary: 'list operators',
+    usage: 'operators list [--data DIR] [--json]',
+    options: { ...dataOption, json: { type: 'boolean' } },
+    async run(values, _positionals, out) {
+      await withInstance(values, async (instance) => {
+        const operators = await instance.signing().operators.list();
+        if (values.json) return out.stdout(JSON.stringify({ items: operators }, null, 2));
+        out.stdout(table(['NAME', 'ROLE', 'STATUS', 'CREATED', 'BY'], operators.map((o) => [o.name, o.role, o.status, o.createdAt, o.createdBy])));
+      });
+    },
+  },
+
+  'operators revoke': {
+    summary: 'revoke an operator and its certificates',
+    usage: 'operators revoke [--data DIR] NAME',
     options: dataOption,
     async run(values, positionals, out) {
-      const [id] = positionals;
-      if (!id || positionals.length !== 1) throw new Error('usage: imprint tokens revoke TOKEN_ID');
+      const name = onePositional(positionals, 'operators revoke NAME');
       await withInstance(values, async (instance) => {
-        const token = await instance.tokens.revoke(id, cliActor());
-        out.stdout(`${token.id} ${token.status}`);
+        const operator = await instance.signing().operators.revoke(name, cliActor());
+        out.stdout(`${operator.name} ${operator.status} (${operator.revokedSerials.length} certificate(s) revoked)`);
+      });
+    },
+  },
+
+  crl: {
+    summary: 'write the current CRL as PEM (for nginx, mosquitto, ...)',
+    usage: 'crl [--data DIR] [--out FILE] [--with-root] [--der]',
+    options: { ...dataOption, out: { type: 'string' }, 'with-root': { type: 'boolean' }, der: { type: 'boolean' } },
+    async run(values, _positionals, out) {
+      if (values.der && values['with-root']) throw new Error('--der writes one CRL; --with-root needs PEM');
+      await withInstance(values, async (instance) => {
+        const crls = instance.signing().crls;
+        const ders = [await crls.issuerCrl(), ...(values['with-root'] ? [await crls.rootCrl()] : [])];
+        const content = values.der ? ders[0]! : ders.map((der) => toPem(der, 'X509 CRL')).join('');
+        const file = str(values.out);
+        if (file) writeFileAtomic(file, content);
+        else if (values.der) process.stdout.write(content);
+        else out.stdout(content as string);
+      });
+    },
+  },
+
+  audit: {
+    summary: 'show the audit log: who did what, when, from where',
+    usage: 'audit [--data DIR] [--since ISO-TIME] [--limit N] [--cursor C] [--json]',
+    options: { ...dataOption, ...listOptions, since: { type: 'string' } },
+    async run(values, _positionals, out) {
+      const cursor = str(values.cursor);
+      if (cursor !== undefined && !/^\d{1,15}$/.test(cursor)) throw new Error('--cursor must be an event id');
+      await withInstance(values, async (instance) => {
+        const page = await instance.audit.list({
+          since: str(values.since),
+          limit: int(values.limit, 'limit'),
+          after: cursor === undefined ? undefined : Number(cursor),
+        });
+        printPage(out, values, page, ['ID', 'TIME', 'ACTOR', 'ACTION', 'OUTCOME', 'SOURCE', 'SUBJECT'], (e) => [
+          String(e.id),
+          e.at,
+          e.actor,
+          e.action,
+          e.outcome,
+          e.source,
+          e.deviceId ?? e.serial ?? e.tokenId,
+        ]);
+      });
+    },
+  },
+
+  'audit verify': {
+    summary: 'check the audit log hash chain; fails if any event was edited or deleted',
+    usage: 'audit verify [--data DIR]',
+    options: dataOption,
+    async run(values, _positionals, out) {
+      await withInstance(values, async (instance) => {
+        const result = await instance.audit.verify();
+        if (!result.ok) throw new Error(`audit log broken at event ${result.problem!.id}: ${result.problem!.reason} (${result.checked} events before it verified)`);
+        out.stdout(`audit log intact: ${result.checked} events verified`);
       });
     },
   },

@@ -4,10 +4,10 @@
  */
 import helmet from '@fastify/helmet';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { SecureContextOptions } from 'node:tls';
 import type { AppServices } from '../instance.js';
-import { installErrorHandling } from './error-handler.js';
+import { installErrorHandling, renderFrameworkError } from './error-handler.js';
 import { installValidation } from './validation.js';
 import { adminRoutes } from './routes/admin-routes.js';
 import { deviceRoutes } from './routes/device-routes.js';
@@ -44,9 +44,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     bodyLimit: BODY_LIMIT_BYTES,
     // Per-request access lines cost more than the enrollment they describe; every
     // enrollment attempt is in the audit log, and failures are logged by the error handler.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     // OCSP GET requests carry the base64 request in the path.
-    maxParamLength: 2048,
+    routerOptions: { maxParamLength: 2048 },
+    // A URL that does not decode never reaches routing: answer it in the contract's shape too.
+    frameworkErrors: renderFrameworkError,
     ...(options.tls ? { https: httpsOptions(options.tls) } : {}),
   }).withTypeProvider<TypeBoxTypeProvider>();
 

@@ -3,6 +3,7 @@
  * the matching contract code, anything unexpected to a 500 whose message stays in the log.
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { OcspResponseStatus, ocspErrorResponse } from '../ca/ocsp.js';
 import { ImprintError, type ErrorCode } from '../errors.js';
 
 /** The JSON error body every route answers with. */
@@ -54,6 +55,15 @@ export function sendError(reply: FastifyReply, error: ImprintError): FastifyRepl
   if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
   const body: ErrorBody = { error: error.code, message: error.message };
   return reply.code(error.status).type('application/json; charset=utf-8').send(body);
+}
+
+/** Errors Fastify raises before routing (an undecodable URL); OCSP paths still get OCSP. */
+export function renderFrameworkError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  if (request.url.startsWith('/ocsp')) {
+    void reply.code(200).type('application/ocsp-response').send(ocspErrorResponse(OcspResponseStatus.malformedRequest));
+    return;
+  }
+  void sendError(reply, new ImprintError('bad_request', error.code === 'FST_ERR_BAD_URL' ? 'the URL does not decode' : 'malformed request'));
 }
 
 /** Installs the error and not-found handlers on an app. */

@@ -1,8 +1,9 @@
 /** The real openssl binary as an independent CSR maker and certificate verifier. */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 
 /** Key kinds the tests ask openssl for. */
 export type KeyKind = 'p256' | 'p384' | 'secp256k1' | 'rsa1024' | 'rsa2048';
@@ -18,6 +19,21 @@ const KEY_ARGS: Record<KeyKind, string[]> = {
 /** Runs openssl and returns stdout; throws with stderr on failure. */
 export function openssl(args: string[], input?: string): string {
   return execFileSync('openssl', args, { input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+/** Runs openssl where a non-zero exit is an expected answer; returns the exit code and all output. */
+export function opensslExit(args: string[]): { code: number | null; output: string } {
+  const result = spawnSync('openssl', args, { encoding: 'utf8' });
+  return { code: result.status, output: result.stdout + result.stderr };
+}
+
+/**
+ * Runs openssl without blocking the event loop: needed whenever openssl talks to a server
+ * listening in this same process (`openssl ocsp -url`).
+ */
+export async function opensslAsync(args: string[]): Promise<string> {
+  const { stdout } = await promisify(execFile)('openssl', args, { encoding: 'utf8', timeout: 20_000 });
+  return stdout;
 }
 
 /** A temporary directory removed by the returned cleanup. */

@@ -54,3 +54,9 @@ export async function startTestServer(dataDir = join(tempDir(), 'data')): Promis
     },
   };
 }
+
+/** An operator's certificate chain and key, issued through the same service as the CLI. */
+export async function issueOperator(t: TestServer, name: string, role: 'admin' | 'provisioner') {
+  const issued = await t.server.instance.signing().operators.issue({ name, role }, { actor: 'cli:test' });
+  return { cert: issued.certificatePem + issued.chainPem[0], key: issued.keyPem, serial: issued.serial };
+}

@@ -1,0 +1,40 @@
+/**
+ * Writes an operator identity to disk: NAME.pem (certificate, then the issuing CA),
+ * NAME.key (0600) and NAME.p12 (0600) for browsers and tools that import PKCS#12.
+ */
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { IssuedOperator } from '../enrollment/operator-service.js';
+import { writeFileAtomic } from '../files.js';
+import type { Output } from './commands.js';
+
+/** Writes the files; returns their paths. The PKCS#12 passphrase is shown once when generated. */
+export function writeOperatorFiles(dir: string, issued: IssuedOperator, out: Output): string[] {
+  const pem = join(dir, `${issued.name}.pem`);
+  const key = join(dir, `${issued.name}.key`);
+  const p12 = join(dir, `${issued.name}.p12`);
+  for (const file of [pem, key, p12]) {
+    if (existsSync(file)) throw new Error(`${file} already exists; choose another --out`);
+  }
+  writeFileAtomic(key, issued.keyPem, 0o600);
+  writeFileAtomic(pem, issued.certificatePem + issued.chainPem[0]!);
+
+  // PKCS#12 through the openssl binary: Node has no PKCS#12 writer, and the file is
+  // written once per operator, off any hot path.
+  const given = process.env.IMPRINT_P12_PASSPHRASE;
+  const passphrase = given || randomBytes(12).toString('base64url');
+  const result = spawnSync(
+    'openssl',
+    ['pkcs12', '-export', '-inkey', key, '-in', pem, '-name', issued.name, '-passout', 'env:IMPRINT_P12_PASSPHRASE', '-out', p12],
+    { env: { ...process.env, IMPRINT_P12_PASSPHRASE: passphrase }, stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  if (result.error || result.status !== 0) {
+    out.stderr(`warning: ${p12} not written (openssl pkcs12 failed: ${result.error?.message ?? result.stderr.toString().trim().split('\n')[0]})`);
+    return [pem, key];
+  }
+  chmodSync(p12, 0o600);
+  if (!given) out.stderr(`PKCS#12 passphrase for ${p12} (shown once): ${passphrase}`);
+  return [pem, key, p12];
+}

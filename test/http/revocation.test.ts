@@ -1,0 +1,211 @@
+/**
+ * Revocation as relying parties and devices see it: open keep-alive connections closed
+ * within a second (API and CLI in another process), CRLs checked by `openssl verify
+ * -crl_check`, and OCSP answers read by `openssl ocsp`.
+ */
+import { Agent, request } from 'node:https';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildCsr, generateDeviceKey, type DeviceKey } from '../../simulator/csr.js';
+import { imprint } from '../helpers/cli.js';
+import { curl } from '../helpers/curl.js';
+import { call } from '../helpers/https.js';
+import { openssl, opensslAsync, opensslExit, opensslVerify, tempDir } from '../helpers/openssl.js';
+import { issueOperator, startTestServer, type TestServer } from '../helpers/server.js';
+
+let t: TestServer;
+let admin: { cert: string; key: string };
+const work = tempDir();
+
+interface Device {
+  readonly id: string;
+  readonly key: DeviceKey;
+  readonly cert: string;
+  readonly serial: string;
+  readonly certPath: string;
+}
+
+async function enroll(id: string): Promise<Device> {
+  const key = await generateDeviceKey();
+  const { token } = await t.mintToken();
+  const response = await call(`${t.url}/v1/enroll`, { ca: t.rootPem, json: { csr: buildCsr(key, id) }, headers: { authorization: `Bearer ${token}` } });
+  expect(response.status).toBe(201);
+  const certPath = join(work, `${id}.pem`);
+  writeFileSync(certPath, response.body.certificate);
+  return { id, key, cert: response.body.certificate, serial: response.body.serial, certPath };
+}
+
+/** A device holding one kept-alive mTLS connection open. */
+function keptAlive(device: Device) {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: t.rootPem, cert: device.cert, key: device.key.privateKeyPem });
+  let socket: TLSSocket | undefined;
+  const get = () =>
+    new Promise<{ status: number; body: any }>((resolve, reject) => {
+      const req = request(`${t.url}/v1/device`, { agent }, (res) => {
+        socket = res.socket as TLSSocket;
+        let text = '';
+        res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+        res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  /** Resolves true once the server closed the connection, false if it is still open after `ms`. */
+  const closedWithin = (ms: number) =>
+    new Promise<boolean>((resolve) => {
+      if (!socket || socket.destroyed) return resolve(true);
+      const timer = setTimeout(() => resolve(false), ms);
+      socket.once('close', () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  return { agent, get, closedWithin };
+}
+
+beforeAll(async () => {
+  t = await startTestServer();
+  admin = await issueOperator(t, 'alice', 'admin');
+});
+afterAll(async () => {
+  await t.destroy();
+});
+
+describe('revocation takes effect within one second', () => {
+  it.each([
+    {
+      name: 'over the API',
+      revoke: async (id: string) => {
+        const response = await call(`${t.url}/v1/admin/devices/${id}/revoke`, { ca: t.rootPem, json: { reason: 'keyCompromise' }, ...admin });
+        expect(response.status).toBe(200);
+      },
+    },
+    {
+      name: 'from the CLI in another process',
+      revoke: async (id: string) => {
+        const result = await imprint(['devices', 'revoke', id, '--reason', 'keyCompromise', '--data', t.dataDir]);
+        expect(result.code, result.stderr).toBe(0);
+      },
+    },
+  ])('$name: open connection closed, next request refused, other devices unaffected', async ({ name, revoke }) => {
+    const suffix = name.includes('CLI') ? 'cli' : 'api';
+    const [victim, bystander] = [await enroll(`victim-${suffix}`), await enroll(`bystander-${suffix}`)];
+    const victimConnection = keptAlive(victim);
+    const bystanderConnection = keptAlive(bystander);
+    expect((await victimConnection.get()).status).toBe(200);
+    expect((await bystanderConnection.get()).status).toBe(200);
+
+    await revoke(victim.id);
+
+    expect(await victimConnection.closedWithin(1000)).toBe(true);
+    const refused = await victimConnection.get();
+    expect(refused.status).toBe(403);
+    expect(refused.body.error).toBe('device_revoked');
+    const fine = await bystanderConnection.get();
+    expect(fine).toMatchObject({ status: 200, body: { deviceId: bystander.id } });
+    expect(await bystanderConnection.closedWithin(300)).toBe(false);
+    victimConnection.agent.destroy();
+    bystanderConnection.agent.destroy();
+  });
+});
+
+describe('CRL', () => {
+  let revoked: Device;
+  let good: Device;
+  let crlPath: string;
+
+  beforeAll(async () => {
+    [revoked, good] = [await enroll('crl-revoked'), await enroll('crl-good')];
+  });
+
+  it('GET /crl lists the revoked device with its reason under a higher CRL number', async () => {
+    const crlNumber = async () => {
+      const file = join(work, `crl-${Date.now()}.der`);
+      const response = await curl(['--cacert', t.rootPath, '-o', file, `${t.url}/crl`]);
+      expect(response.status).toBe(200);
+      return { file, number: parseInt(openssl(['crl', '-inform', 'DER', '-in', file, '-noout', '-crlnumber']).split('=')[1]!, 16) };
+    };
+    const first = await crlNumber();
+    const revoke = await call(`${t.url}/v1/admin/devices/crl-revoked/revoke`, { ca: t.rootPem, json: { reason: 'keyCompromise' }, ...admin });
+    expect(revoke.status).toBe(200);
+    const second = await crlNumber();
+    expect(second.number).toBeGreaterThan(first.number);
+    const text = openssl(['crl', '-inform', 'DER', '-in', second.file, '-noout', '-text']);
+    expect(text).toContain(`Serial Number: ${revoked.serial.toUpperCase()}`);
+    expect(text).toMatch(/CRL Reason Code: \s*\n\s+Key Compromise/);
+    expect(text).not.toContain(good.serial.toUpperCase());
+    crlPath = join(work, 'crl.pem');
+    writeFileSync(crlPath, openssl(['crl', '-inform', 'DER', '-in', second.file]));
+  });
+
+  it('openssl verify -crl_check reports the revoked certificate as revoked and the other as OK', () => {
+    expect(() => opensslVerify(revoked.cert, t.rootPath, t.issuerPath, ['-crl_check', '-CRLfile', crlPath])).toThrow(/certificate revoked/);
+    expect(opensslVerify(good.cert, t.rootPath, t.issuerPath, ['-crl_check', '-CRLfile', crlPath])).toMatch(/: OK/);
+  });
+
+  it('imprint crl --with-root writes both CRLs, enough for -crl_check_all', async () => {
+    const file = join(work, 'both.pem');
+    const result = await imprint(['crl', '--data', t.dataDir, '--out', file, '--with-root']);
+    expect(result.code, result.stderr).toBe(0);
+    expect(readFileSync(file, 'utf8').match(/BEGIN X509 CRL/g)).toHaveLength(2);
+    expect(opensslVerify(good.cert, t.rootPath, t.issuerPath, ['-crl_check_all', '-CRLfile', file])).toMatch(/: OK/);
+    expect(() => opensslVerify(revoked.cert, t.rootPath, t.issuerPath, ['-crl_check_all', '-CRLfile', file])).toThrow(/certificate revoked/);
+  });
+
+  it('GET /crl/root is signed by the root', async () => {
+    const file = join(work, 'root.crl');
+    expect((await curl(['--cacert', t.rootPath, '-o', file, `${t.url}/crl/root`])).status).toBe(200);
+    expect(openssl(['crl', '-inform', 'DER', '-in', file, '-noout', '-CAfile', t.rootPath])).toBe('');
+  });
+});
+
+describe('OCSP', () => {
+  let revoked: Device;
+  let good: Device;
+
+  beforeAll(async () => {
+    [revoked, good] = [await enroll('ocsp-revoked'), await enroll('ocsp-good')];
+    await call(`${t.url}/v1/admin/devices/ocsp-revoked/revoke`, { ca: t.rootPem, json: { reason: 'cessationOfOperation' }, ...admin });
+  });
+
+  it('openssl ocsp -url reads revoked, good and unknown, and the response verifies against the root', async () => {
+    const ask = (...target: string[]) =>
+      opensslAsync(['ocsp', '-issuer', t.issuerPath, ...target, '-url', `${t.url}/ocsp`, '-CAfile', t.rootPath, '-resp_text']);
+    const revokedAnswer = await ask('-cert', revoked.certPath);
+    expect(revokedAnswer).toMatch(new RegExp(`${revoked.certPath}: revoked`));
+    expect(revokedAnswer).toMatch(/Reason: cessationOfOperation/);
+    expect(await ask('-cert', good.certPath)).toMatch(new RegExp(`${good.certPath}: good`));
+    expect(await ask('-serial', '0x0123456789abcdef0123456789abcdef')).toMatch(/0x0123456789ABCDEF0123456789ABCDEF: unknown/i);
+  });
+
+  it('a request made by openssl ocsp -reqout and sent by curl, POST and GET, gets its nonce back', async () => {
+    const requestFile = join(work, 'request.der');
+    openssl(['ocsp', '-issuer', t.issuerPath, '-cert', revoked.certPath, '-reqout', requestFile]);
+    const post = join(work, 'post.der');
+    const get = join(work, 'get.der');
+    expect((await curl(['--cacert', t.rootPath, '-H', 'Content-Type: application/ocsp-request', '--data-binary', `@${requestFile}`, '-o', post, `${t.url}/ocsp`])).status).toBe(200);
+    const encoded = encodeURIComponent(readFileSync(requestFile).toString('base64'));
+    expect((await curl(['--cacert', t.rootPath, '-o', get, `${t.url}/ocsp/${encoded}`])).status).toBe(200);
+    for (const response of [post, get]) {
+      // With -reqin, openssl checks that the response carries the request's nonce.
+      const verified = openssl(['ocsp', '-reqin', requestFile, '-respin', response, '-CAfile', t.rootPath]);
+      expect(verified).not.toMatch(/error/i);
+      expect(openssl(['ocsp', '-respin', response, '-CAfile', t.rootPath, '-resp_text'])).toMatch(/Cert Status: revoked/);
+    }
+  });
+
+  it.each([
+    { name: 'garbage body', args: ['-H', 'Content-Type: application/ocsp-request', '--data-binary', 'garbage'], path: '/ocsp' },
+    { name: 'json body', args: ['-H', 'Content-Type: application/json', '--data-binary', '{"a":1}'], path: '/ocsp' },
+    { name: 'bad base64 in GET', args: [], path: '/ocsp/not*base64' },
+    { name: 'undecodable GET path', args: [], path: '/ocsp/%%%' },
+  ])('$name -> OCSP malformedRequest', async ({ args, path }) => {
+    const file = join(work, `malformed-${Math.random()}.der`);
+    const response = await curl(['--cacert', t.rootPath, ...args, '-o', file, `${t.url}${path}`]);
+    expect(response.status).toBe(200);
+    // openssl exits 1 on any response status other than successful.
+    expect(opensslExit(['ocsp', '-respin', file, '-resp_text'])).toEqual({ code: 1, output: expect.stringMatching(/Responder Error: malformedrequest \(1\)/) });
+  });
+});

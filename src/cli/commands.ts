@@ -10,11 +10,12 @@ import { databasePath, initInstance, openInstance, resolveDataDir, type Instance
 import { banner, startServer } from '../server.js';
 import type { TokenStatus } from '../store/store.js';
 import { toPem } from '../ca/pem.js';
+import { checkOperatorName } from '../enrollment/operator-service.js';
 import type { CertificateView } from '../enrollment/views.js';
 import { writeFileAtomic } from '../files.js';
 import { REVOCATION_REASONS } from '../store/store.js';
 import { parseDuration } from './duration.js';
-import { writeOperatorFiles } from './operator-files.js';
+import { operatorFiles, writeOperatorFiles } from './operator-files.js';
 import { table } from './table.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -397,6 +398,8 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
       const outDir = str(values.out);
       if (!outDir) throw new Error('--out DIR is required');
       const validity = str(values.validity);
+      checkOperatorName(name);
+      const files = operatorFiles(outDir, name);
       await withInstance(values, async (instance) => {
         const issued = await instance.signing().operators.issue(
           {
@@ -406,8 +409,8 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
           },
           cliActor(),
         );
-        const files = writeOperatorFiles(outDir, issued, out);
-        out.stdout(`issued ${issued.role} ${issued.name} (serial ${issued.serial}, valid until ${issued.notAfter}): ${files.join(', ')}`);
+        const written = writeOperatorFiles(files, issued, out);
+        out.stdout(`issued ${issued.role} ${issued.name} (serial ${issued.serial}, valid until ${issued.notAfter}): ${written.join(', ')}`);
       });
     },
   },
@@ -484,13 +487,15 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
 
   'audit verify': {
     summary: 'check the audit log hash chain; fails if any event was edited or deleted',
-    usage: 'audit verify [--data DIR]',
-    options: dataOption,
+    usage: 'audit verify [--data DIR] [--head HASH]',
+    options: { ...dataOption, head: { type: 'string' } },
     async run(values, _positionals, out) {
+      const head = str(values.head);
+      if (head !== undefined && !/^[0-9a-f]{64}$/.test(head)) throw new Error('--head must be a head hash printed by an earlier audit verify');
       await withInstance(values, async (instance) => {
-        const result = await instance.audit.verify();
+        const result = await instance.audit.verify(head);
         if (!result.ok) throw new Error(`audit log broken at event ${result.problem!.id}: ${result.problem!.reason} (${result.checked} events before it verified)`);
-        out.stdout(`audit log intact: ${result.checked} events verified`);
+        out.stdout(`audit log intact: ${result.checked} events verified, head ${result.head}`);
       });
     },
   },

@@ -4,20 +4,34 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { IssuedOperator } from '../enrollment/operator-service.js';
 import { writeFileAtomic } from '../files.js';
 import type { Output } from './commands.js';
 
-/** Writes the files; returns their paths. The PKCS#12 passphrase is shown once when generated. */
-export function writeOperatorFiles(dir: string, issued: IssuedOperator, out: Output): string[] {
-  const pem = join(dir, `${issued.name}.pem`);
-  const key = join(dir, `${issued.name}.key`);
-  const p12 = join(dir, `${issued.name}.p12`);
-  for (const file of [pem, key, p12]) {
+/** Where an operator's files go. */
+export interface OperatorFiles {
+  readonly pem: string;
+  readonly key: string;
+  readonly p12: string;
+}
+
+/**
+ * Claims the file names before anything is issued, so that an operator is never recorded
+ * without its key on disk; creates the directory (0700) when missing.
+ */
+export function operatorFiles(dir: string, name: string): OperatorFiles {
+  const files = { pem: join(dir, `${name}.pem`), key: join(dir, `${name}.key`), p12: join(dir, `${name}.p12`) };
+  for (const file of Object.values(files)) {
     if (existsSync(file)) throw new Error(`${file} already exists; choose another --out`);
   }
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  return files;
+}
+
+/** Writes the files; returns the paths written. The PKCS#12 passphrase is shown once when generated. */
+export function writeOperatorFiles({ pem, key, p12 }: OperatorFiles, issued: IssuedOperator, out: Output): string[] {
   writeFileAtomic(key, issued.keyPem, 0o600);
   writeFileAtomic(pem, issued.certificatePem + issued.chainPem[0]!);
 

@@ -25,6 +25,11 @@ export interface AuditEventView {
 export interface AuditVerification {
   readonly ok: boolean;
   readonly checked: number;
+  /**
+   * The newest event's hash. The chain alone cannot show that events were cut off its end;
+   * an operator who keeps this value elsewhere can pass it back later to prove they were not.
+   */
+  readonly head: string;
   /** The first event that does not fit the chain, and why. */
   readonly problem?: { readonly id: number; readonly reason: string };
 }
@@ -58,25 +63,35 @@ export class AuditService {
     return { items: events.map(view), nextCursor: events.length === limit && last ? String(last.id) : null };
   }
 
-  /** Recomputes every hash and link; the first break is reported. */
-  async verify(): Promise<AuditVerification> {
+  /**
+   * Recomputes every hash and link; the first break is reported. With `knownHead` (a head
+   * recorded earlier), the chain must still contain that event, so events cut off the end
+   * since then are detected too.
+   */
+  async verify(knownHead?: string): Promise<AuditVerification> {
     let previous = GENESIS_HASH;
     let afterId = 0;
     let checked = 0;
+    let sawKnownHead = knownHead === undefined;
     for (;;) {
       const events = await this.store.listAudit({ afterId, limit: VERIFY_BATCH });
       for (const event of events) {
         if (event.prevHash !== previous) {
-          return { ok: false, checked, problem: { id: event.id, reason: 'does not follow the event before it (an event was deleted or edited)' } };
+          return { ok: false, checked, head: previous, problem: { id: event.id, reason: 'does not follow the event before it (an event was deleted or edited)' } };
         }
         if (auditHash(event.prevHash, event) !== event.hash) {
-          return { ok: false, checked, problem: { id: event.id, reason: 'its content does not match its hash (it was edited)' } };
+          return { ok: false, checked, head: previous, problem: { id: event.id, reason: 'its content does not match its hash (it was edited)' } };
         }
         previous = event.hash;
         afterId = event.id;
         checked++;
+        if (event.hash === knownHead) sawKnownHead = true;
       }
-      if (events.length < VERIFY_BATCH) return { ok: true, checked };
+      if (events.length < VERIFY_BATCH) break;
     }
+    if (!sawKnownHead) {
+      return { ok: false, checked, head: previous, problem: { id: afterId, reason: `the recorded head ${knownHead} is no longer in the log (events were deleted from its end)` } };
+    }
+    return { ok: true, checked, head: previous };
   }
 }

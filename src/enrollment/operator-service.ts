@@ -11,6 +11,11 @@ import type { OperatorRecord, OperatorRole, Store } from '../store/store.js';
 import type { Actor } from './actor.js';
 
 const OPERATOR_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** Refuses a name outside the pattern (it also names files, so it never holds a path separator). */
+export function checkOperatorName(name: string): void {
+  if (!OPERATOR_NAME.test(name)) throw new ImprintError('bad_request', `operator name must match ${OPERATOR_NAME.source}`);
+}
 export const OPERATOR_ROLES: readonly OperatorRole[] = ['admin', 'provisioner'];
 const DEFAULT_OPERATOR_VALIDITY_DAYS = 365;
 
@@ -54,7 +59,7 @@ export class OperatorService {
 
   /** Makes a key and a certificate for a new operator. */
   async issue(request: { name: string; role: string; validityDays?: number | undefined }, by: Actor): Promise<IssuedOperator> {
-    if (!OPERATOR_NAME.test(request.name)) throw new ImprintError('bad_request', `operator name must match ${OPERATOR_NAME.source}`);
+    checkOperatorName(request.name);
     if (!(OPERATOR_ROLES as readonly string[]).includes(request.role)) {
       throw new ImprintError('bad_request', `role must be one of ${OPERATOR_ROLES.join(', ')}`);
     }

@@ -39,7 +39,7 @@ function deviceCertificate(ca: CertificateAuthority, keyType: 'ec' | 'rsa') {
 
 describe('device certificate', () => {
   it('parses in pkijs, re-encodes byte for byte and verifies against the issuing CA', async () => {
-    pkijs.setEngine('node', new pkijs.CryptoEngine({ name: 'node', crypto: webcrypto as unknown as Crypto }));
+    pkijs.setEngine('node', new pkijs.CryptoEngine({ name: 'node', crypto: webcrypto as unknown as pkijs.CryptoEngineParameters["crypto"] }));
     const ca = authority();
     const issued = deviceCertificate(ca, 'ec');
     const certificate = pkijs.Certificate.fromBER(issued.der);

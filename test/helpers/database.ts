@@ -27,3 +27,13 @@ export function query<T>(dataDir: string, sql: string, ...params: unknown[]): T[
     db.close();
   }
 }
+
+/** Writes the database behind imprint's back, as an attacker with file access would. */
+export function execute(dataDir: string, sql: string, ...params: unknown[]): void {
+  const db = new Database(join(dataDir, 'imprint.db'));
+  try {
+    db.prepare(sql).run(...params);
+  } finally {
+    db.close();
+  }
+}

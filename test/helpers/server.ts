@@ -3,6 +3,8 @@ import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { caPaths } from '../../src/ca/ca-directory.js';
 import { startServer, type RunningServer } from '../../src/server.js';
+import { buildCsr, generateDeviceKey, type DeviceKey } from '../../simulator/csr.js';
+import { call, type Response } from './https.js';
 import { tempDir } from './openssl.js';
 
 /** A started server and the paths a client needs. */
@@ -59,4 +61,24 @@ export async function startTestServer(dataDir = join(tempDir(), 'data')): Promis
 export async function issueOperator(t: TestServer, name: string, role: 'admin' | 'provisioner') {
   const issued = await t.server.instance.signing().operators.issue({ name, role }, { actor: 'cli:test' });
   return { cert: issued.certificatePem + issued.chainPem[0], key: issued.keyPem, serial: issued.serial };
+}
+
+/** A device enrolled over HTTPS with a fresh P-256 key (and a fresh token unless one is given). */
+export interface EnrolledDevice {
+  readonly id: string;
+  readonly key: DeviceKey;
+  readonly cert: string;
+  readonly serial: string;
+  readonly response: Response;
+}
+
+/** Enrolls `id` as a device would; the caller checks `response` when refusal is possible. */
+export async function enrollDevice(t: TestServer, id: string, token?: string): Promise<EnrolledDevice> {
+  const key = await generateDeviceKey();
+  const response = await call(`${t.url}/v1/enroll`, {
+    ca: t.rootPem,
+    json: { csr: buildCsr(key, id) },
+    headers: { authorization: `Bearer ${token ?? (await t.mintToken()).token}` },
+  });
+  return { id, key, cert: response.body.certificate, serial: response.body.serial, response };
 }

@@ -3,25 +3,16 @@
  * by certificate and by token batch, and re-provisioning a revoked device on purpose.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildCsr, generateDeviceKey, type DeviceKey } from '../../simulator/csr.js';
 import { call, type Response } from '../helpers/https.js';
-import { issueOperator, startTestServer, type TestServer } from '../helpers/server.js';
+import { enrollDevice, issueOperator, startTestServer, type EnrolledDevice, type TestServer } from '../helpers/server.js';
 
 let t: TestServer;
 let admin: { cert: string; key: string };
 let provisioner: { cert: string; key: string };
 let retired: { cert: string; key: string };
-let device: { id: string; key: DeviceKey; cert: string; serial: string };
+let device: EnrolledDevice;
 
-async function enroll(id: string, token?: string) {
-  const key = await generateDeviceKey();
-  const response = await call(`${t.url}/v1/enroll`, {
-    ca: t.rootPem,
-    json: { csr: buildCsr(key, id) },
-    headers: { authorization: `Bearer ${token ?? (await t.mintToken()).token}` },
-  });
-  return { id, key, cert: response.body.certificate as string, serial: response.body.serial as string, response };
-}
+const enroll = (id: string, token?: string) => enrollDevice(t, id, token);
 
 const as = (who: { cert: string; key: string } | undefined, method: string, path: string, json?: unknown): Promise<Response> =>
   call(`${t.url}${path}`, { ca: t.rootPem, method, ...(json === undefined ? {} : { json }), ...(who ?? {}) });

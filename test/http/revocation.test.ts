@@ -8,33 +8,25 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildCsr, generateDeviceKey, type DeviceKey } from '../../simulator/csr.js';
 import { imprint } from '../helpers/cli.js';
 import { curl } from '../helpers/curl.js';
 import { call } from '../helpers/https.js';
 import { openssl, opensslAsync, opensslExit, opensslVerify, tempDir } from '../helpers/openssl.js';
-import { issueOperator, startTestServer, type TestServer } from '../helpers/server.js';
+import { enrollDevice, issueOperator, startTestServer, type EnrolledDevice, type TestServer } from '../helpers/server.js';
 
 let t: TestServer;
 let admin: { cert: string; key: string };
 const work = tempDir();
 
-interface Device {
-  readonly id: string;
-  readonly key: DeviceKey;
-  readonly cert: string;
-  readonly serial: string;
-  readonly certPath: string;
-}
+type Device = EnrolledDevice & { readonly certPath: string };
 
+/** Enrolls and writes the certificate to a file for openssl. */
 async function enroll(id: string): Promise<Device> {
-  const key = await generateDeviceKey();
-  const { token } = await t.mintToken();
-  const response = await call(`${t.url}/v1/enroll`, { ca: t.rootPem, json: { csr: buildCsr(key, id) }, headers: { authorization: `Bearer ${token}` } });
-  expect(response.status).toBe(201);
+  const device = await enrollDevice(t, id);
+  expect(device.response.status).toBe(201);
   const certPath = join(work, `${id}.pem`);
-  writeFileSync(certPath, response.body.certificate);
-  return { id, key, cert: response.body.certificate, serial: response.body.serial, certPath };
+  writeFileSync(certPath, device.cert);
+  return { ...device, certPath };
 }
 
 /** A device holding one kept-alive mTLS connection open. */

@@ -28,7 +28,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ services: AppServices }> =
             label: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
           },
           { additionalProperties: false },
-        )
+        ),
       },
     },
     async (request, reply) => {
@@ -49,7 +49,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ services: AppServices }> =
             cursor: Cursor,
           },
           { additionalProperties: false },
-        )
+        ),
       },
     },
     async (request) => {
@@ -62,7 +62,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ services: AppServices }> =
     '/v1/admin/tokens/revoke',
     {
       schema: {
-        body: Type.Object({ label: Type.String({ minLength: 1, maxLength: 64 }) }, { additionalProperties: false })
+        body: Type.Object({ label: Type.String({ minLength: 1, maxLength: 64 }) }, { additionalProperties: false }),
       },
     },
     async (request) => {
@@ -71,7 +71,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ services: AppServices }> =
     },
   );
 
-  app.post('/v1/admin/tokens/:id/revoke', { schema: { params: IdParam} }, async (request) => {
+  app.post('/v1/admin/tokens/:id/revoke', { schema: { params: IdParam } }, async (request) => {
     const operator = await authenticateOperator(services, request, ADMIN_ONLY);
     return services.tokens.revoke(request.params.id, operator);
   });
@@ -88,7 +88,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ services: AppServices }> =
             cursor: Cursor,
           },
           { additionalProperties: false },
-        )
+        ),
       },
     },
     async (request) => {
@@ -97,7 +97,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ services: AppServices }> =
     },
   );
 
-  app.get('/v1/admin/devices/:id', { schema: { params: IdParam} }, async (request) => {
+  app.get('/v1/admin/devices/:id', { schema: { params: IdParam } }, async (request) => {
     await authenticateOperator(services, request, ADMIN_ONLY);
     return services.fleet.getDevice(request.params.id);
   });
@@ -136,7 +136,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ services: AppServices }> =
             cursor: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$' })),
           },
           { additionalProperties: false },
-        )
+        ),
       },
     },
     async (request) => {

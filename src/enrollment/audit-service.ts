@@ -3,7 +3,7 @@
  * hash of the one before it, so editing or deleting a row breaks the chain from there on.
  */
 import { ImprintError } from '../errors.js';
-import { auditHash, GENESIS_HASH } from '../store/audit-hash.js';
+import { auditFields, auditHash, GENESIS_HASH } from '../store/audit-hash.js';
 import type { AuditEvent, Store } from '../store/store.js';
 import { checkLimit } from './paging.js';
 
@@ -34,18 +34,7 @@ export interface AuditVerification {
   readonly problem?: { readonly id: number; readonly reason: string };
 }
 
-const view = (event: AuditEvent): AuditEventView => ({
-  id: event.id,
-  at: event.at.toISOString(),
-  actor: event.actor,
-  action: event.action,
-  outcome: event.outcome,
-  source: event.source ?? null,
-  tokenId: event.tokenId ?? null,
-  deviceId: event.deviceId ?? null,
-  serial: event.serial ?? null,
-  detail: event.detail ?? null,
-});
+const view = (event: AuditEvent): AuditEventView => ({ id: event.id, at: event.at.toISOString(), ...auditFields(event) });
 
 const VERIFY_BATCH = 5000;
 

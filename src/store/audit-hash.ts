@@ -5,6 +5,20 @@ import type { AuditEventInput } from './store.js';
 /** The previous hash of the first event. */
 export const GENESIS_HASH = '0'.repeat(64);
 
+/** An event's optional fields as stored and shown: absent is null, never undefined. */
+export function auditFields(event: AuditEventInput) {
+  return {
+    actor: event.actor,
+    action: event.action,
+    outcome: event.outcome,
+    source: event.source ?? null,
+    tokenId: event.tokenId ?? null,
+    deviceId: event.deviceId ?? null,
+    serial: event.serial ?? null,
+    detail: event.detail ?? null,
+  };
+}
+
 /** SHA-256 over the previous hash and every field of the event, in a fixed order. */
 export function auditHash(prevHash: string, event: AuditEventInput): string {
   const fields = [

@@ -4,7 +4,7 @@
  * serialise cleanly); prepared statements are made once.
  */
 import type Database from 'better-sqlite3';
-import { auditHash, GENESIS_HASH } from './audit-hash.js';
+import { auditFields, auditHash, GENESIS_HASH } from './audit-hash.js';
 import { openDatabase, type Durability } from './database.js';
 import { migrate } from './migrate.js';
 import { InvalidCursorError } from './store.js';
@@ -238,14 +238,8 @@ export class SqliteStore implements Store {
     const last = this.statements.lastAuditHash.get() as { hash: string } | undefined;
     const prevHash = last?.hash ?? GENESIS_HASH;
     this.statements.insertAudit.run({
+      ...auditFields(event),
       at: event.at.getTime(),
-      actor: event.actor,
-      action: event.action,
-      outcome: event.outcome,
-      source: event.source ?? null,
-      tokenId: event.tokenId ?? null,
-      deviceId: event.deviceId ?? null,
-      serial: event.serial ?? null,
       detail: event.detail ? JSON.stringify(event.detail) : null,
       prevHash,
       hash: auditHash(prevHash, event),

@@ -22,11 +22,14 @@ export function revocationReason(reason: string | undefined): RevocationReason {
   return reason as RevocationReason;
 }
 
-/** Serial numbers as the API takes them: hex, any case, optional colons. */
-function normaliseSerial(serial: string): string {
+/**
+ * Serial numbers as the API takes them (hex, any case, optional colons, as openssl prints
+ * them) in the stored form: whole bytes of the positive integer, no 00 sign byte.
+ */
+export function normaliseSerial(serial: string): string {
   const hex = serial.replace(/:/g, '').toLowerCase();
-  if (!/^[0-9a-f]{1,40}$/.test(hex)) throw new ImprintError('bad_request', 'serial must be hexadecimal');
-  return hex.replace(/^0+(?=.)/, '');
+  if (!/^[0-9a-f]{1,42}$/.test(hex)) throw new ImprintError('bad_request', 'serial must be hexadecimal');
+  return (hex.length % 2 ? `0${hex}` : hex).replace(/^(00)+(?=..)/, '');
 }
 
 /** Lists, shows and revokes devices and certificates. */

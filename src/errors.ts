@@ -24,6 +24,7 @@ export const ERROR_STATUS = {
   device_exists: 409,
   key_reused: 409,
   operator_exists: 409,
+  request_timeout: 408,
   payload_too_large: 413,
   unsupported_media_type: 415,
   rate_limited: 429,

@@ -15,6 +15,7 @@ import {
 import { RevocationWatcher } from './enrollment/revocation-watcher.js';
 import { buildApp } from './http/app.js';
 import { ClientConnections } from './http/client-connections.js';
+import type { Limits } from './http/limits.js';
 import { initInstance, openInstance, serverNames, type InitOptions, type Instance } from './instance.js';
 
 /** Options of `imprint serve`. */
@@ -26,6 +27,8 @@ export interface ServeOptions {
   /** Used only when the data directory is empty and gets initialised. */
   readonly init?: InitOptions | undefined;
   readonly logger?: boolean | undefined;
+  /** Rate limits, connection cap and timeouts; the defaults when absent. */
+  readonly limits?: Limits | undefined;
 }
 
 /** A running server. */
@@ -60,6 +63,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       services,
       tls: { ...identity, clientCaPem: services.ca.chainPem },
       logger: options.logger ? { level: 'info' } : false,
+      limits: options.limits,
     });
     const connections = new ClientConnections(app.server as Server);
     watcher = new RevocationWatcher(

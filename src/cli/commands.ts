@@ -7,6 +7,7 @@ import { userInfo } from 'node:os';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { SqliteStore } from '../store/sqlite-store.js';
 import { databasePath, initInstance, openInstance, resolveDataDir, type Instance } from '../instance.js';
+import { limitsFrom } from '../http/limits.js';
 import { banner, startServer } from '../server.js';
 import type { TokenStatus } from '../store/store.js';
 import { toPem } from '../ca/pem.js';
@@ -170,10 +171,11 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
 
   serve: {
     summary: 'serve the HTTPS API (initialises an empty data directory first)',
-    usage: 'serve [--data DIR] [--host 127.0.0.1] [--port 8443] [init options for a first run]',
-    options: { ...dataOption, ...initOptions, host: { type: 'string' }, port: { type: 'string' } },
+    usage: 'serve [--data DIR] [--host 127.0.0.1] [--port 8443] [--rate-limit on|off] [init options for a first run]',
+    options: { ...dataOption, ...initOptions, host: { type: 'string' }, port: { type: 'string' }, 'rate-limit': { type: 'string' } },
     async run(values, _positionals, out) {
       const port = int(values.port ?? process.env.IMPRINT_PORT, 'port') ?? 8443;
+      const limits = limitsFrom(process.env, str(values['rate-limit']));
       const server = await startServer({
         dataDir: resolveDataDir(str(values.data)),
         host: str(values.host) ?? process.env.IMPRINT_HOST ?? '127.0.0.1',
@@ -181,6 +183,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
         passphrase: passphrase(),
         init: initFrom(values, port),
         logger: true,
+        limits,
       });
       out.stderr(banner(server, 'npx imprint'));
       let stopping = false;

@@ -3,11 +3,15 @@
  * listen on port 0.
  */
 import helmet from '@fastify/helmet';
+import rateLimit from '@fastify/rate-limit';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { SecureContextOptions } from 'node:tls';
 import type { AppServices } from '../instance.js';
-import { installErrorHandling, renderFrameworkError } from './error-handler.js';
+import { limitConnectionsPerSource } from './connection-limit.js';
+import { rateLimited } from './enroll-limits.js';
+import { installErrorHandling, renderClientError, renderFrameworkError } from './error-handler.js';
+import { DEFAULT_LIMITS, type Limits } from './limits.js';
 import { installValidation } from './validation.js';
 import { adminRoutes } from './routes/admin-routes.js';
 import { deviceRoutes } from './routes/device-routes.js';
@@ -23,10 +27,14 @@ export interface AppOptions {
   /** TLS material; without it the app serves plain HTTP (inject-only tests). */
   readonly tls?: { readonly certificateChainPem: string; readonly keyPem: string; readonly clientCaPem: readonly string[] } | undefined;
   readonly logger?: FastifyServerOptions['logger'];
+  readonly limits?: Limits | undefined;
 }
 
-/** TLS options: ask for a client certificate, verify it against our CA, never require it. */
-function httpsOptions(tls: NonNullable<AppOptions['tls']>): SecureContextOptions & Record<string, unknown> {
+/**
+ * TLS options: ask for a client certificate, verify it against our CA, never require it;
+ * and the Node server's timeouts against slow clients.
+ */
+function httpsOptions(tls: NonNullable<AppOptions['tls']>, limits: Limits): SecureContextOptions & Record<string, unknown> {
   return {
     key: tls.keyPem,
     cert: tls.certificateChainPem,
@@ -34,11 +42,16 @@ function httpsOptions(tls: NonNullable<AppOptions['tls']>): SecureContextOptions
     requestCert: true,
     rejectUnauthorized: false,
     minVersion: 'TLSv1.2',
+    handshakeTimeout: limits.handshakeTimeoutMs,
+    headersTimeout: limits.headersTimeoutMs,
+    // Node enforces the header and request timeouts on this tick (default 30 s).
+    connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs),
   };
 }
 
 /** Builds the imprint HTTP API. */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const limits = options.limits ?? DEFAULT_LIMITS;
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: BODY_LIMIT_BYTES,
@@ -49,15 +62,24 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     routerOptions: { maxParamLength: 2048 },
     // A URL that does not decode never reaches routing: answer it in the contract's shape too.
     frameworkErrors: renderFrameworkError,
-    ...(options.tls ? { https: httpsOptions(options.tls) } : {}),
+    clientErrorHandler: renderClientError,
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    ...(options.tls ? { https: httpsOptions(options.tls, limits) } : {}),
   }).withTypeProvider<TypeBoxTypeProvider>();
+  limitConnectionsPerSource(app.server, limits.connectionsPerSource);
 
   installErrorHandling(app);
   installValidation(app);
   // Every body we take is JSON; a text/plain body is 415, not a schema error.
   app.removeContentTypeParser('text/plain');
   await app.register(helmet, { contentSecurityPolicy: false });
-  await app.register(publicRoutes, { services: options.services });
+  // Routes opt in through their config (see enroll-limits).
+  await app.register(rateLimit, {
+    global: false,
+    errorResponseBuilder: (_request, context) => rateLimited('requests', Math.max(1, Math.ceil(context.ttl / 1000))),
+  });
+  await app.register(publicRoutes, { services: options.services, limits });
   await app.register(deviceRoutes, { services: options.services });
   await app.register(adminRoutes, { services: options.services });
   await app.register(revocationRoutes, { services: options.services });

@@ -3,6 +3,8 @@
  * the matching contract code, anything unexpected to a 500 whose message stays in the log.
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { OcspResponseStatus, ocspErrorResponse } from '../ca/ocsp.js';
 import { ImprintError, type ErrorCode } from '../errors.js';
 
@@ -64,6 +66,31 @@ export function renderFrameworkError(error: FastifyError, request: FastifyReques
     return;
   }
   void sendError(reply, new ImprintError('bad_request', error.code === 'FST_ERR_BAD_URL' ? 'the URL does not decode' : 'malformed request'));
+}
+
+/**
+ * Errors Node raises before a request exists (a slow or oversized header, unparsable HTTP):
+ * the contract's JSON, then the connection is closed.
+ */
+export function renderClientError(error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const clientError =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? new ImprintError('request_timeout', 'the request was not received in time')
+      : error.code === 'HPE_HEADER_OVERFLOW'
+        ? new ImprintError('headers_too_large', 'request headers are too large')
+        : new ImprintError('bad_request', 'malformed HTTP request');
+  const body = JSON.stringify({ error: clientError.code, message: clientError.message } satisfies ErrorBody);
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  socket.end(
+    `HTTP/1.1 ${clientError.status} ${STATUS_CODES[clientError.status]}\r\nConnection: close\r\n` +
+      `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+  // A client that does not read its answer does not keep the socket.
+  setTimeout(() => socket.destroy(), 1000).unref();
 }
 
 /** Installs the error and not-found handlers on an app. */

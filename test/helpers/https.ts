@@ -18,6 +18,8 @@ export interface RequestOptions {
   readonly ca: string;
   readonly cert?: string;
   readonly key?: string;
+  /** The loopback address to connect from (127.0.0.0/8: a second "source" for rate limits). */
+  readonly localAddress?: string;
 }
 
 /** Sends one request on a new connection. */
@@ -32,6 +34,7 @@ export function call(url: string, options: RequestOptions): Promise<Response> {
         cert: options.cert,
         key: options.key,
         agent: false,
+        ...(options.localAddress ? { localAddress: options.localAddress } : {}),
         headers: { ...(options.json !== undefined ? { 'content-type': 'application/json' } : {}), ...options.headers },
       },
       (res) => {

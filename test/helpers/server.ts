@@ -2,6 +2,7 @@
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { caPaths } from '../../src/ca/ca-directory.js';
+import { DEFAULT_LIMITS, withoutRateLimits, type Limits } from '../../src/http/limits.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 import { buildCsr, generateDeviceKey, type DeviceKey } from '../../simulator/csr.js';
 import { call, type Response } from './https.js';
@@ -22,9 +23,12 @@ export interface TestServer {
   destroy(): Promise<void>;
 }
 
-/** Starts a server on 127.0.0.1:0, on a fresh data directory or an existing one. */
-export async function startTestServer(dataDir = join(tempDir(), 'data')): Promise<TestServer> {
-  const server = await startServer({ dataDir, host: '127.0.0.1', port: 0 });
+/**
+ * Starts a server on 127.0.0.1:0, on a fresh data directory or an existing one. Rate limits
+ * are off unless given: every test client shares one loopback address.
+ */
+export async function startTestServer(dataDir = join(tempDir(), 'data'), limits: Limits = withoutRateLimits(DEFAULT_LIMITS)): Promise<TestServer> {
+  const server = await startServer({ dataDir, host: '127.0.0.1', port: 0, limits });
   const paths = caPaths(dataDir);
   let stopped = false;
   const stop = async () => {

@@ -2,6 +2,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { SigningServices } from '../../instance.js';
+import { enrollRouteLimits } from '../enroll-limits.js';
+import type { Limits } from '../limits.js';
 import { CsrBodySchema, EnrollmentResultSchema, errorResponses } from '../schemas.js';
 
 /** The bearer token of an Authorization header, or undefined when there is none. */
@@ -10,7 +12,7 @@ export function bearerToken(header: string | undefined): string | undefined {
   return match?.[1];
 }
 
-export const publicRoutes: FastifyPluginAsyncTypebox<{ services: SigningServices }> = async (app, { services }) => {
+export const publicRoutes: FastifyPluginAsyncTypebox<{ services: SigningServices; limits: Limits }> = async (app, { services, limits }) => {
   app.get('/healthz', { schema: { response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({
     status: 'ok' as const,
   }));
@@ -22,6 +24,7 @@ export const publicRoutes: FastifyPluginAsyncTypebox<{ services: SigningServices
   app.post(
     '/v1/enroll',
     {
+      ...enrollRouteLimits(limits),
       schema: {
         body: CsrBodySchema,
         response: { 200: EnrollmentResultSchema, 201: EnrollmentResultSchema, ...errorResponses(400, 401, 403, 409) },

@@ -11,6 +11,7 @@ import { limitsFrom } from '../http/limits.js';
 import { banner, startServer } from '../server.js';
 import type { TokenStatus } from '../store/store.js';
 import { toPem } from '../ca/pem.js';
+import { backupStore } from '../enrollment/backup.js';
 import { checkOperatorName } from '../enrollment/operator-service.js';
 import type { CertificateView } from '../enrollment/views.js';
 import { writeFileAtomic } from '../files.js';
@@ -458,6 +459,19 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
         if (file) writeFileAtomic(file, content);
         else if (values.der) process.stdout.write(content);
         else out.stdout(content as string);
+      });
+    },
+  },
+
+  backup: {
+    summary: 'write an online, consistent copy of the database to FILE (0600) while the server serves',
+    usage: 'backup [--data DIR] FILE',
+    options: dataOption,
+    async run(values, positionals, out) {
+      const file = onePositional(positionals, 'backup FILE');
+      await withInstance(values, async (instance) => {
+        const written = await backupStore(instance.store, instance.clock, file, cliActor());
+        out.stdout(`backup written to ${written.file} (${written.bytes} bytes); restore: see README "Backup and restore"`);
       });
     },
   },

@@ -3,7 +3,8 @@
  * better-sqlite3 transaction (BEGIN IMMEDIATE when it writes, so the CLI and the server
  * serialise cleanly); prepared statements are made once.
  */
-import type Database from 'better-sqlite3';
+import Database from 'better-sqlite3';
+import { chmodSync, existsSync, renameSync, rmSync, statSync } from 'node:fs';
 import { auditFields, auditHash, GENESIS_HASH } from './audit-hash.js';
 import { openDatabase, type Durability } from './database.js';
 import { migrate } from './migrate.js';
@@ -514,6 +515,29 @@ export class SqliteStore implements Store {
   async listAudit(query: { since?: Date | undefined; afterId?: number | undefined; limit: number }): Promise<AuditEvent[]> {
     const rows = this.statements.listAudit.all(query.afterId ?? 0, query.since?.getTime() ?? 0, query.limit) as Row[];
     return rows.map(auditFromRow);
+  }
+
+  async backup(file: string): Promise<{ readonly bytes: number }> {
+    if (existsSync(file)) throw new Error(`${file} already exists`);
+    const temp = `${file}.${process.pid}.tmp`;
+    try {
+      // The backup API copies page by page and restarts on concurrent writes from other
+      // connections, so the copy is one consistent snapshot.
+      await this.db.backup(temp);
+      chmodSync(temp, 0o600); // token hashes and the audit trail are nobody else's business
+      const copy = new Database(temp, { readonly: true });
+      try {
+        const [check] = copy.pragma('integrity_check') as { integrity_check: string }[];
+        if (check?.integrity_check !== 'ok') throw new Error(`backup failed its integrity check: ${check?.integrity_check}`);
+      } finally {
+        copy.close();
+      }
+      renameSync(temp, file);
+      return { bytes: statSync(file).size };
+    } catch (error) {
+      rmSync(temp, { force: true });
+      throw error;
+    }
   }
 
   async close(): Promise<void> {

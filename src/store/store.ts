@@ -240,5 +240,11 @@ export interface Store {
   /** Audit events in id order, after `afterId`, from `since`. */
   listAudit(query: { since?: Date | undefined; afterId?: number | undefined; limit: number }): Promise<AuditEvent[]>;
 
+  /**
+   * Writes a consistent copy of the whole store to `file` (which must not exist) while
+   * others keep writing; the copy is checked before it takes the name.
+   */
+  backup(file: string): Promise<{ readonly bytes: number }>;
+
   close(): Promise<void>;
 }

@@ -69,6 +69,17 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   }).withTypeProvider<TypeBoxTypeProvider>();
   limitConnectionsPerSource(app.server, limits.connectionsPerSource);
 
+  // Once closing, every answer ends its connection: a kept-alive client must not hold a
+  // graceful shutdown open until its keep-alive timeout.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (closing) reply.header('connection', 'close');
+    return payload;
+  });
+
   installErrorHandling(app);
   installValidation(app);
   // Every body we take is JSON; a text/plain body is 415, not a schema error.

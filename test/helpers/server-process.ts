@@ -1,0 +1,50 @@
+/** `imprint serve` as its own process, for tests that signal or kill it. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+/** A running server process. */
+export interface ServerProcess {
+  readonly child: ChildProcess;
+  readonly url: string;
+  readonly port: number;
+  readonly rootPem: string;
+  /** Resolves with the exit code (or the signal's name) once the process has ended. */
+  readonly exited: Promise<number | string>;
+  /** Everything the process wrote to stderr so far. */
+  stderr(): string;
+}
+
+/** Starts `imprint serve --port 0` on `dataDir` and resolves once it is listening. */
+export function spawnServer(dataDir: string, args: string[] = []): Promise<ServerProcess> {
+  const child = spawn(process.execPath, ['dist/src/cli/main.js', 'serve', '--data', dataDir, '--port', '0', ...args], {
+    cwd: root,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  let started = false;
+  const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`server did not start within 20 s: ${stderr}`));
+    }, 20_000);
+    child.stderr!.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      const match = /is serving on (https:\/\/[^\s]+)/.exec(stderr);
+      if (match && !started) {
+        started = true;
+        clearTimeout(timer);
+        const url = match[1]!;
+        resolve({ child, url, port: Number(new URL(url).port), rootPem: readFileSync(join(dataDir, 'ca/root.pem'), 'utf8'), exited, stderr: () => stderr });
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited (${code}) before listening: ${stderr}`));
+    });
+  });
+}

@@ -83,9 +83,22 @@ function stringValue(value: unknown): string | undefined {
   return typeof block?.value === 'string' ? block.value : undefined;
 }
 
+/** INTEGER 0: PKCS#10 knows version 1 only. */
+const VERSION_1 = Buffer.from([0x02, 0x01, 0x00]);
+
 /** Parses a CSR from its text form; throws csr_malformed or csr_key_unsupported. */
 export function parseCsr(text: string): ParsedCsr {
-  const der = decodeCsrText(text);
+  try {
+    return readCsr(decodeCsrText(text));
+  } catch (error) {
+    // asn1js and pkijs throw plain errors from deep inside on some malformed input (an OID
+    // with 0x80 padding, for one): whatever they throw, the input is malformed.
+    if (error instanceof ImprintError) throw error;
+    throw malformed('CSR could not be read', error);
+  }
+}
+
+function readCsr(der: Buffer): ParsedCsr {
   const asn1 = asn1js.fromBER(der);
   if (asn1.offset === -1) throw malformed('CSR is not valid ASN.1');
   if (asn1.offset !== der.length) throw malformed('CSR has trailing bytes after its DER');
@@ -95,10 +108,10 @@ export function parseCsr(text: string): ParsedCsr {
   } catch (error) {
     throw malformed('CSR does not have the PKCS#10 structure', error);
   }
-  if (csr.version !== 0) throw malformed('CSR version must be 1 (encoded 0)');
 
   // Raw slices for signing and hashing; asn1js has already checked the structure.
   let signedBytes: Buffer;
+  let version: Buffer;
   let subjectPublicKeyInfo: Buffer;
   let subjectPublicKeyBits: Buffer;
   try {
@@ -106,6 +119,7 @@ export function parseCsr(text: string): ParsedCsr {
     const [info] = childrenOf(der, outer);
     const infoParts = childrenOf(der, info!);
     signedBytes = bytesOf(der, info!);
+    version = bytesOf(der, infoParts[0]!);
     subjectPublicKeyInfo = bytesOf(der, infoParts[2]!);
     const keyBits = childrenOf(der, infoParts[2]!)[1]!;
     if (keyBits.tag !== 0x03 || der[keyBits.contentStart] !== 0) throw new RangeError('bad key BIT STRING');
@@ -114,6 +128,8 @@ export function parseCsr(text: string): ParsedCsr {
   } catch (error) {
     throw malformed('CSR is not strict DER', error);
   }
+  // Read from the DER itself: pkijs reports a many-byte INTEGER as 0.
+  if (!version.equals(VERSION_1)) throw malformed('CSR version must be 1 (encoded 0)');
 
   let publicKey: KeyObject;
   try {

@@ -43,6 +43,13 @@ describe('parseCsr', () => {
     { name: 'der/not-a-csr', text: Buffer.from([0x30, 0x03, 0x02, 0x01, 0x00]).toString('base64'), code: 'csr_malformed' },
     { name: 'der/over-16-KiB', text: Buffer.alloc(MAX_CSR_DER_BYTES + 1, 0x30).toString('base64'), code: 'csr_malformed' },
     { name: 'null-bytes', text: 'MII\u0000\u0000', code: 'csr_malformed' },
+    // Found by fuzzing: asn1js threw a plain Error on an OID arc with 0x80 padding.
+    {
+      name: 'der/oid-arc-padding',
+      text:
+        'MIHSMHkCAQAwFzEVMBMGA1UEAwwMY29ycHVzLXZhbGlkMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE9TnrA/w8bFDYEP2LmGldjOMB6k0lUpGa6NkpCkZV9y4RfU6eJWZWQQeXUQs3jUSdQo3axPh7cM0+eFOc579XtaAAMCqGSAAAzj0EAwIDSQAwRgIhAP17gCYe+NhW13htHoZUSO+o7eMZ5EziazoyrqWfJs1YAiEA5DmwWyZsHxFEgIC1sx4TG1prF5/PZRgAAAAAAAabVohXjSW1NQ==',
+      code: 'csr_malformed',
+    },
   ])('refuses $name as $code', ({ text, code }) => {
     expect(codeOf(() => parseCsr(text))).toBe(code);
   });

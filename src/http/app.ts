@@ -11,15 +11,13 @@ import type { AppServices } from '../instance.js';
 import { limitConnectionsPerSource } from './connection-limit.js';
 import { rateLimited } from './enroll-limits.js';
 import { installErrorHandling, renderClientError, renderFrameworkError } from './error-handler.js';
-import { DEFAULT_LIMITS, type Limits } from './limits.js';
+import { BODY_LIMITS, DEFAULT_LIMITS, type Limits } from './limits.js';
 import { installValidation } from './validation.js';
 import { adminRoutes } from './routes/admin-routes.js';
 import { deviceRoutes } from './routes/device-routes.js';
 import { publicRoutes } from './routes/public-routes.js';
 import { revocationRoutes } from './routes/revocation-routes.js';
 
-/** Request bodies are small JSON documents (DESIGN: at most 64 KiB). */
-export const BODY_LIMIT_BYTES = 64 * 1024;
 
 /** What the app is built from. */
 export interface AppOptions {
@@ -54,7 +52,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const limits = options.limits ?? DEFAULT_LIMITS;
   const app = Fastify({
     logger: options.logger ?? false,
-    bodyLimit: BODY_LIMIT_BYTES,
+    bodyLimit: BODY_LIMITS.default,
     // Per-request access lines cost more than the enrollment they describe; every
     // enrollment attempt is in the audit log, and failures are logged by the error handler.
     logController: new LogController({ disableRequestLogging: true }),

@@ -7,6 +7,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { OcspResponseStatus, ocspErrorResponse } from '../ca/ocsp.js';
 import { ImprintError, type ErrorCode } from '../errors.js';
+import { storeUnavailable } from '../store/failures.js';
 
 /** The JSON error body every route answers with. */
 export interface ErrorBody {
@@ -34,6 +35,8 @@ export function toClientError(error: unknown): ImprintError {
   if (fastifyError.validation) {
     return new ImprintError('bad_request', `invalid request: ${fastifyError.message ?? 'validation failed'}`);
   }
+  const unavailable = storeUnavailable(error);
+  if (unavailable) return unavailable;
   switch (fastifyError.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new ImprintError('payload_too_large', 'request body is too large');

@@ -4,6 +4,16 @@
  * clients. Defaults suit a server on the open network; all are configurable.
  */
 
+/**
+ * Request body caps by route: small by default (a revocation reason), room for a 16 KiB
+ * CSR in PEM on enroll and renew, and for 10,000 bound device ids on token minting.
+ */
+export const BODY_LIMITS = {
+  default: 4 * 1024,
+  csr: 64 * 1024,
+  tokenBatch: 2 * 1024 * 1024,
+} as const;
+
 /** The listener's limits. A null rate means that limit is off. */
 export interface Limits {
   /** `POST /v1/enroll` requests per source address per minute. */

@@ -5,6 +5,7 @@ import { MAX_TOKENS_PER_REQUEST, MAX_TOKEN_TTL_SECONDS, MIN_TOKEN_TTL_SECONDS } 
 import { MAX_PAGE_SIZE } from '../../enrollment/paging.js';
 import type { AppServices } from '../../instance.js';
 import { REVOCATION_REASONS } from '../../store/store.js';
+import { BODY_LIMITS } from '../limits.js';
 import { ADMIN_ONLY, ANY_OPERATOR, authenticateOperator } from '../authenticate.js';
 
 const Limit = Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE }));
@@ -19,6 +20,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ services: AppServices }> =
   app.post(
     '/v1/admin/tokens',
     {
+      bodyLimit: BODY_LIMITS.tokenBatch,
       schema: {
         body: Type.Object(
           {

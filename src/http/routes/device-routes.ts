@@ -4,6 +4,7 @@ import { Type } from 'typebox';
 import type { SigningServices } from '../../instance.js';
 import { authenticateDevice } from '../authenticate.js';
 import { CsrBodySchema, EnrollmentResultSchema, errorResponses } from '../schemas.js';
+import { BODY_LIMITS } from '../limits.js';
 
 const DeviceSchema = Type.Object({
   deviceId: Type.String(),
@@ -27,7 +28,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ services: SigningServices
 
   app.post(
     '/v1/renew',
-    { schema: { body: CsrBodySchema, response: { 201: EnrollmentResultSchema, ...errorResponses(400, 401, 403, 409) } } },
+    { bodyLimit: BODY_LIMITS.csr, schema: { body: CsrBodySchema, response: { 201: EnrollmentResultSchema, ...errorResponses(400, 401, 403, 409) } } },
     async (request, reply) => {
       const identity = await authenticateDevice(services, request);
       const result = await services.enrollment.renew(identity, { csr: request.body.csr, source: request.ip });

@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { SigningServices } from '../../instance.js';
 import { enrollRouteLimits } from '../enroll-limits.js';
-import type { Limits } from '../limits.js';
+import { BODY_LIMITS, type Limits } from '../limits.js';
 import { CsrBodySchema, EnrollmentResultSchema, errorResponses } from '../schemas.js';
 
 /** The bearer token of an Authorization header, or undefined when there is none. */
@@ -25,6 +25,7 @@ export const publicRoutes: FastifyPluginAsyncTypebox<{ services: SigningServices
     '/v1/enroll',
     {
       ...enrollRouteLimits(limits),
+      bodyLimit: BODY_LIMITS.csr,
       schema: {
         body: CsrBodySchema,
         response: { 200: EnrollmentResultSchema, 201: EnrollmentResultSchema, ...errorResponses(400, 401, 403, 409) },

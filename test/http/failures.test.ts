@@ -1,0 +1,71 @@
+/**
+ * Storage conditions the operator must hear about and the client may retry: a full
+ * database and a write lock held too long answer 503 service_unavailable with Retry-After,
+ * record nothing, and the server recovers once the condition ends.
+ */
+import Database from 'better-sqlite3';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildCsr, generateDeviceKey } from '../../simulator/csr.js';
+import { query } from '../helpers/database.js';
+import { call, type Response } from '../helpers/https.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+
+let t: TestServer;
+beforeAll(async () => {
+  t = await startTestServer();
+});
+afterAll(async () => {
+  await t.destroy();
+});
+
+async function enroll(id: string, token: string): Promise<Response> {
+  const key = await generateDeviceKey();
+  return call(`${t.url}/v1/enroll`, { ca: t.rootPem, json: { csr: buildCsr(key, id) }, headers: { authorization: `Bearer ${token}` } });
+}
+
+function expectUnavailable(response: Response, message: RegExp) {
+  expect(response.status).toBe(503);
+  expect(response.body).toEqual({ error: 'service_unavailable', message: expect.stringMatching(message) });
+  expect(Number(response.headers['retry-after'])).toBeGreaterThan(0);
+}
+
+const tokenRow = (token: { id: string }) => query<{ used_at: number | null }>(t.dataDir, 'SELECT used_at FROM tokens WHERE id = ?', token.id)[0];
+
+describe('storage conditions', () => {
+  it('a full database: 503, the token stays unused, and enrollment resumes once there is room', async () => {
+    // SQLite's own cap on the file's size, on the server's connection: the same SQLITE_FULL
+    // a full disk gives, without filling the machine's disk.
+    const db = (t.server.instance.store as unknown as { db: Database.Database }).db;
+    const pages = db.pragma('page_count', { simple: true }) as number;
+    db.pragma(`max_page_count = ${pages}`);
+    let full: { response: Response; token: { id: string; token: string } } | undefined;
+    for (let i = 0; i < 30 && !full; i++) {
+      const token = await t.mintToken().catch(() => undefined);
+      if (!token) break; // minting itself no longer fits; enrollment below still must fail cleanly
+      const response = await enroll(`full-${i}`, token.token);
+      if (response.status !== 201) full = { response, token };
+    }
+    expect(full, 'the database filled up within 30 enrollments').toBeDefined();
+    expectUnavailable(full!.response, /out of storage/);
+    expect(tokenRow(full!.token)?.used_at).toBeNull();
+
+    db.pragma('max_page_count = 4294967294');
+    const retried = await enroll('full-retry', full!.token.token);
+    expect(retried.status).toBe(201);
+  });
+
+  it('a write lock held past the busy timeout: 503, and the same request succeeds once it is released', async () => {
+    const token = await t.mintToken();
+    const other = new Database(join(t.dataDir, 'imprint.db'));
+    try {
+      other.exec('BEGIN IMMEDIATE');
+      expectUnavailable(await enroll('locked-001', token.token), /busy/);
+    } finally {
+      other.exec('ROLLBACK');
+      other.close();
+    }
+    expect(tokenRow(token)?.used_at).toBeNull();
+    expect((await enroll('locked-001', token.token)).status).toBe(201);
+  });
+});

@@ -21,6 +21,12 @@ interface Cached {
   readonly builtAt: number;
 }
 
+/** Young enough to serve; a clock that jumped back before it was built also asks for a new one. */
+function fresh(cached: Cached, now: Date): boolean {
+  const age = now.getTime() - cached.builtAt;
+  return age >= 0 && age < REISSUE_AFTER_MS;
+}
+
 /** Builds and caches the issuing CA's and the root's CRLs. */
 export class CrlPublisher {
   private issuer: Cached | undefined;
@@ -36,7 +42,7 @@ export class CrlPublisher {
   async issuerCrl(): Promise<Buffer> {
     const seq = await this.store.revocationSeq();
     const now = this.clock.now();
-    if (this.issuer && this.issuer.seq === seq && now.getTime() - this.issuer.builtAt < REISSUE_AFTER_MS) return this.issuer.der;
+    if (this.issuer && this.issuer.seq === seq && fresh(this.issuer, now)) return this.issuer.der;
     const entries = await this.store.listRevoked(now);
     const der = this.ca.issuerCrl({ crlNumber: await this.store.nextCrlNumber(), ...this.validity(now), entries });
     this.issuer = { seq, der, builtAt: now.getTime() };
@@ -46,7 +52,7 @@ export class CrlPublisher {
   /** The root's CRL; not_found when the root key is not held here (an imported CA). */
   async rootCrl(): Promise<Buffer> {
     const now = this.clock.now();
-    if (this.root && now.getTime() - this.root.builtAt < REISSUE_AFTER_MS) return this.root.der;
+    if (this.root && fresh(this.root, now)) return this.root.der;
     if (!this.ca.material.rootKey) {
       throw new ImprintError('not_found', 'the root key is not held by this server; get the root CRL from its owner');
     }

@@ -82,6 +82,14 @@ describe('tokens over the API', () => {
     expect(refused.response.body.error).toBe('token_revoked');
   });
 
+  it('a factory line binds a full batch of 10,000 device ids in one request', async () => {
+    const deviceIds = Array.from({ length: 10_000 }, (_, i) => `line-4-${String(i).padStart(5, '0')}-${'x'.repeat(50)}`);
+    const minted = await as(provisioner, 'POST', '/v1/admin/tokens', { deviceIds, label: 'line-4' });
+    expect(minted.status).toBe(201);
+    expect(minted.body.tokens).toHaveLength(10_000);
+    expect(minted.body.tokens[9_999].deviceId).toBe(deviceIds[9_999]);
+  });
+
   it('an admin revokes one token', async () => {
     const { id } = await t.mintToken();
     const response = await as(admin, 'POST', `/v1/admin/tokens/${id}/revoke`);

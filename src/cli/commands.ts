@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
 import { SqliteStore } from '../store/sqlite-store.js';
 import { databasePath, initInstance, openInstance, resolveDataDir, type Instance } from '../instance.js';
 import { limitsFrom } from '../http/limits.js';
@@ -471,7 +471,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
       const file = onePositional(positionals, 'backup FILE');
       await withInstance(values, async (instance) => {
         const written = await backupStore(instance.store, instance.clock, file, cliActor());
-        out.stdout(`backup written to ${written.file} (${written.bytes} bytes); restore: see README "Backup and restore"`);
+        out.stdout(`backup written to ${written.file} (${written.bytes} bytes); to restore, see the README (Shutdown, backup and restore)`);
       });
     },
   },

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { caPaths } from '../../src/ca/ca-directory.js';
 import { DEFAULT_LIMITS, withoutRateLimits, type Limits } from '../../src/http/limits.js';
 import { startServer, type RunningServer } from '../../src/server.js';
+import { createPublicKey } from 'node:crypto';
 import { buildCsr, generateDeviceKey, type DeviceKey } from '../../simulator/csr.js';
 import { call, type Response } from './https.js';
 import { tempDir } from './openssl.js';
@@ -85,4 +86,23 @@ export async function enrollDevice(t: TestServer, id: string, token?: string): P
     headers: { authorization: `Bearer ${token ?? (await t.mintToken()).token}` },
   });
   return { id, key, cert: response.body.certificate, serial: response.body.serial, response };
+}
+
+/**
+ * A device certificate signed by the server's issuing CA directly, bypassing enrollment
+ * (so never recorded), valid from `fromMs` to `toMs` relative to now.
+ */
+export async function signedButNotRecorded(t: TestServer, name: string, fromMs: number, toMs: number): Promise<{ cert: string; key: string }> {
+  const key = await generateDeviceKey();
+  const spki = createPublicKey(key.privateKey).export({ type: 'spki', format: 'der' });
+  const issued = t.server.instance.signing().ca.issueClientCertificate({
+    kind: 'device',
+    name,
+    keyType: 'ec',
+    subjectPublicKeyInfo: spki,
+    subjectPublicKeyBits: spki.subarray(spki.length - 65),
+    notBefore: new Date(Date.now() + fromMs),
+    notAfter: new Date(Date.now() + toMs),
+  });
+  return { cert: issued.pem, key: key.privateKeyPem };
 }

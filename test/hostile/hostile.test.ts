@@ -14,12 +14,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as der from '../../src/asn1/der.js';
 import { MAX_CSR_DER_BYTES, parseCsr } from '../../src/ca/csr.js';
 import { ERROR_STATUS, ImprintError } from '../../src/errors.js';
-import { generateDeviceKey } from '../../simulator/csr.js';
 import { attribute, forgeCsr, OIDS, pemOf, sharedKey } from '../helpers/csr-forge.js';
 import { snapshot } from '../helpers/database.js';
 import { call, type Response } from '../helpers/https.js';
 import { openssl, tempDir } from '../helpers/openssl.js';
-import { enrollDevice, issueOperator, startTestServer, type TestServer } from '../helpers/server.js';
+import { enrollDevice, issueOperator, signedButNotRecorded, startTestServer, type TestServer } from '../helpers/server.js';
 
 let t: TestServer;
 let token: string;
@@ -457,22 +456,6 @@ describe('TLS client certificates', () => {
   let expired: { cert: string; key: string };
   let notYetValid: { cert: string; key: string };
 
-  /** A device certificate signed by our issuing CA but never recorded, valid in the given window. */
-  async function signedByUs(name: string, fromMs: number, toMs: number) {
-    const key = await generateDeviceKey();
-    const spki = createPublicKey(key.privateKey).export({ type: 'spki', format: 'der' });
-    const issued = t.server.instance.signing().ca.issueClientCertificate({
-      kind: 'device',
-      name,
-      keyType: 'ec',
-      subjectPublicKeyInfo: spki,
-      subjectPublicKeyBits: spki.subarray(spki.length - 65),
-      notBefore: new Date(Date.now() + fromMs),
-      notAfter: new Date(Date.now() + toMs),
-    });
-    return { cert: issued.pem, key: key.privateKeyPem };
-  }
-
   beforeAll(async () => {
     // Another CA entirely, made by openssl: a CA and a clientAuth leaf with the same CN as a real device.
     const dir = tempDir();
@@ -485,8 +468,8 @@ describe('TLS client certificates', () => {
 
     issuerIdentity = { cert: readFileSync(join(t.dataDir, 'ca/issuer.pem'), 'utf8'), key: readFileSync(join(t.dataDir, 'ca/issuer.key'), 'utf8') };
     serverIdentity = { cert: readFileSync(join(t.dataDir, 'tls/server.pem'), 'utf8'), key: readFileSync(join(t.dataDir, 'tls/server.key'), 'utf8') };
-    expired = await signedByUs('tls-expired', -3 * 86_400_000, -86_400_000);
-    notYetValid = await signedByUs('tls-future', 86_400_000, 3 * 86_400_000);
+    expired = await signedButNotRecorded(t, 'tls-expired', -3 * 86_400_000, -86_400_000);
+    notYetValid = await signedButNotRecorded(t, 'tls-future', 86_400_000, 3 * 86_400_000);
 
     const victim = await enrollDevice(t, 'tls-victim');
     expect(victim.response.status).toBe(201);

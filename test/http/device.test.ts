@@ -2,7 +2,6 @@
  * Device routes over mutual TLS: who may reach /v1/device, renewal with a new key, and a
  * restart on the same data directory.
  */
-import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,7 +9,7 @@ import { buildCsr, generateDeviceKey, type DeviceKey } from '../../simulator/csr
 import { query } from '../helpers/database.js';
 import { call, type Response } from '../helpers/https.js';
 import { openssl, tempDir } from '../helpers/openssl.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { enrollDevice, signedButNotRecorded, startTestServer, type EnrolledDevice, type TestServer } from '../helpers/server.js';
 
 let t: TestServer;
 beforeAll(async () => {
@@ -20,48 +19,24 @@ afterAll(async () => {
   await t.destroy();
 });
 
-interface Device {
-  readonly id: string;
-  readonly key: DeviceKey;
-  readonly certificatePem: string;
-  readonly serial: string;
-}
-
 let counter = 0;
-async function enrollDevice(id = `mtls-${++counter}`): Promise<Device> {
-  const key = await generateDeviceKey();
-  const { token } = await t.mintToken();
-  const response = await call(`${t.url}/v1/enroll`, { ca: t.rootPem, json: { csr: buildCsr(key, id) }, headers: { authorization: `Bearer ${token}` } });
-  expect(response.status).toBe(201);
-  return { id, key, certificatePem: response.body.certificate, serial: response.body.serial };
-}
-
-/** A certificate signed by our issuing CA directly, bypassing enrollment (so never recorded). */
-async function signedButNotRecorded(name: string, fromMs: number, toMs: number) {
-  const key = await generateDeviceKey();
-  const spki = createPublicKey(key.privateKey).export({ type: 'spki', format: 'der' });
-  const issued = t.server.instance.signing().ca.issueClientCertificate({
-    kind: 'device',
-    name,
-    keyType: 'ec',
-    subjectPublicKeyInfo: spki,
-    subjectPublicKeyBits: spki.subarray(spki.length - 65),
-    notBefore: new Date(Date.now() + fromMs),
-    notAfter: new Date(Date.now() + toMs),
-  });
-  return { pem: issued.pem, key };
+/** A freshly enrolled device (ids mtls-1, mtls-2, ... unless named). */
+async function enroll(id = `mtls-${++counter}`): Promise<EnrolledDevice> {
+  const device = await enrollDevice(t, id);
+  expect(device.response.status).toBe(201);
+  return device;
 }
 
 const getDevice = (cert?: string, key?: string): Promise<Response> =>
   call(`${t.url}/v1/device`, { ca: t.rootPem, ...(cert ? { cert } : {}), ...(key ? { key } : {}) });
 
-const renew = (device: { certificatePem: string; key: DeviceKey }, csr: string): Promise<Response> =>
-  call(`${t.url}/v1/renew`, { ca: t.rootPem, json: { csr }, cert: device.certificatePem, key: device.key.privateKeyPem });
+const renew = (device: { cert: string; key: DeviceKey }, csr: string): Promise<Response> =>
+  call(`${t.url}/v1/renew`, { ca: t.rootPem, json: { csr }, cert: device.cert, key: device.key.privateKeyPem });
 
 describe('GET /v1/device', () => {
   it('answers an enrolled device with who it is', async () => {
-    const device = await enrollDevice();
-    const response = await getDevice(device.certificatePem, device.key.privateKeyPem);
+    const device = await enroll();
+    const response = await getDevice(device.cert, device.key.privateKeyPem);
     expect(response.status).toBe(200);
     expect(response.body).toEqual({
       deviceId: device.id,
@@ -91,21 +66,21 @@ describe('GET /v1/device', () => {
   });
 
   it('with an expired certificate from our own CA -> 401 client_cert_invalid', async () => {
-    const { pem, key } = await signedButNotRecorded('mtls-expired', -10 * 86_400_000, -86_400_000);
-    const response = await getDevice(pem, key.privateKeyPem);
+    const { cert: pem, key } = await signedButNotRecorded(t, 'mtls-expired', -10 * 86_400_000, -86_400_000);
+    const response = await getDevice(pem, key);
     expect(response.status).toBe(401);
     expect(response.body).toEqual({ error: 'client_cert_invalid', message: expect.stringMatching(/expired/) });
   });
 
   it('with a certificate signed by our CA but never recorded -> 401 client_cert_invalid', async () => {
-    const { pem, key } = await signedButNotRecorded('mtls-ghost', -60_000, 86_400_000);
-    const response = await getDevice(pem, key.privateKeyPem);
+    const { cert: pem, key } = await signedButNotRecorded(t, 'mtls-ghost', -60_000, 86_400_000);
+    const response = await getDevice(pem, key);
     expect(response.status).toBe(401);
     expect(response.body.error).toBe('client_cert_invalid');
   });
 
   it('with a certificate superseded by a re-provisioning -> 401 client_cert_invalid', async () => {
-    const device = await enrollDevice();
+    const device = await enroll();
     const { token } = await t.mintToken({ deviceId: device.id });
     const reprovision = await call(`${t.url}/v1/enroll`, {
       ca: t.rootPem,
@@ -113,7 +88,7 @@ describe('GET /v1/device', () => {
       headers: { authorization: `Bearer ${token}` },
     });
     expect(reprovision.status).toBe(201);
-    const response = await getDevice(device.certificatePem, device.key.privateKeyPem);
+    const response = await getDevice(device.cert, device.key.privateKeyPem);
     expect(response.status).toBe(401);
     expect(response.body).toEqual({ error: 'client_cert_invalid', message: expect.stringMatching(/superseded/) });
   });
@@ -121,7 +96,7 @@ describe('GET /v1/device', () => {
 
 describe('POST /v1/renew', () => {
   it('renews with a new key: same device id, new serial, and the new certificate works', async () => {
-    const device = await enrollDevice();
+    const device = await enroll();
     const newKey = await generateDeviceKey();
     const response = await renew(device, buildCsr(newKey, device.id));
     expect(response.status).toBe(201);
@@ -134,7 +109,7 @@ describe('POST /v1/renew', () => {
   });
 
   it('renews with the same key', async () => {
-    const device = await enrollDevice();
+    const device = await enroll();
     const response = await renew(device, buildCsr(device.key, device.id));
     expect(response.status).toBe(201);
   });
@@ -143,14 +118,14 @@ describe('POST /v1/renew', () => {
     { name: 'renew/other-cn', status: 403, code: 'csr_subject_mismatch', csr: async () => buildCsr(await generateDeviceKey(), 'someone-else') },
     { name: 'renew/garbage-csr', status: 400, code: 'csr_malformed', csr: async () => 'garbage' },
   ])('$name -> $status $code', async ({ status, code, csr }) => {
-    const device = await enrollDevice();
+    const device = await enroll();
     const response = await renew(device, await csr());
     expect(response.status).toBe(status);
     expect(response.body.error).toBe(code);
   });
 
   it('renew/key-of-another-device -> 409 key_reused', async () => {
-    const [a, b] = [await enrollDevice(), await enrollDevice()];
+    const [a, b] = [await enroll(), await enroll()];
     const response = await renew(a, buildCsr(b.key, a.id));
     expect(response.status).toBe(409);
     expect(response.body.error).toBe('key_reused');
@@ -165,7 +140,7 @@ describe('POST /v1/renew', () => {
 
 describe('restart on the same data directory', () => {
   it('keeps the CA, and enrolled devices still reconnect', async () => {
-    const device = await enrollDevice('survivor-1');
+    const device = await enroll('survivor-1');
     const rootBefore = t.rootPem;
     const dataDir = t.dataDir;
     await t.stop();
@@ -173,7 +148,7 @@ describe('restart on the same data directory', () => {
     t = await startTestServer(dataDir);
 
     expect(t.rootPem).toBe(rootBefore);
-    const response = await getDevice(device.certificatePem, device.key.privateKeyPem);
+    const response = await getDevice(device.cert, device.key.privateKeyPem);
     expect(response.status).toBe(200);
     expect(response.body.deviceId).toBe('survivor-1');
   });

@@ -1,7 +1,7 @@
 /**
- * Walks DER elements of structures that were already validated (our own certificates,
- * or CSRs that asn1js has parsed), to slice out raw bytes such as a SubjectPublicKeyInfo
- * without re-encoding them.
+ * Walks DER elements and slices out raw bytes (a SubjectPublicKeyInfo, the signed part of
+ * a CSR) without re-encoding them. Strict: definite, minimal lengths only; on untrusted
+ * input, checkWellFormed bounds nesting depth and element count before anything else.
  */
 
 /** One element: its tag and where it and its content sit in the buffer. */
@@ -23,8 +23,10 @@ export function readElement(buffer: Uint8Array, offset = 0): DerElement {
     const count = length & 0x7f;
     if (count === 0 || count > 4) throw new RangeError('DER length form not supported');
     if (contentStart + count > buffer.length) throw new RangeError('DER length truncated');
+    if (buffer[contentStart] === 0) throw new RangeError('DER length is not minimal');
     length = 0;
     for (let i = 0; i < count; i++) length = length * 256 + buffer[contentStart + i]!;
+    if (length < 0x80) throw new RangeError('DER length is not minimal');
     contentStart += count;
   }
   const end = contentStart + length;
@@ -50,3 +52,50 @@ export const bytesOf = (buffer: Buffer, element: DerElement): Buffer => buffer.s
 /** The content bytes of an element, header excluded. */
 export const contentOf = (buffer: Buffer, element: DerElement): Buffer =>
   buffer.subarray(element.contentStart, element.end);
+
+/** Limits for walking untrusted DER. */
+export interface WalkLimits {
+  readonly depth: number;
+  readonly elements: number;
+}
+
+/**
+ * Checks that every element inside `element` is well-formed DER, descending into
+ * constructed ones, no deeper than `limits.depth` and no more than `limits.elements` in all.
+ */
+export function checkWellFormed(buffer: Uint8Array, element: DerElement, limits: WalkLimits = { depth: 32, elements: 10_000 }): void {
+  let budget = limits.elements;
+  const walk = (parent: DerElement, depth: number): void => {
+    if (depth > limits.depth) throw new RangeError('DER nested too deeply');
+    for (let offset = parent.contentStart; offset < parent.end; ) {
+      if (--budget < 0) throw new RangeError('DER has too many elements');
+      const child = readElement(buffer, offset);
+      if (child.end > parent.end) throw new RangeError('DER child overruns its parent');
+      if (child.tag & 0x20) walk(child, depth + 1);
+      offset = child.end;
+    }
+  };
+  if (element.tag & 0x20) walk(element, 1);
+}
+
+/** Decodes an OBJECT IDENTIFIER's content to dotted form; refuses padded or empty arcs. */
+export function decodeOid(content: Uint8Array): string {
+  if (content.length === 0) throw new RangeError('empty OID');
+  const arcs: number[] = [];
+  let value = 0;
+  let fresh = true;
+  for (const byte of content) {
+    if (fresh && byte === 0x80) throw new RangeError('OID arc is padded');
+    value = value * 128 + (byte & 0x7f);
+    if (value > Number.MAX_SAFE_INTEGER) throw new RangeError('OID arc too large');
+    fresh = (byte & 0x80) === 0;
+    if (fresh) {
+      arcs.push(value);
+      value = 0;
+    }
+  }
+  if (!fresh) throw new RangeError('OID ends inside an arc');
+  const first = arcs[0]!;
+  const head = first < 40 ? [0, first] : first < 80 ? [1, first - 40] : [2, first - 80];
+  return [...head, ...arcs.slice(1)].join('.');
+}

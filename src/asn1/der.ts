@@ -60,8 +60,9 @@ export const smallInteger = (value: number): Buffer => {
 /** OBJECT IDENTIFIER from dotted form. */
 export function objectIdentifier(dotted: string): Buffer {
   const arcs = dotted.split('.').map(Number);
-  const bytes: number[] = [40 * arcs[0]! + arcs[1]!];
-  for (const arc of arcs.slice(2)) {
+  const bytes: number[] = [];
+  // The first two arcs share one subidentifier, which may itself need several bytes (2.999).
+  for (const arc of [40 * arcs[0]! + arcs[1]!, ...arcs.slice(2)]) {
     const chunk: number[] = [];
     let n = arc;
     do {

@@ -1,13 +1,10 @@
 /**
  * Reads PKCS#10 certification requests (RFC 2986) from untrusted input: PEM or base64
- * DER, strictly DER, at most MAX_CSR_DER_BYTES. Parsing is asn1js/pkijs with their
- * default node limits; the signature is checked with Node's crypto on the raw
- * CertificationRequestInfo bytes.
+ * DER, strictly DER, at most MAX_CSR_DER_BYTES, nesting and element count bounded. The
+ * signature is checked with Node's crypto on the raw CertificationRequestInfo bytes.
  */
 import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
-import * as asn1js from 'asn1js';
-import * as pkijs from 'pkijs';
-import { bytesOf, childrenOf, contentOf, readElement } from '../asn1/der-reader.js';
+import { bytesOf, checkWellFormed, childrenOf, contentOf, decodeOid, readElement, type DerElement } from '../asn1/der-reader.js';
 import { ImprintError } from '../errors.js';
 import { OID } from './oids.js';
 
@@ -78,9 +75,22 @@ function describeKey(publicKey: KeyObject): KeyDescription {
   return { type: publicKey.asymmetricKeyType ?? 'unknown' };
 }
 
-function stringValue(value: unknown): string | undefined {
-  const block = (value as { valueBlock?: { value?: unknown } } | undefined)?.valueBlock;
-  return typeof block?.value === 'string' ? block.value : undefined;
+/** DirectoryString and the string types found in the wild, decoded; undefined for anything else. */
+function directoryString(der: Buffer, element: DerElement): string | undefined {
+  const content = contentOf(der, element);
+  switch (element.tag) {
+    case 0x0c: // UTF8String
+      return new TextDecoder('utf-8', { fatal: true }).decode(content);
+    case 0x13: // PrintableString
+    case 0x16: // IA5String
+    case 0x14: // TeletexString (read as Latin-1, as everyone does)
+      return content.toString('latin1');
+    case 0x1e: // BMPString: UTF-16BE
+      if (content.length % 2) return undefined;
+      return Buffer.from(content).swap16().toString('utf16le');
+    default:
+      return undefined;
+  }
 }
 
 /** INTEGER 0: PKCS#10 knows version 1 only. */
@@ -91,46 +101,56 @@ export function parseCsr(text: string): ParsedCsr {
   try {
     return readCsr(decodeCsrText(text));
   } catch (error) {
-    // asn1js and pkijs throw plain errors from deep inside on some malformed input (an OID
-    // with 0x80 padding, for one): whatever they throw, the input is malformed.
     if (error instanceof ImprintError) throw error;
-    throw malformed('CSR could not be read', error);
+    throw malformed(`CSR is not a strict DER PKCS#10 request (${(error as Error).message})`, error);
   }
 }
 
+/**
+ * Reads the structure with the strict DER walker (a generic ASN.1 parser cost more than
+ * the rest of an enrollment): CertificationRequest ::= SEQUENCE { info, algorithm,
+ * signature BIT STRING }, info ::= SEQUENCE { version 0, subject Name, SPKI, [0] attributes }.
+ */
 function readCsr(der: Buffer): ParsedCsr {
-  const asn1 = asn1js.fromBER(der);
-  if (asn1.offset === -1) throw malformed('CSR is not valid ASN.1');
-  if (asn1.offset !== der.length) throw malformed('CSR has trailing bytes after its DER');
-  let csr: pkijs.CertificationRequest;
-  try {
-    csr = new pkijs.CertificationRequest({ schema: asn1.result });
-  } catch (error) {
-    throw malformed('CSR does not have the PKCS#10 structure', error);
+  const outer = readElement(der);
+  if (outer.tag !== 0x30 || outer.end !== der.length) throw new RangeError('not one SEQUENCE');
+  checkWellFormed(der, outer);
+  const parts = childrenOf(der, outer);
+  const [info, algorithm, signature] = parts;
+  if (parts.length !== 3 || info!.tag !== 0x30 || algorithm!.tag !== 0x30 || signature!.tag !== 0x03) throw new RangeError('not a CertificationRequest');
+  const infoParts = childrenOf(der, info!);
+  const [version, subject, spki, attributes] = infoParts;
+  if (infoParts.length < 3 || infoParts.length > 4 || subject!.tag !== 0x30 || spki!.tag !== 0x30 || (attributes && attributes.tag !== 0xa0)) {
+    throw new RangeError('not a CertificationRequestInfo');
+  }
+  if (!bytesOf(der, version!).equals(VERSION_1)) throw malformed('CSR version must be 1 (encoded 0)');
+
+  const spkiParts = childrenOf(der, spki!);
+  const keyBits = spkiParts[1];
+  if (spkiParts.length !== 2 || spkiParts[0]!.tag !== 0x30 || keyBits!.tag !== 0x03 || der[keyBits!.contentStart] !== 0) throw new RangeError('bad SubjectPublicKeyInfo');
+  const [algorithmOid] = childrenOf(der, algorithm!);
+  if (!algorithmOid || algorithmOid.tag !== 0x06) throw new RangeError('bad signature AlgorithmIdentifier');
+  if (der[signature!.contentStart] !== 0 || signature!.end === signature!.contentStart) throw new RangeError('bad signature BIT STRING');
+
+  const commonNames: string[] = [];
+  for (const rdn of childrenOf(der, subject!)) {
+    if (rdn.tag !== 0x31) throw new RangeError('bad RelativeDistinguishedName');
+    for (const pair of childrenOf(der, rdn)) {
+      const [type, value, ...rest] = childrenOf(der, pair);
+      if (pair.tag !== 0x30 || type?.tag !== 0x06 || !value || rest.length) throw new RangeError('bad AttributeTypeAndValue');
+      if (decodeOid(contentOf(der, type)) !== OID.commonName) continue;
+      let name: string | undefined;
+      try {
+        name = directoryString(der, value);
+      } catch {
+        name = undefined; // invalid UTF-8
+      }
+      if (name === undefined) throw malformed('CSR common name is not a string');
+      commonNames.push(name);
+    }
   }
 
-  // Raw slices for signing and hashing; asn1js has already checked the structure.
-  let signedBytes: Buffer;
-  let version: Buffer;
-  let subjectPublicKeyInfo: Buffer;
-  let subjectPublicKeyBits: Buffer;
-  try {
-    const outer = readElement(der);
-    const [info] = childrenOf(der, outer);
-    const infoParts = childrenOf(der, info!);
-    signedBytes = bytesOf(der, info!);
-    version = bytesOf(der, infoParts[0]!);
-    subjectPublicKeyInfo = bytesOf(der, infoParts[2]!);
-    const keyBits = childrenOf(der, infoParts[2]!)[1]!;
-    if (keyBits.tag !== 0x03 || der[keyBits.contentStart] !== 0) throw new RangeError('bad key BIT STRING');
-    subjectPublicKeyBits = contentOf(der, keyBits).subarray(1);
-    if (outer.end !== der.length) throw new RangeError('outer length');
-  } catch (error) {
-    throw malformed('CSR is not strict DER', error);
-  }
-  // Read from the DER itself: pkijs reports a many-byte INTEGER as 0.
-  if (!version.equals(VERSION_1)) throw malformed('CSR version must be 1 (encoded 0)');
-
+  const subjectPublicKeyInfo = bytesOf(der, spki!);
   let publicKey: KeyObject;
   try {
     publicKey = createPublicKey({ key: subjectPublicKeyInfo, format: 'der', type: 'spki' });
@@ -140,26 +160,18 @@ function readCsr(der: Buffer): ParsedCsr {
     });
   }
 
-  const commonNames: string[] = [];
-  for (const attribute of csr.subject.typesAndValues) {
-    if (attribute.type !== OID.commonName) continue;
-    const value = stringValue(attribute.value);
-    if (value === undefined) throw malformed('CSR common name is not a string');
-    commonNames.push(value);
-  }
-
   return {
     der,
     sha256: createHash('sha256').update(der).digest('hex'),
     commonNames,
     subjectPublicKeyInfo,
-    subjectPublicKeyBits,
+    subjectPublicKeyBits: contentOf(der, keyBits!).subarray(1),
     spkiSha256: createHash('sha256').update(subjectPublicKeyInfo).digest('hex'),
     publicKey,
     key: describeKey(publicKey),
-    signatureAlgorithm: csr.signatureAlgorithm.algorithmId,
-    signature: Buffer.from(csr.signatureValue.valueBlock.valueHexView),
-    signedBytes,
+    signatureAlgorithm: decodeOid(contentOf(der, algorithmOid)),
+    signature: contentOf(der, signature!).subarray(1),
+    signedBytes: bytesOf(der, info!),
   };
 }
 

@@ -3,10 +3,8 @@
  * signed by the issuing CA. Status lookup is the caller's; this module is pure encoding.
  */
 import { createHash, sign } from 'node:crypto';
-import * as asn1js from 'asn1js';
-import * as pkijs from 'pkijs';
 import * as der from '../asn1/der.js';
-import { bytesOf, childrenOf, contentOf, readElement, type DerElement } from '../asn1/der-reader.js';
+import { bytesOf, checkWellFormed, childrenOf, contentOf, decodeOid, readElement, type DerElement } from '../asn1/der-reader.js';
 import type { SigningKey } from './certificate-builder.js';
 import { OID } from './oids.js';
 import { CRL_REASON_CODES } from './revocation-reasons.js';
@@ -35,15 +33,23 @@ const MAX_CERT_IDS = 16;
 
 /** Reads an OCSPRequest; throws MalformedOcspRequestError for anything that is not one. */
 export function parseOcspRequest(bytes: Buffer): OcspRequest {
-  const asn1 = asn1js.fromBER(bytes);
-  if (asn1.offset === -1 || asn1.offset !== bytes.length) throw new MalformedOcspRequestError('not DER');
   try {
-    new pkijs.OCSPRequest({ schema: asn1.result }); // structure check
-    const tbs = childrenOf(bytes, childrenOf(bytes, readElement(bytes))[0]!);
-    const requestList = tbs.find((element) => element.tag === 0x30)!;
+    const outer = readElement(bytes);
+    if (outer.tag !== 0x30 || outer.end !== bytes.length) throw new Error('not one SEQUENCE');
+    checkWellFormed(bytes, outer);
+    const [tbsElement, signature, ...rest] = childrenOf(bytes, outer);
+    if (tbsElement?.tag !== 0x30 || (signature && signature.tag !== 0xa0) || rest.length) throw new Error('not an OCSPRequest');
+    // TBSRequest: [0] version, [1] requestorName, requestList, [2] requestExtensions.
+    const tbs = childrenOf(bytes, tbsElement);
+    const requestList = tbs.find((element) => element.tag === 0x30);
+    if (!requestList || tbs.some((element) => ![0x30, 0xa0, 0xa1, 0xa2].includes(element.tag))) throw new Error('not a TBSRequest');
     const requests = childrenOf(bytes, requestList);
     if (requests.length === 0 || requests.length > MAX_CERT_IDS) throw new Error('request count');
-    const certIds = requests.map((request) => readCertId(bytes, childrenOf(bytes, request)[0]!));
+    const certIds = requests.map((request) => {
+      const [certId] = childrenOf(bytes, request);
+      if (request.tag !== 0x30 || certId?.tag !== 0x30) throw new Error('not a Request');
+      return readCertId(bytes, certId);
+    });
     const extensions = tbs.find((element) => element.tag === 0xa2);
     return { certIds, nonce: extensions ? findNonce(bytes, extensions) : undefined };
   } catch (error) {
@@ -52,26 +58,32 @@ export function parseOcspRequest(bytes: Buffer): OcspRequest {
 }
 
 function readCertId(bytes: Buffer, certId: DerElement): OcspCertId {
-  const [algorithm, nameHash, keyHash, serial] = childrenOf(bytes, certId);
-  const algorithmOid = childrenOf(bytes, algorithm!)[0]!;
-  const oid = asn1js.fromBER(bytesOf(bytes, algorithmOid)).result as asn1js.ObjectIdentifier;
+  const parts = childrenOf(bytes, certId);
+  const [algorithm, nameHash, keyHash, serial] = parts;
+  if (parts.length !== 4 || algorithm!.tag !== 0x30 || nameHash!.tag !== 0x04 || keyHash!.tag !== 0x04 || serial!.tag !== 0x02) throw new Error('not a CertID');
+  const [algorithmOid] = childrenOf(bytes, algorithm!);
+  if (algorithmOid?.tag !== 0x06) throw new Error('bad hash AlgorithmIdentifier');
   const serialBytes = contentOf(bytes, serial!);
+  if (serialBytes.length === 0) throw new Error('empty serial');
   return {
     der: bytesOf(bytes, certId),
-    hashAlgorithm: oid.valueBlock.toString(),
+    hashAlgorithm: decodeOid(contentOf(bytes, algorithmOid)),
     issuerNameHash: contentOf(bytes, nameHash!),
     issuerKeyHash: contentOf(bytes, keyHash!),
     serial: (serialBytes[0] === 0 && serialBytes.length > 1 ? serialBytes.subarray(1) : serialBytes).toString('hex'),
   };
 }
 
+const NONCE_OID = der.objectIdentifier(OID.ocspNonce);
+
 function findNonce(bytes: Buffer, requestExtensions: DerElement): Buffer | undefined {
-  const list = childrenOf(bytes, requestExtensions)[0]!;
+  const [list] = childrenOf(bytes, requestExtensions);
+  if (list?.tag !== 0x30) throw new Error('bad requestExtensions');
   for (const extension of childrenOf(bytes, list)) {
     const parts = childrenOf(bytes, extension);
-    if (bytesOf(bytes, parts[0]!).equals(der.objectIdentifier(OID.ocspNonce))) {
-      return contentOf(bytes, parts[parts.length - 1]!);
-    }
+    const value = parts[parts.length - 1];
+    if (extension.tag !== 0x30 || parts.length < 2 || parts[0]!.tag !== 0x06 || value!.tag !== 0x04) throw new Error('bad Extension');
+    if (bytesOf(bytes, parts[0]!).equals(NONCE_OID)) return contentOf(bytes, value!);
   }
   return undefined;
 }

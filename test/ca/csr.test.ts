@@ -2,7 +2,9 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_CSR_DER_BYTES, csrSignatureVerifies, decodeCsrText, parseCsr } from '../../src/ca/csr.js';
 import { ImprintError } from '../../src/errors.js';
-import { opensslCsr } from '../helpers/openssl.js';
+import * as asn1js from 'asn1js';
+import * as pkijs from 'pkijs';
+import { opensslCsr, type KeyKind } from '../helpers/openssl.js';
 
 const pem = opensslCsr('p256', '/O=Acme/CN=sensor-9').csrPem;
 const base64 = pem.replace(/-----[A-Z ]+-----|\s/g, '');
@@ -56,5 +58,25 @@ describe('parseCsr', () => {
 
   it('decodes exactly the DER that was sent', () => {
     expect(decodeCsrText(pem).toString('base64')).toBe(base64);
+  });
+});
+
+describe('parseCsr agrees with pkijs', () => {
+  // openssl adds an extensionRequest attribute with -addext; a full subject adds more RDNs.
+  it.each([
+    ['p256', '/C=DE/O=Acme/OU=Line 3/CN=agree-p256', []],
+    ['p384', '/CN=agree-p384', ['-addext', 'subjectAltName=DNS:a.example,URI:spiffe://x/y', '-addext', 'keyUsage=digitalSignature']],
+    ['rsa2048', '/O=Acme/CN=agree-rsa', ['-addext', 'basicConstraints=CA:TRUE']],
+  ] as [KeyKind, string, string[]][])('%s %s', (kind, subject, extra) => {
+    const text = opensslCsr(kind, subject, undefined, extra).csrPem;
+    const ours = parseCsr(text);
+    const theirs = new pkijs.CertificationRequest({ schema: asn1js.fromBER(decodeCsrText(text)).result });
+    const theirCns = theirs.subject.typesAndValues.filter((t) => t.type === '2.5.4.3').map((t) => t.value.valueBlock.value as string);
+    expect(ours.commonNames).toEqual(theirCns);
+    expect(ours.signatureAlgorithm).toBe(theirs.signatureAlgorithm.algorithmId);
+    expect(ours.signature.equals(Buffer.from(theirs.signatureValue.valueBlock.valueHexView))).toBe(true);
+    expect(ours.subjectPublicKeyInfo.equals(Buffer.from(theirs.subjectPublicKeyInfo.toSchema().toBER()))).toBe(true);
+    expect(ours.signedBytes.equals(Buffer.from(theirs.tbsView))).toBe(true);
+    expect(csrSignatureVerifies(ours)).toBe(true);
   });
 });

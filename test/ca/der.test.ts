@@ -2,7 +2,7 @@
 import * as asn1js from 'asn1js';
 import { describe, expect, it } from 'vitest';
 import * as der from '../../src/asn1/der.js';
-import { childrenOf, readElement } from '../../src/asn1/der-reader.js';
+import { checkWellFormed, childrenOf, decodeOid, readElement } from '../../src/asn1/der-reader.js';
 
 const hex = (buffer: Buffer) => buffer.toString('hex');
 
@@ -34,5 +34,31 @@ describe('der writer', () => {
     expect(() => readElement(Buffer.from([0x30, 0x05, 0x01]))).toThrow(RangeError);
     expect(() => readElement(Buffer.from([0x30, 0x80, 0x00, 0x00]))).toThrow(RangeError);
     expect(() => childrenOf(Buffer.from([0x30, 0x03, 0x04, 0x05, 0x00]), readElement(Buffer.from([0x30, 0x03, 0x04, 0x05, 0x00])))).toThrow(RangeError);
+  });
+});
+
+describe('DER reader on untrusted input', () => {
+  it('decodes OIDs and refuses padded or unterminated arcs', () => {
+    expect(decodeOid(der.objectIdentifier('1.2.840.10045.4.3.2').subarray(2))).toBe('1.2.840.10045.4.3.2');
+    expect(decodeOid(der.objectIdentifier('2.999.3').subarray(2))).toBe('2.999.3');
+    expect(() => decodeOid(Buffer.from([0x2a, 0x80, 0x01]))).toThrow(/padded/);
+    expect(() => decodeOid(Buffer.from([0x2a, 0x86]))).toThrow(/ends inside/);
+    expect(() => decodeOid(Buffer.alloc(0))).toThrow(/empty/);
+  });
+
+  it('refuses non-minimal and indefinite lengths', () => {
+    expect(() => readElement(Buffer.from([0x04, 0x81, 0x05, 1, 2, 3, 4, 5]))).toThrow(/not minimal/);
+    expect(() => readElement(Buffer.from([0x04, 0x82, 0x00, 0x80, ...Buffer.alloc(128)]))).toThrow(/not minimal/);
+    expect(() => readElement(Buffer.from([0x30, 0x80, 0x00, 0x00]))).toThrow(/not supported/);
+  });
+
+  it('bounds nesting depth and element count', () => {
+    let deep: Buffer = der.sequence();
+    for (let i = 0; i < 40; i++) deep = der.sequence(deep);
+    expect(() => checkWellFormed(deep, readElement(deep))).toThrow(/too deeply/);
+    const wide = der.sequence(...Array.from({ length: 11_000 }, () => der.nullValue()));
+    expect(() => checkWellFormed(wide, readElement(wide))).toThrow(/too many/);
+    const fine = der.sequence(der.sequence(der.nullValue()), der.smallInteger(5));
+    expect(() => checkWellFormed(fine, readElement(fine))).not.toThrow();
   });
 });

@@ -49,9 +49,9 @@ export interface OpensslCsr {
 }
 
 /** Makes a key and a CSR with the given subject (e.g. "/CN=sensor-001"). */
-export function opensslCsr(kind: KeyKind, subject: string, dir = tempDir()): OpensslCsr {
+export function opensslCsr(kind: KeyKind, subject: string, dir = tempDir(), extra: string[] = []): OpensslCsr {
   const keyPath = join(dir, `key-${Math.random().toString(36).slice(2)}.pem`);
-  const csrPem = openssl(['req', '-new', ...KEY_ARGS[kind], '-nodes', '-keyout', keyPath, '-subj', subject]);
+  const csrPem = openssl(['req', '-new', ...KEY_ARGS[kind], '-nodes', '-keyout', keyPath, '-subj', subject, ...extra]);
   return { csrPem, keyPem: readFileSync(keyPath, 'utf8'), keyPath };
 }
 

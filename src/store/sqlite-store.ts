@@ -7,6 +7,7 @@ import Database from 'better-sqlite3';
 import { chmodSync, existsSync, renameSync, rmSync, statSync } from 'node:fs';
 import { auditFields, auditHash, GENESIS_HASH } from './audit-hash.js';
 import { openDatabase, type Durability } from './database.js';
+import { GroupCommit } from './group-commit.js';
 import { migrate } from './migrate.js';
 import { InvalidCursorError } from './store.js';
 import type {
@@ -130,6 +131,8 @@ export class SqliteStore implements Store {
   private readonly statements;
   private readonly redeemTransaction;
   private readonly renewTransaction;
+  /** Enrollments, renewals and refusals' audit events: the writes that come in floods. */
+  private readonly groupCommit: GroupCommit;
 
   private constructor(private readonly db: Database.Database) {
     const s = (sql: string) => db.prepare(sql);
@@ -208,6 +211,7 @@ export class SqliteStore implements Store {
       return undefined;
     });
 
+    this.groupCommit = new GroupCommit(db);
     this.renewTransaction = db.transaction((r: Renewal): RenewalConflict | undefined => {
       const deviceId = r.certificate.deviceId;
       if (this.statements.keyOwner.get(r.certificate.spkiSha256, deviceId)) return 'key_reused';
@@ -338,7 +342,7 @@ export class SqliteStore implements Store {
     redemption: Redemption,
   ): Promise<{ ok: true } | { ok: false; conflict: RedemptionConflict }> {
     try {
-      const conflict = this.redeemTransaction.immediate(redemption);
+      const conflict = await this.groupCommit.run(() => this.redeemTransaction(redemption));
       return conflict ? { ok: false, conflict } : { ok: true };
     } catch (error) {
       if (error instanceof Abort) return { ok: false, conflict: error.conflict as RedemptionConflict };
@@ -347,7 +351,7 @@ export class SqliteStore implements Store {
   }
 
   async recordRenewal(renewal: Renewal): Promise<{ ok: true } | { ok: false; conflict: RenewalConflict }> {
-    const conflict = this.renewTransaction.immediate(renewal);
+    const conflict = await this.groupCommit.run(() => this.renewTransaction(renewal));
     return conflict ? { ok: false, conflict } : { ok: true };
   }
 
@@ -509,7 +513,7 @@ export class SqliteStore implements Store {
   }
 
   async appendAudit(event: AuditEventInput): Promise<void> {
-    this.db.transaction(() => this.insertAudit(event)).immediate();
+    await this.groupCommit.run(() => this.insertAudit(event));
   }
 
   async listAudit(query: { since?: Date | undefined; afterId?: number | undefined; limit: number }): Promise<AuditEvent[]> {
@@ -541,6 +545,7 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.groupCommit.drain();
     this.db.close();
   }
 }

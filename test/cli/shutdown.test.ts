@@ -11,7 +11,7 @@ import { buildCsr, generateDeviceKey } from '../../simulator/csr.js';
 import { imprint } from '../helpers/cli.js';
 import { query } from '../helpers/database.js';
 import { tempDir } from '../helpers/openssl.js';
-import { spawnServer, type ServerProcess } from '../helpers/server-process.js';
+import { spawnServer, type ServerProcess } from '../../scripts/server-process.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

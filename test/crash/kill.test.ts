@@ -14,7 +14,7 @@ import { imprint } from '../helpers/cli.js';
 import { query } from '../helpers/database.js';
 import { call, type Response } from '../helpers/https.js';
 import { tempDir } from '../helpers/openssl.js';
-import { spawnServer, type ServerProcess } from '../helpers/server-process.js';
+import { spawnServer, type ServerProcess } from '../../scripts/server-process.js';
 
 const CYCLES = Number(process.env.IMPRINT_CRASH_CYCLES ?? 24);
 const DEVICES_PER_CYCLE = 24;

@@ -1,10 +1,12 @@
-/** `imprint serve` as its own process, for tests that signal or kill it. */
+/** `imprint serve` as its own process, for the benchmark and for tests that signal or kill it. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
+// dist/scripts/ when built, scripts/ when run from source (vitest): the project is above.
+const here = fileURLToPath(new URL('.', import.meta.url));
+const root = here.includes('/dist/') ? join(here, '../..') : join(here, '..');
 
 /** A running server process. */
 export interface ServerProcess {
@@ -16,6 +18,16 @@ export interface ServerProcess {
   readonly exited: Promise<number | string>;
   /** Everything the process wrote to stderr so far. */
   stderr(): string;
+}
+
+/** Peak resident memory of a running process in MiB (Linux VmHWM), or undefined. */
+export function peakRssMiB(pid: number): number | undefined {
+  try {
+    const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? Math.round(Number(match[1]) / 1024) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Starts `imprint serve --port 0` on `dataDir` and resolves once it is listening. */

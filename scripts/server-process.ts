@@ -18,6 +18,8 @@ export interface ServerProcess {
   readonly exited: Promise<number | string>;
   /** Everything the process wrote to stderr so far. */
   stderr(): string;
+  /** SIGTERM, then waits for the exit. */
+  stop(): Promise<number | string>;
 }
 
 /** Peak resident memory of a running process in MiB (Linux VmHWM), or undefined. */
@@ -51,7 +53,18 @@ export function spawnServer(dataDir: string, args: string[] = []): Promise<Serve
         started = true;
         clearTimeout(timer);
         const url = match[1]!;
-        resolve({ child, url, port: Number(new URL(url).port), rootPem: readFileSync(join(dataDir, 'ca/root.pem'), 'utf8'), exited, stderr: () => stderr });
+        resolve({
+          child,
+          url,
+          port: Number(new URL(url).port),
+          rootPem: readFileSync(join(dataDir, 'ca/root.pem'), 'utf8'),
+          exited,
+          stderr: () => stderr,
+          stop: () => {
+            child.kill('SIGTERM');
+            return exited;
+          },
+        });
       }
     });
     void exited.then((code) => {

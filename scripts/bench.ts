@@ -1,0 +1,356 @@
+/**
+ * `npm run bench`: imprint measured side by side with real peers in one run, on a temporary
+ * data directory, loopback only, every load bounded in time and count. Prints a table and
+ * writes it as JSON.
+ *
+ *   enrollments/s and p50/p99 at a fixed concurrency (keep-alive HTTPS, P-256 CSRs, token
+ *   consumed, device and certificate committed) on an empty store and on a pre-filled one,
+ *   against `cfssl serve` signing the same CSRs; mTLS reconnects/s (a new TLS session with a
+ *   client certificate and one GET /v1/device each) and kept-alive mTLS requests/s against
+ *   nginx with ssl_verify_client on; revocation reach; CRL rebuild with 100,000 entries;
+ *   OCSP responses/s; the server's peak RSS.
+ *
+ * Usage: npm run bench -- [--quick] [--devices N] [--seconds S] [--concurrency C] [--workers N] [--out FILE]
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { cpus, tmpdir } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:https';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { openInstance } from '../src/instance.js';
+import { ImprintClient, type ClientIdentity } from '../simulator/client.js';
+import { buildCsr, generateDeviceKey } from '../simulator/csr.js';
+import { phaseReport, runBounded, type PhaseReport } from '../simulator/load.js';
+import { ensureTool, runWrk, startCfssl, startNginx, writePool, type PoolEntry, type WrkResult } from './bench-tools.js';
+import { prefillDevices, revokePrefilled } from './bench-store.js';
+import { peakRssMiB, spawnServer, type ServerProcess } from './server-process.js';
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean' },
+    devices: { type: 'string' },
+    seconds: { type: 'string' },
+    concurrency: { type: 'string' },
+    workers: { type: 'string' },
+    out: { type: 'string' },
+    keep: { type: 'boolean' },
+  },
+});
+const quick = values.quick ?? false;
+const SECONDS = Number(values.seconds ?? (quick ? 4 : 10));
+const PREFILL = Number(values.devices ?? (quick ? 50_000 : 1_000_000));
+const CONCURRENCY = Number(values.concurrency ?? 32);
+const WORKERS = values.workers;
+const OUT = values.out ?? 'bench-results.json';
+/** Enough CSRs for the run at up to this rate; a pool that runs out shows as failures. */
+const POOL = Math.ceil(SECONDS * (quick ? 4_000 : 8_000));
+const CRL_ENTRIES = 100_000;
+const MTLS_COUNT = quick ? 3_000 : 20_000;
+const CLI = join(import.meta.dirname, '../src/cli/main.js');
+
+const log = (text: string) => process.stderr.write(`${text}\n`);
+const work = mkdtempSync(join(tmpdir(), 'imprint-bench-'));
+const dataDir = join(work, 'data');
+
+function imprintCli(args: string[], env: Record<string, string> = {}): string {
+  const result = spawnSync(process.execPath, [CLI, ...args, '--data', dataDir], { encoding: 'utf8', env: { ...process.env, ...env } });
+  if (result.status !== 0) throw new Error(`imprint ${args.join(' ')}: ${result.stderr}`);
+  return result.stdout;
+}
+
+/** Mints `count` unbound tokens through the token service. */
+async function mintTokens(count: number): Promise<string[]> {
+  const instance = await openInstance(dataDir);
+  try {
+    const tokens: string[] = [];
+    while (tokens.length < count) {
+      const minted = await instance.tokens.mint({ count: Math.min(10_000, count - tokens.length), ttlSeconds: 86_400 }, { actor: 'cli:bench' });
+      tokens.push(...minted.tokens.map((t) => t.token));
+    }
+    return tokens;
+  } finally {
+    await instance.close();
+  }
+}
+
+/** Tokens and a P-256 key and CSR for each: the devices' own work, done before any clock starts. */
+async function enrollmentPool(count: number, prefix: string): Promise<{ entries: PoolEntry[]; csrs: string[] }> {
+  const tokens = await mintTokens(count);
+  const csrs: string[] = [];
+  for (let i = 0; i < count; i += 1000) {
+    const keys = await Promise.all(Array.from({ length: Math.min(1000, count - i) }, () => generateDeviceKey()));
+    csrs.push(...keys.map((key, j) => buildCsr(key, `${prefix}-${String(i + j).padStart(7, '0')}`)));
+  }
+  return { entries: tokens.map((token, i) => ({ authorization: `Bearer ${token}`, body: JSON.stringify({ csr: csrs[i] }) })), csrs };
+}
+
+function wrkEnroll(url: string, pool: string): WrkResult {
+  return runWrk({ url, path: '/v1/enroll', seconds: SECONDS, connections: CONCURRENCY, threads: 2, work, pool });
+}
+
+/** mTLS load with the Node client: new TLS sessions, or kept-alive connections. */
+async function mtlsLoad(url: string, caPem: string, identities: readonly ClientIdentity[], keepAlive: boolean): Promise<PhaseReport> {
+  const client = new ImprintClient(url, caPem);
+  const agents = keepAlive ? identities.map((identity) => client.mtlsAgent(identity, true)) : [];
+  const deadline = new Date(Date.now() + SECONDS * 1000);
+  try {
+    const { results, seconds } = await runBounded(
+      MTLS_COUNT,
+      CONCURRENCY,
+      deadline,
+      async (index) => {
+        const identity = identities[index % identities.length]!;
+        const agent = keepAlive ? agents[index % agents.length]! : client.mtlsAgent(identity);
+        const started = performance.now();
+        try {
+          await client.device(identity, agent);
+        } finally {
+          if (!keepAlive) agent.destroy();
+        }
+        return { ms: performance.now() - started };
+      },
+      () => undefined,
+    );
+    return phaseReport(results, seconds);
+  } finally {
+    for (const agent of agents) agent.destroy();
+  }
+}
+
+/** A device enrolled to reconnect with. */
+type Identity = ClientIdentity & { readonly id: string; readonly serial: string };
+
+/** Enrolls a few devices to reconnect with. */
+async function identitiesFor(server: ServerProcess, count: number): Promise<Identity[]> {
+  const tokens = await mintTokens(count);
+  const client = new ImprintClient(server.url, server.rootPem);
+  const identities: Identity[] = [];
+  for (const [i, token] of tokens.entries()) {
+    const key = await generateDeviceKey();
+    const id = `mtls-${String(i).padStart(3, '0')}`;
+    const enrolled = await client.enroll(token, buildCsr(key, id));
+    identities.push({ id, serial: enrolled.serial, certificatePem: enrolled.certificate, keyPem: key.privateKeyPem });
+  }
+  return identities;
+}
+
+/** POST with a client certificate; resolves with the status. */
+function postAs(url: string, caPem: string, who: { cert: string; key: string }, json: unknown): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const body = JSON.stringify(json);
+    const req = request(url, { method: 'POST', ca: caPem, cert: who.cert, key: who.key, agent: false, headers: { 'content-type': 'application/json' } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** GET; resolves with the body and how long the whole answer took. */
+function timedGet(url: string, caPem: string): Promise<{ ms: number; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const req = request(url, { ca: caPem, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ ms: performance.now() - started, body: Buffer.concat(chunks) }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Milliseconds from a revocation returning to the device's open connection being closed. */
+async function revocationReach(server: ServerProcess, identity: ClientIdentity, revoke: () => Promise<void>): Promise<number> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: server.rootPem, cert: identity.certificatePem, key: identity.keyPem });
+  try {
+    const socket = await new Promise<import('node:net').Socket>((resolve, reject) => {
+      const req = request(`${server.url}/v1/device`, { agent }, (res) => {
+        const socket = res.socket; // released to the agent (and unset here) once the answer ends
+        res.resume();
+        res.on('end', () => resolve(socket));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    const closed = new Promise<number>((resolve) => socket.once('close', () => resolve(performance.now())));
+    await revoke();
+    const returned = performance.now();
+    const at = await Promise.race([closed, new Promise<number>((resolve) => setTimeout(() => resolve(NaN), 5000))]);
+    return Math.round((at - returned) * 10) / 10;
+  } finally {
+    agent.destroy();
+  }
+}
+
+const ratio = (ours: number, theirs: number | undefined) => (theirs ? Math.round((ours / theirs) * 100) / 100 : undefined);
+
+async function main(): Promise<void> {
+  log(`imprint benchmark in ${work}: ${SECONDS} s per load, concurrency ${CONCURRENCY}, pre-filled store ${PREFILL.toLocaleString('en')} devices${WORKERS ? `, ${WORKERS} workers` : ''}`);
+  if (!ensureTool('wrk', 'wrk')) throw new Error('wrk is needed as the load generator (apt-get install wrk)');
+  const haveCfssl = ensureTool('cfssl', 'golang-cfssl');
+  const haveNginx = ensureTool('nginx', 'nginx-light');
+
+  imprintCli(['init']);
+  imprintCli(['operators', 'issue', 'bench', '--role', 'admin', '--out', join(work, 'ops')], { IMPRINT_P12_PASSPHRASE: 'bench' });
+  const admin = { cert: readFileSync(join(work, 'ops/bench.pem'), 'utf8'), key: readFileSync(join(work, 'ops/bench.key'), 'utf8') };
+  const issuerPem = readFileSync(join(dataDir, 'ca/issuer.pem'), 'utf8');
+  const rootPem = readFileSync(join(dataDir, 'ca/root.pem'), 'utf8');
+
+  log(`making ${POOL.toLocaleString('en')} tokens, keys and CSRs for each enrollment run ...`);
+  const emptyPool = await enrollmentPool(POOL, 'empty');
+  writePool(join(work, 'enroll-empty.pool'), emptyPool.entries);
+  const fullPool = await enrollmentPool(POOL, 'full');
+  writePool(join(work, 'enroll-full.pool'), fullPool.entries);
+  // cfssl keeps no state, so its pool may repeat CSRs: four rounds leave room for 4x our pace.
+  const cfsslBodies = emptyPool.csrs.map((csr) => ({ body: JSON.stringify({ certificate_request: csr }) }));
+  writePool(join(work, 'cfssl.pool'), [...cfsslBodies, ...cfsslBodies, ...cfsslBodies, ...cfsslBodies]);
+
+  const serveArgs = ['--rate-limit', 'off', ...(WORKERS ? ['--workers', WORKERS] : [])];
+  const results: Record<string, unknown> = {};
+
+  // --- empty store ---------------------------------------------------------------------
+  let server = await spawnServer(dataDir, serveArgs);
+  log('enroll, empty store ...');
+  const enrollEmpty = wrkEnroll(server.url, join(work, 'enroll-empty.pool'));
+  const identities = await identitiesFor(server, 32);
+  log('mTLS reconnects and kept-alive requests ...');
+  const reconnect = await mtlsLoad(server.url, rootPem, identities, false);
+  const keptAlive = await mtlsLoad(server.url, rootPem, identities, true);
+
+  log('OCSP ...');
+  const certFile = join(work, 'ocsp-subject.pem');
+  writeFileSync(certFile, identities[0]!.certificatePem);
+  const requestFile = join(work, 'ocsp-request.der');
+  spawnSync('openssl', ['ocsp', '-issuer', join(dataDir, 'ca/issuer.pem'), '-cert', certFile, '-reqout', requestFile], { stdio: 'ignore' });
+  const ocsp = runWrk({ url: server.url, path: '/ocsp', seconds: SECONDS, connections: CONCURRENCY, threads: 2, work, fixedBody: { file: requestFile, contentType: 'application/ocsp-request' } });
+
+  log('revocation reach ...');
+  const viaApi = await revocationReach(server, identities[1]!, async () => {
+    const status = await postAs(`${server.url}/v1/admin/devices/${identities[1]!.id}/revoke`, rootPem, admin, { reason: 'keyCompromise' });
+    if (status !== 200) throw new Error(`revoke over the API answered ${status}`);
+  });
+  const viaCli = await revocationReach(server, identities[2]!, async () => {
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn(process.execPath, [CLI, 'devices', 'revoke', identities[2]!.id, '--data', dataDir], { stdio: 'ignore' });
+      child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`imprint devices revoke exited ${code}`))));
+    });
+  });
+  await server.stop();
+
+  // --- pre-filled store ----------------------------------------------------------------
+  log(`pre-filling ${PREFILL.toLocaleString('en')} devices ...`);
+  const prefillStarted = performance.now();
+  const sampleDer = Buffer.from(identities[3]!.certificatePem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+  prefillDevices(dataDir, PREFILL, sampleDer, (done) => process.stderr.write(`\r  ${done.toLocaleString('en')}`));
+  log(` (${Math.round((performance.now() - prefillStarted) / 1000)} s)`);
+  server = await spawnServer(dataDir, serveArgs);
+  log('enroll, pre-filled store ...');
+  const enrollFull = wrkEnroll(server.url, join(work, 'enroll-full.pool'));
+  const rssMiB = peakRssMiB(server.child.pid!);
+
+  log(`CRL with ${CRL_ENTRIES.toLocaleString('en')} revoked entries ...`);
+  revokePrefilled(dataDir, CRL_ENTRIES);
+  const rebuilt = await timedGet(`${server.url}/crl`, rootPem);
+  const cached = await timedGet(`${server.url}/crl`, rootPem);
+  const crlFile = join(work, 'big.crl');
+  writeFileSync(crlFile, rebuilt.body);
+  const crlText = spawnSync('openssl', ['crl', '-inform', 'DER', '-in', crlFile, '-noout', '-text'], { encoding: 'utf8', maxBuffer: 1 << 30 }).stdout;
+  const crlEntries = (crlText.match(/Serial Number:/g) ?? []).length;
+  await server.stop();
+
+  // --- peers ---------------------------------------------------------------------------
+  let cfsslSign: WrkResult | undefined;
+  if (haveCfssl) {
+    log('cfssl serve, signing the same CSRs ...');
+    const cfssl = await startCfssl(work, issuerPem, readFileSync(join(dataDir, 'ca/issuer.key'), 'utf8'));
+    try {
+      cfsslSign = runWrk({ url: cfssl.url, path: '/api/v1/cfssl/sign', seconds: SECONDS, connections: CONCURRENCY, threads: 2, work, pool: join(work, 'cfssl.pool') });
+    } finally {
+      await cfssl.stop();
+    }
+  }
+  let nginxReconnect: PhaseReport | undefined;
+  let nginxKeptAlive: PhaseReport | undefined;
+  if (haveNginx) {
+    log('nginx ssl_verify_client on, same certificates ...');
+    const chain = join(work, 'client-ca.pem');
+    writeFileSync(chain, issuerPem + rootPem);
+    const nginx = await startNginx(work, { serverPem: join(dataDir, 'tls/server.pem'), serverKey: join(dataDir, 'tls/server.key'), clientCaPem: chain });
+    try {
+      const live = identities.slice(4); // 1 and 2 were revoked, which nginx does not know
+      nginxReconnect = await mtlsLoad(nginx.url, rootPem, live, false);
+      nginxKeptAlive = await mtlsLoad(nginx.url, rootPem, live, true);
+    } finally {
+      await nginx.stop();
+    }
+  }
+
+  // --- report --------------------------------------------------------------------------
+  const rows: [string, string, string, string, string][] = [
+    ['enroll/s, empty store (p50 / p99 ms)', `${enrollEmpty.perSecond} (${enrollEmpty.p50Ms} / ${enrollEmpty.p99Ms})`, cfsslSign ? `cfssl sign ${cfsslSign.perSecond} (${cfsslSign.p50Ms} / ${cfsslSign.p99Ms})` : 'cfssl: not run', String(ratio(enrollEmpty.perSecond, cfsslSign?.perSecond) ?? '-'), '>= 1.0, p99 < 50 ms'],
+    [`enroll/s, ${PREFILL.toLocaleString('en')} devices (p50 / p99 ms)`, `${enrollFull.perSecond} (${enrollFull.p50Ms} / ${enrollFull.p99Ms})`, `empty store ${enrollEmpty.perSecond}`, String(ratio(enrollFull.perSecond, enrollEmpty.perSecond)), '>= 0.9'],
+    ['mTLS reconnects/s (p50 / p99 ms)', `${reconnect.perSecond} (${reconnect.latencyMs.p50} / ${reconnect.latencyMs.p99})`, nginxReconnect ? `nginx ${nginxReconnect.perSecond}` : 'nginx: not run', String(ratio(reconnect.perSecond, nginxReconnect?.perSecond) ?? '-'), '>= 0.9'],
+    ['kept-alive mTLS requests/s', String(keptAlive.perSecond), nginxKeptAlive ? `nginx ${nginxKeptAlive.perSecond}` : 'nginx: not run', String(ratio(keptAlive.perSecond, nginxKeptAlive?.perSecond) ?? '-'), ''],
+    ['OCSP responses/s (p99 ms)', `${ocsp.perSecond} (${ocsp.p99Ms})`, '', '', '>= 10,000'],
+    ['revocation reach, API / CLI (ms)', `${viaApi} / ${viaCli}`, '', '', '< 1000'],
+    [`CRL rebuild, ${crlEntries.toLocaleString('en')} entries (ms)`, `${Math.round(rebuilt.ms)} (cached: ${Math.round(cached.ms)})`, '', '', '< 1000'],
+    ['server peak RSS (MiB)', String(rssMiB ?? '-'), '', '', '< 300'],
+  ];
+  const machine = {
+    node: process.version,
+    openssl: process.versions.openssl,
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    date: new Date().toISOString(),
+  };
+  const widths = [44, 26, 32, 7, 22];
+  const line = (cells: readonly string[]) => cells.map((cell, i) => cell.padEnd(widths[i]!)).join(' ').trimEnd();
+  process.stdout.write(
+    [
+      `imprint benchmark: Node ${machine.node}, OpenSSL ${machine.openssl}, ${machine.cpus} x ${machine.cpuModel}`,
+      `${SECONDS} s per load, ${CONCURRENCY} concurrent clients, wrk for HTTP load, the simulator's client for mTLS${WORKERS ? `, --workers ${WORKERS}` : ''}`,
+      '',
+      line(['metric', 'imprint', 'reference (same run)', 'ratio', 'target']),
+      ...rows.map(line),
+      '',
+    ].join('\n'),
+  );
+  const failures = enrollEmpty.failed + enrollFull.failed + ocsp.failed + (cfsslSign?.failed ?? 0) + reconnect.failed + keptAlive.failed;
+  if (failures) log(`warning: ${failures} requests failed or ran out of pool (see JSON)`);
+
+  Object.assign(results, {
+    machine,
+    options: { seconds: SECONDS, concurrency: CONCURRENCY, prefilledDevices: PREFILL, workers: WORKERS ?? null, pool: POOL },
+    enrollEmpty,
+    enrollFull,
+    cfsslSign: cfsslSign ?? null,
+    reconnect,
+    nginxReconnect: nginxReconnect ?? null,
+    keptAlive,
+    nginxKeptAlive: nginxKeptAlive ?? null,
+    ocsp,
+    revocationReachMs: { api: viaApi, cli: viaCli },
+    crl: { entries: crlEntries, rebuildMs: Math.round(rebuilt.ms), cachedMs: Math.round(cached.ms), bytes: rebuilt.body.length },
+    serverPeakRssMiB: rssMiB ?? null,
+    ratios: {
+      enrollVsCfssl: ratio(enrollEmpty.perSecond, cfsslSign?.perSecond) ?? null,
+      fullVsEmpty: ratio(enrollFull.perSecond, enrollEmpty.perSecond),
+      reconnectVsNginx: ratio(reconnect.perSecond, nginxReconnect?.perSecond) ?? null,
+      keptAliveVsNginx: ratio(keptAlive.perSecond, nginxKeptAlive?.perSecond) ?? null,
+    },
+  });
+  writeFileSync(OUT, JSON.stringify(results, null, 2) + '\n');
+  log(`written to ${OUT}`);
+}
+
+main()
+  .catch((error: unknown) => {
+    log(`bench failed: ${(error as Error).stack ?? String(error)}`);
+    process.exitCode = 1;
+  })
+  .finally(() => {
+    if (!values.keep) rmSync(work, { recursive: true, force: true });
+  });

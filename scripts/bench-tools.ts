@@ -49,7 +49,6 @@ function parseWrk(output: string): WrkResult {
     return match ? Math.round(Number(match[1]) * UNIT_MS[match[2]!]! * 100) / 100 : NaN;
   };
   const requests = Number(/(\d+) requests in/.exec(output)?.[1] ?? NaN);
-  const perSecond = Number(/Requests\/sec:\s+([\d.]+)/.exec(output)?.[1] ?? NaN);
   const failed = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(output)?.[1] ?? 0) + Number(/Socket errors:.*timeout (\d+)/.exec(output)?.[1] ?? 0);
   const seconds = Number(/requests in ([\d.]+)s/.exec(output)?.[1] ?? NaN);
   if (!Number.isFinite(seconds) || !Number.isFinite(requests)) throw new Error(`could not read wrk's output:\n${output}`);

@@ -50,6 +50,14 @@ const MTLS_COUNT = quick ? 3_000 : 20_000;
 const CLI = join(import.meta.dirname, '../src/cli/main.js');
 
 const log = (text: string) => process.stderr.write(`${text}\n`);
+
+/** Servers started, so that a failed run leaves none behind. */
+const started: ServerProcess[] = [];
+async function startImprint(args: string[]): Promise<ServerProcess> {
+  const server = await spawnServer(dataDir, args);
+  started.push(server);
+  return server;
+}
 const work = mkdtempSync(join(tmpdir(), 'imprint-bench-'));
 const dataDir = join(work, 'data');
 
@@ -212,7 +220,7 @@ async function main(): Promise<void> {
   const results: Record<string, unknown> = {};
 
   // --- empty store ---------------------------------------------------------------------
-  let server = await spawnServer(dataDir, serveArgs);
+  let server = await startImprint(serveArgs);
   log('enroll, empty store ...');
   const enrollEmpty = wrkEnroll(server.url, join(work, 'enroll-empty.pool'));
   const identities = await identitiesFor(server, 32);
@@ -246,7 +254,7 @@ async function main(): Promise<void> {
   const sampleDer = Buffer.from(identities[3]!.certificatePem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
   prefillDevices(dataDir, PREFILL, sampleDer, (done) => process.stderr.write(`\r  ${done.toLocaleString('en')}`));
   log(` (${Math.round((performance.now() - prefillStarted) / 1000)} s)`);
-  server = await spawnServer(dataDir, serveArgs);
+  server = await startImprint(serveArgs);
   log('enroll, pre-filled store ...');
   const enrollFull = wrkEnroll(server.url, join(work, 'enroll-full.pool'));
   const rssMiB = peakRssMiB(server.child.pid!);
@@ -352,5 +360,6 @@ main()
     process.exitCode = 1;
   })
   .finally(() => {
+    for (const server of started) if (server.child.exitCode === null) server.child.kill('SIGKILL');
     if (!values.keep) rmSync(work, { recursive: true, force: true });
   });

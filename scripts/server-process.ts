@@ -18,8 +18,10 @@ export interface ServerProcess {
   readonly exited: Promise<number | string>;
   /** Everything the process wrote to stderr so far. */
   stderr(): string;
-  /** SIGTERM, then waits for the exit. */
+  /** SIGTERM to the primary, then waits for its exit. */
   stop(): Promise<number | string>;
+  /** Sends `signal` to the whole process group (primary and workers); resolves once all are gone. */
+  killGroup(signal: NodeJS.Signals): Promise<void>;
 }
 
 /** Peak resident memory of a running process in MiB (Linux VmHWM), or undefined. */
@@ -37,6 +39,7 @@ export function spawnServer(dataDir: string, args: string[] = []): Promise<Serve
   const child = spawn(process.execPath, ['dist/src/cli/main.js', 'serve', '--data', dataDir, '--port', '0', ...args], {
     cwd: root,
     stdio: ['ignore', 'ignore', 'pipe'],
+    detached: true, // its own process group, so that workers can be killed with it
   });
   let stderr = '';
   let started = false;
@@ -63,6 +66,18 @@ export function spawnServer(dataDir: string, args: string[] = []): Promise<Serve
           stop: () => {
             child.kill('SIGTERM');
             return exited;
+          },
+          killGroup: async (signal) => {
+            process.kill(-child.pid!, signal);
+            for (let i = 0; i < 250; i++) {
+              try {
+                process.kill(-child.pid!, 0);
+              } catch {
+                return; // ESRCH: nobody left in the group
+              }
+              await new Promise((resolve) => setTimeout(resolve, 20));
+            }
+            throw new Error('server processes still running 5 s after the signal');
           },
         });
       }

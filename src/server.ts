@@ -98,9 +98,9 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
 }
 
 /** The start-up banner: where the trust anchor is and how to enroll a first device. */
-export function banner(server: RunningServer, cli: string): string {
-  const root = caPaths(server.instance.dataDir).root;
-  const data = server.instance.dataDir;
+export function banner(server: { readonly url: string; readonly dataDir: string; readonly initialised: boolean }, cli: string): string {
+  const root = caPaths(server.dataDir).root;
+  const data = server.dataDir;
   return [
     `imprint ${server.initialised ? 'initialised a new CA and ' : ''}is serving on ${server.url}`,
     `  data directory: ${data}`,

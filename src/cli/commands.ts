@@ -3,12 +3,12 @@
  * services as the HTTP API.
  */
 import { readFileSync } from 'node:fs';
-import { userInfo } from 'node:os';
+import { availableParallelism, userInfo } from 'node:os';
 import type { ParseArgsConfig } from 'node:util';
 import { SqliteStore } from '../store/sqlite-store.js';
 import { databasePath, initInstance, openInstance, resolveDataDir, type Instance } from '../instance.js';
 import { limitsFrom } from '../http/limits.js';
-import { banner, startServer } from '../server.js';
+import { serve } from '../serve.js';
 import type { TokenStatus } from '../store/store.js';
 import { toPem } from '../ca/pem.js';
 import { backupStore } from '../enrollment/backup.js';
@@ -172,34 +172,33 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
 
   serve: {
     summary: 'serve the HTTPS API (initialises an empty data directory first)',
-    usage: 'serve [--data DIR] [--host 127.0.0.1] [--port 8443] [--rate-limit on|off] [init options for a first run]',
-    options: { ...dataOption, ...initOptions, host: { type: 'string' }, port: { type: 'string' }, 'rate-limit': { type: 'string' } },
+    usage:
+      'serve [--data DIR] [--host 127.0.0.1] [--port 8443] [--workers N] [--rate-limit on|off] [init options for a first run]',
+    options: {
+      ...dataOption,
+      ...initOptions,
+      host: { type: 'string' },
+      port: { type: 'string' },
+      workers: { type: 'string' },
+      'rate-limit': { type: 'string' },
+    },
     async run(values, _positionals, out) {
       const port = int(values.port ?? process.env.IMPRINT_PORT, 'port') ?? 8443;
-      const limits = limitsFrom(process.env, str(values['rate-limit']));
-      const server = await startServer({
-        dataDir: resolveDataDir(str(values.data)),
-        host: str(values.host) ?? process.env.IMPRINT_HOST ?? '127.0.0.1',
-        port,
-        passphrase: passphrase(),
-        init: initFrom(values, port),
-        logger: true,
-        limits,
-      });
-      out.stderr(banner(server, 'npx imprint'));
-      let stopping = false;
-      const stop = (signal: string) => {
-        if (stopping) process.exit(1); // a second signal: exit at once
-        stopping = true;
-        out.stderr(`${signal}: finishing in-flight requests`);
-        server.close().then(
-          () => process.exit(0),
-          () => process.exit(1),
-        );
-      };
-      process.on('SIGINT', () => stop('SIGINT'));
-      process.on('SIGTERM', () => stop('SIGTERM'));
-      await new Promise(() => undefined); // runs until a signal
+      const workers = int(values.workers ?? process.env.IMPRINT_WORKERS, 'workers') ?? availableParallelism();
+      if (workers < 1 || workers > 64) throw new Error('--workers must be between 1 and 64');
+      await serve(
+        {
+          dataDir: resolveDataDir(str(values.data)),
+          host: str(values.host) ?? process.env.IMPRINT_HOST ?? '127.0.0.1',
+          port,
+          passphrase: passphrase(),
+          init: initFrom(values, port),
+          logger: true,
+          limits: limitsFrom(process.env, str(values['rate-limit'])),
+        },
+        workers,
+        out,
+      );
     },
   },
 

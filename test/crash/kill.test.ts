@@ -113,13 +113,14 @@ beforeAll(async () => {
 describe('SIGKILL during concurrent enrollment', () => {
   it(`loses nothing over ${CYCLES} kill cycles`, { timeout: 240_000 }, async () => {
     for (let cycle = 0; cycle < CYCLES; cycle++) {
-      const server = await spawnServer(dataDir, ['--rate-limit', 'off']);
+      // Alternately one process and a primary with two workers sharing the database.
+      const server = await spawnServer(dataDir, ['--rate-limit', 'off', '--workers', cycle % 2 ? '2' : '1']);
       await Promise.all(fleet.filter((device) => device.pending || device.retryToConfirm).map((device) => retry(server, device)));
 
       const wave = fleet.slice(cycle * DEVICES_PER_CYCLE, (cycle + 1) * DEVICES_PER_CYCLE);
       const sending = Promise.all(wave.map((device) => attempt(server, device)));
       await new Promise((resolve) => setTimeout(resolve, Math.random() * KILL_WINDOW_MS));
-      server.child.kill('SIGKILL');
+      await server.killGroup('SIGKILL'); // the primary and every worker at once, as a power cut would
       await sending;
       expect(await server.exited).toBe('SIGKILL');
       checkInvariants();
@@ -135,7 +136,7 @@ describe('SIGKILL during concurrent enrollment', () => {
     expect(query(dataDir, "SELECT count(*) AS n FROM devices")).toEqual([{ n: fleet.length }]);
 
     console.log(
-      `crash test: ${CYCLES} SIGKILL cycles, ${fleet.length} devices; ${tally.cutOff} enrollments cut off and retried ` +
+      `crash test: ${CYCLES} SIGKILL cycles (half of them with 2 workers), ${fleet.length} devices; ${tally.cutOff} enrollments cut off and retried ` +
         `(${tally.committedBeforeKill} had committed: same certificate back, ${tally.notCommitted} had not: fresh enrollment), ` +
         `${tally.confirmedRetries} answered enrollments retried after a restart got the same certificate; 0 lost`,
     );

@@ -1,0 +1,76 @@
+/**
+ * `imprint serve --workers 2`: two processes share the port and the database; a revocation
+ * reaches both within a second, and SIGTERM stops both cleanly.
+ */
+import { spawnSync } from 'node:child_process';
+import { Agent, request } from 'node:https';
+import { join } from 'node:path';
+import type { Socket } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ImprintClient } from '../../simulator/client.js';
+import { buildCsr, generateDeviceKey } from '../../simulator/csr.js';
+import { imprint } from '../helpers/cli.js';
+import { tempDir } from '../helpers/openssl.js';
+import { spawnServer, type ServerProcess } from '../../scripts/server-process.js';
+
+const dataDir = join(tempDir(), 'data');
+let server: ServerProcess;
+
+beforeAll(async () => {
+  server = await spawnServer(dataDir, ['--workers', '2']);
+});
+afterAll(async () => {
+  if (server.child.exitCode === null) await server.killGroup('SIGKILL');
+});
+
+async function enrolled(id: string) {
+  const token = (await imprint(['tokens', 'create', '--data', dataDir])).stdout.trim();
+  const key = await generateDeviceKey();
+  const response = await new ImprintClient(server.url, server.rootPem).enroll(token, buildCsr(key, id));
+  return { certificatePem: response.certificate, keyPem: key.privateKeyPem };
+}
+
+/** Opens a kept-alive connection as `identity`; resolves with its socket after one request. */
+function connection(identity: { certificatePem: string; keyPem: string }) {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: server.rootPem, cert: identity.certificatePem, key: identity.keyPem });
+  return new Promise<{ agent: Agent; socket: Socket }>((resolve, reject) => {
+    const req = request(`${server.url}/v1/device`, { agent }, (res) => {
+      const socket = res.socket;
+      res.resume();
+      res.on('end', () => resolve({ agent, socket }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('imprint serve --workers 2', () => {
+  it('runs two workers, and a revocation from the CLI closes the device\'s connections on both within a second', async () => {
+    const victim = await enrolled('workers-victim');
+    const bystander = await enrolled('workers-bystander');
+    // Connections are handed to the workers in turn: six of them land on both (ss shows
+    // which process holds the server side of each).
+    const open = await Promise.all(Array.from({ length: 6 }, () => connection(victim)));
+    const holders = spawnSync('ss', ['-Htnp', 'state', 'established', `( sport = :${server.port} )`], { encoding: 'utf8' }).stdout;
+    const pids = new Set([...holders.matchAll(/pid=(\d+)/g)].map((match) => match[1]));
+    expect(pids.size).toBe(2);
+    expect(pids.has(String(server.child.pid))).toBe(false);
+    const closed = open.map(({ socket }) => new Promise<number>((resolve) => socket.once('close', () => resolve(Date.now()))));
+
+    const revoked = await imprint(['devices', 'revoke', 'workers-victim', '--data', dataDir]);
+    expect(revoked.code, revoked.stderr).toBe(0);
+    const returned = Date.now();
+    const times = await Promise.race([Promise.all(closed), new Promise<number[]>((resolve) => setTimeout(() => resolve([]), 3000))]);
+    expect(times).toHaveLength(6);
+    for (const at of times) expect(at - returned).toBeLessThan(1000);
+
+    const other = await connection(bystander);
+    expect(other.socket.destroyed).toBe(false);
+    for (const { agent } of [...open, other]) agent.destroy();
+  });
+
+  it('SIGTERM stops both workers and the primary, exit 0', async () => {
+    expect(await server.stop()).toBe(0);
+    await server.killGroup('SIGKILL').catch(() => undefined); // nothing left: resolves at once
+  });
+});

@@ -24,14 +24,25 @@ export interface ServerProcess {
   killGroup(signal: NodeJS.Signals): Promise<void>;
 }
 
-/** Peak resident memory of a running process in MiB (Linux VmHWM), or undefined. */
-export function peakRssMiB(pid: number): number | undefined {
+/** Peak resident memory (Linux VmHWM) of a process and of its children (cluster workers), in MiB. */
+export function peakRssMiB(pid: number): { readonly total: number; readonly largest: number } | undefined {
+  const peak = (of: number) => {
+    try {
+      const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${of}/status`, 'utf8'));
+      return match ? Number(match[1]) / 1024 : 0;
+    } catch {
+      return 0;
+    }
+  };
+  let children: number[] = [];
   try {
-    const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return match ? Math.round(Number(match[1]) / 1024) : undefined;
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
   } catch {
-    return undefined;
+    // no children file: count the process alone
   }
+  const peaks = [pid, ...children].map(peak);
+  if (!peaks[0]) return undefined;
+  return { total: Math.round(peaks.reduce((a, b) => a + b, 0)), largest: Math.round(Math.max(...peaks)) };
 }
 
 /** Starts `imprint serve --port 0` on `dataDir` and resolves once it is listening. */

@@ -2,12 +2,13 @@
  * Certificates built from DER parts, checked by independent parsers: Node's X509Certificate
  * (OpenSSL) and pkijs, which re-encodes and verifies the signature with WebCrypto.
  */
-import { createPublicKey, generateKeyPairSync, webcrypto, X509Certificate } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync, webcrypto, X509Certificate } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import { describe, expect, it } from 'vitest';
 import { CertificateAuthority } from '../../src/ca/authority.js';
 import { randomSerial } from '../../src/ca/certificate-builder.js';
+import { childrenOf, bytesOf, readElement } from '../../src/asn1/der-reader.js';
 import { createCa, loadCa } from '../../src/ca/ca-directory.js';
 import { tempDir } from '../helpers/openssl.js';
 
@@ -74,6 +75,54 @@ describe('device certificate', () => {
     const keyUsage = certificate.extensions!.find((e) => e.extnID === '2.5.29.15')!;
     const bits = (keyUsage.parsedValue as asn1js.BitString).valueBlock.valueHexView[0]!;
     expect(bits).toBe(0xa0); // digitalSignature | keyEncipherment
+  });
+});
+
+describe('the DER fast path against pkijs the straightforward way', () => {
+  it('builds the same TBSCertificate, byte for byte, and pkijs verifies our signature', async () => {
+    pkijs.setEngine('node', new pkijs.CryptoEngine({ name: 'node', crypto: webcrypto as unknown as pkijs.CryptoEngineParameters['crypto'] }));
+    const ca = authority();
+    const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const spki = publicKey.export({ type: 'spki', format: 'der' });
+    const keyBits = spki.subarray(spki.length - 65);
+    const notBefore = new Date('2026-01-01T00:00:00Z');
+    const notAfter = new Date('2026-04-01T00:00:00Z');
+    const ours = ca.issueClientCertificate({ kind: 'device', name: 'sensor-7', keyType: 'ec', subjectPublicKeyInfo: spki, subjectPublicKeyBits: keyBits, notBefore, notAfter });
+
+    // The same certificate, built field by field with pkijs's own classes.
+    const issuer = pkijs.Certificate.fromBER(ca.material.issuer.der);
+    const uri = (value: string) => new pkijs.GeneralName({ type: 6, value });
+    const ext = (extnID: string, critical: boolean, value: { toSchema(): asn1js.AsnType } | asn1js.AsnType) =>
+      new pkijs.Extension({ extnID, critical, extnValue: ('toSchema' in value ? value.toSchema() : value).toBER(false) });
+    const sha1 = (bytes: Uint8Array) => createHash('sha1').update(bytes).digest();
+    const certificate = new pkijs.Certificate();
+    certificate.version = 2;
+    certificate.serialNumber = new asn1js.Integer({ valueHex: Buffer.from(ours.serial, 'hex') });
+    certificate.issuer = issuer.subject;
+    certificate.notBefore.value = notBefore;
+    certificate.notAfter.value = notAfter;
+    // One attribute per RDN (pkijs encodes a plain typesAndValues list as one multi-valued RDN; decoded ones keep their shape).
+    const rdn = (type: string, value: string) =>
+      new asn1js.Set({ value: [new pkijs.AttributeTypeAndValue({ type, value: new asn1js.Utf8String({ value }) }).toSchema()] });
+    certificate.subject = pkijs.RelativeDistinguishedNames.fromBER(new asn1js.Sequence({ value: [rdn('2.5.4.10', 'Acme Devices'), rdn('2.5.4.3', 'sensor-7')] }).toBER());
+    certificate.subjectPublicKeyInfo = pkijs.PublicKeyInfo.fromBER(spki);
+    const issuerSki = issuer.extensions!.find((e) => e.extnID === '2.5.29.14')!.parsedValue as asn1js.OctetString;
+    certificate.extensions = [
+      ext('2.5.29.15', true, new asn1js.BitString({ valueHex: new Uint8Array([0x80]).buffer, unusedBits: 7 })),
+      ext('2.5.29.17', false, new pkijs.GeneralNames({ names: [uri('spiffe://fleet.example.com/device/sensor-7')] })),
+      ext('2.5.29.14', false, new asn1js.OctetString({ valueHex: sha1(keyBits) })),
+      ext('2.5.29.19', true, new pkijs.BasicConstraints({ cA: false })),
+      ext('2.5.29.37', false, new pkijs.ExtKeyUsage({ keyPurposes: ['1.3.6.1.5.5.7.3.2'] })),
+      ext('2.5.29.35', false, new pkijs.AuthorityKeyIdentifier({ keyIdentifier: new asn1js.OctetString({ valueHex: issuerSki.valueBlock.valueHexView }) })),
+      ext('2.5.29.31', false, new pkijs.CRLDistributionPoints({ distributionPoints: [new pkijs.DistributionPoint({ distributionPoint: [uri('https://enroll.example.com/crl')] })] })),
+      ext('1.3.6.1.5.5.7.1.1', false, new pkijs.InfoAccess({ accessDescriptions: [new pkijs.AccessDescription({ accessMethod: '1.3.6.1.5.5.7.48.1', accessLocation: uri('https://enroll.example.com/ocsp') })] })),
+    ];
+    const issuerKey = await webcrypto.subtle.importKey('pkcs8', ca.material.issuerKey.export({ type: 'pkcs8', format: 'der' }), { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign']);
+    await certificate.sign(issuerKey as unknown as Parameters<pkijs.Certificate['sign']>[0], 'SHA-256');
+
+    const [ourTbs] = childrenOf(ours.der, readElement(ours.der));
+    expect(bytesOf(ours.der, ourTbs!).toString('hex')).toBe(Buffer.from(certificate.tbsView).toString('hex'));
+    expect(await pkijs.Certificate.fromBER(ours.der).verify(issuer)).toBe(true);
   });
 });
 

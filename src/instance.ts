@@ -146,13 +146,15 @@ export interface OpenOptions {
   readonly passphrase?: string | undefined;
   readonly clock?: Clock | undefined;
   readonly durability?: Durability | undefined;
+  /** A serving process: checkpoint the WAL on a thread of its own. */
+  readonly backgroundCheckpoints?: boolean | undefined;
 }
 
 /** Opens an initialised data directory; the CA is loaded on first use of signing(). */
 export async function openInstance(dataDir: string, options: OpenOptions = {}): Promise<Instance> {
   if (!caExists(dataDir)) throw new Error(`${dataDir} is not initialised: run imprint init --data ${dataDir}`);
   const clock = options.clock ?? systemClock;
-  const store = SqliteStore.open(databasePath(dataDir), options.durability);
+  const store = SqliteStore.open(databasePath(dataDir), options.durability, { backgroundCheckpoints: options.backgroundCheckpoints });
   const settings = settingsFrom(await store.getSettings());
   const deviceIds = new DeviceIdPolicy(settings.deviceIdPattern);
   let signing: SigningServices | undefined;

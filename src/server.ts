@@ -54,7 +54,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   if (initialised) {
     await initInstance(options.dataDir, { port: options.port, ...options.init, passphrase: options.passphrase });
   }
-  const instance = await openInstance(options.dataDir, { passphrase: options.passphrase });
+  const instance = await openInstance(options.dataDir, { passphrase: options.passphrase, backgroundCheckpoints: true });
   let watcher: RevocationWatcher | undefined;
   try {
     const services = { ...instance.signing(), tokens: instance.tokens, fleet: instance.fleet, audit: instance.audit };

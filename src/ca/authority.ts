@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { buildCertificate, encodeName, randomSerial, signingKeyFor, type SigningKey } from './certificate-builder.js';
 import type { CaMaterial } from './ca-directory.js';
 import { buildCrl, type CrlEntry } from './crl.js';
-import type { OcspResponder } from './ocsp.js';
+import { OcspResponder } from './ocsp.js';
 import { OID } from './oids.js';
 import { toPem } from './pem.js';
 import { ClientProfile, type ClientProfileSettings } from './profiles.js';
@@ -57,12 +57,7 @@ export class CertificateAuthority {
     this.rootSigner = material.rootKey && signingKeyFor(material.rootKey);
     this.profile = new ClientProfile(settings, material.issuer.publicKeyBits);
     this.chainPem = [toPem(material.issuer.der), toPem(material.root.der)];
-    this.ocspResponder = {
-      signer: this.signer,
-      issuerName: material.issuer.subjectName,
-      issuerPublicKeyBits: material.issuer.publicKeyBits,
-      issuerCertificate: material.issuer.der,
-    };
+    this.ocspResponder = new OcspResponder(this.signer, material.issuer);
   }
 
   /** The issuing CA's CRL: every certificate it issued that is revoked and not yet expired. */

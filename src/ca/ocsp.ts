@@ -31,6 +31,20 @@ export class MalformedOcspRequestError extends Error {}
 
 const MAX_CERT_IDS = 16;
 
+/** OCSPResponseStatus values (RFC 6960 4.2.1). */
+export const OcspResponseStatus = { successful: 0, malformedRequest: 1, internalError: 2, tryLater: 3, unauthorized: 6 } as const;
+
+const HASHES: Readonly<Record<string, string>> = {
+  [OID.sha1]: 'sha1',
+  [OID.sha256]: 'sha256',
+  [OID.sha384]: 'sha384',
+  [OID.sha512]: 'sha512',
+};
+
+const NONCE_EXTENSION_OID = der.objectIdentifier(OID.ocspNonce);
+const BASIC_RESPONSE_TYPE = der.objectIdentifier(OID.ocspBasic);
+const SUCCESSFUL = der.enumerated(OcspResponseStatus.successful);
+
 /** Reads an OCSPRequest; throws MalformedOcspRequestError for anything that is not one. */
 export function parseOcspRequest(bytes: Buffer): OcspRequest {
   try {
@@ -74,8 +88,6 @@ function readCertId(bytes: Buffer, certId: DerElement): OcspCertId {
   };
 }
 
-const NONCE_OID = der.objectIdentifier(OID.ocspNonce);
-
 function findNonce(bytes: Buffer, requestExtensions: DerElement): Buffer | undefined {
   const [list] = childrenOf(bytes, requestExtensions);
   if (list?.tag !== 0x30) throw new Error('bad requestExtensions');
@@ -83,7 +95,7 @@ function findNonce(bytes: Buffer, requestExtensions: DerElement): Buffer | undef
     const parts = childrenOf(bytes, extension);
     const value = parts[parts.length - 1];
     if (extension.tag !== 0x30 || parts.length < 2 || parts[0]!.tag !== 0x06 || value!.tag !== 0x04) throw new Error('bad Extension');
-    if (bytesOf(bytes, parts[0]!).equals(NONCE_OID)) return contentOf(bytes, value!);
+    if (bytesOf(bytes, parts[0]!).equals(NONCE_EXTENSION_OID)) return contentOf(bytes, value!);
   }
   return undefined;
 }
@@ -100,29 +112,49 @@ export interface OcspSingleResponse {
   readonly status: OcspStatus;
 }
 
-/** The issuing CA as an OCSP responder: its hashes for CertID matching, key and certificate. */
-export interface OcspResponder {
-  readonly signer: SigningKey;
-  readonly issuerName: Buffer;
-  readonly issuerPublicKeyBits: Buffer;
-  readonly issuerCertificate: Buffer;
-}
+/**
+ * The issuing CA answering OCSP. Everything that is the same in every response (CertID
+ * hashes of the issuer, the responder id, the certificate list) is computed once: a
+ * response then costs one signature and a few small buffers.
+ */
+export class OcspResponder {
+  /** hash OID -> [issuerNameHash, issuerKeyHash] under that hash. */
+  private readonly issuerHashes = new Map<string, readonly [Buffer, Buffer]>();
+  private readonly responderId: Buffer;
+  private readonly certs: Buffer;
 
-const HASHES: Readonly<Record<string, string>> = {
-  [OID.sha1]: 'sha1',
-  [OID.sha256]: 'sha256',
-  [OID.sha384]: 'sha384',
-  [OID.sha512]: 'sha512',
-};
+  constructor(
+    private readonly signer: SigningKey,
+    issuer: { readonly subjectName: Buffer; readonly publicKeyBits: Buffer; readonly der: Buffer },
+  ) {
+    for (const [oid, hash] of Object.entries(HASHES)) {
+      this.issuerHashes.set(oid, [createHash(hash).update(issuer.subjectName).digest(), createHash(hash).update(issuer.publicKeyBits).digest()]);
+    }
+    this.responderId = der.explicit(2, der.octetString(this.issuerHashes.get(OID.sha1)![1])); // byKey
+    this.certs = der.explicit(0, der.sequence(issuer.der));
+  }
 
-/** True when a CertID names our issuing CA (RFC 6960 4.1.1: hashes of its name and key). */
-export function certIdMatchesIssuer(certId: OcspCertId, responder: OcspResponder): boolean {
-  const hash = HASHES[certId.hashAlgorithm];
-  if (!hash) return false;
-  return (
-    createHash(hash).update(responder.issuerName).digest().equals(certId.issuerNameHash) &&
-    createHash(hash).update(responder.issuerPublicKeyBits).digest().equals(certId.issuerKeyHash)
-  );
+  /** True when a CertID names this issuer (RFC 6960 4.1.1: hashes of its name and key). */
+  issued(certId: OcspCertId): boolean {
+    const hashes = this.issuerHashes.get(certId.hashAlgorithm);
+    return !!hashes && hashes[0].equals(certId.issuerNameHash) && hashes[1].equals(certId.issuerKeyHash);
+  }
+
+  /** A signed successful OCSPResponse. */
+  respond(answers: readonly OcspSingleResponse[], times: { producedAt: Date; thisUpdate: Date; nextUpdate: Date }, nonce: Buffer | undefined): Buffer {
+    const thisUpdate = der.generalizedTime(times.thisUpdate);
+    const nextUpdate = der.explicit(0, der.generalizedTime(times.nextUpdate));
+    const singles = answers.map((answer) => der.sequence(answer.certIdDer, certStatus(answer.status), thisUpdate, nextUpdate));
+    const responseData = der.sequence(
+      this.responderId,
+      der.generalizedTime(times.producedAt),
+      der.sequence(...singles),
+      ...(nonce ? [der.explicit(1, der.sequence(der.sequence(NONCE_EXTENSION_OID, der.octetString(nonce))))] : []),
+    );
+    const signature = sign(this.signer.digest, responseData, { key: this.signer.privateKey, dsaEncoding: 'der' });
+    const basic = der.sequence(responseData, this.signer.algorithm, der.bitString(signature), this.certs);
+    return der.sequence(SUCCESSFUL, der.explicit(0, der.sequence(BASIC_RESPONSE_TYPE, der.octetString(basic))));
+  }
 }
 
 function certStatus(status: OcspStatus): Buffer {
@@ -132,44 +164,5 @@ function certStatus(status: OcspStatus): Buffer {
   return der.implicitConstructed(1, der.generalizedTime(status.revokedAt), der.explicit(0, der.enumerated(code)));
 }
 
-/** OCSPResponseStatus values (RFC 6960 4.2.1). */
-export const OcspResponseStatus = { successful: 0, malformedRequest: 1, internalError: 2, tryLater: 3, unauthorized: 6 } as const;
-
 /** An OCSPResponse without responseBytes, for every status but successful. */
 export const ocspErrorResponse = (status: number): Buffer => der.sequence(der.enumerated(status));
-
-/** Builds a signed successful OCSPResponse. */
-export function buildOcspResponse(
-  responder: OcspResponder,
-  answers: readonly OcspSingleResponse[],
-  times: { producedAt: Date; thisUpdate: Date; nextUpdate: Date },
-  nonce: Buffer | undefined,
-): Buffer {
-  const singles = answers.map((answer) =>
-    der.sequence(
-      answer.certIdDer,
-      certStatus(answer.status),
-      der.generalizedTime(times.thisUpdate),
-      der.explicit(0, der.generalizedTime(times.nextUpdate)),
-    ),
-  );
-  const responseData = der.sequence(
-    der.explicit(2, der.octetString(createHash('sha1').update(responder.issuerPublicKeyBits).digest())), // byKey
-    der.generalizedTime(times.producedAt),
-    der.sequence(...singles),
-    ...(nonce
-      ? [der.explicit(1, der.sequence(der.sequence(der.objectIdentifier(OID.ocspNonce), der.octetString(nonce))))]
-      : []),
-  );
-  const signature = sign(responder.signer.digest, responseData, { key: responder.signer.privateKey, dsaEncoding: 'der' });
-  const basic = der.sequence(
-    responseData,
-    responder.signer.algorithm,
-    der.bitString(signature),
-    der.explicit(0, der.sequence(responder.issuerCertificate)),
-  );
-  return der.sequence(
-    der.enumerated(OcspResponseStatus.successful),
-    der.explicit(0, der.sequence(der.objectIdentifier(OID.ocspBasic), der.octetString(basic))),
-  );
-}

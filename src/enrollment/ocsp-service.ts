@@ -1,14 +1,19 @@
 /**
  * The OCSP responder (RFC 6960): status straight from the store, so it agrees with the
  * CRL and with what the server enforces. Unreadable requests get malformedRequest.
+ *
+ * Requests without a nonce (RFC 5019 clients: browsers, TLS servers stapling, brokers)
+ * accept a pre-produced response, so their answers are kept and reused until any
+ * revocation moves the store's revocation sequence, which is read on every request: a
+ * cached answer is never older than the last revocation, made by whichever process.
  */
 import {
-  buildOcspResponse,
-  certIdMatchesIssuer,
   MalformedOcspRequestError,
   OcspResponseStatus,
   ocspErrorResponse,
   parseOcspRequest,
+  type OcspCertId,
+  type OcspRequest,
   type OcspStatus,
 } from '../ca/ocsp.js';
 import type { CertificateAuthority } from '../ca/authority.js';
@@ -19,9 +24,22 @@ import type { Store } from '../store/store.js';
 const OCSP_VALIDITY_MS = 60 * 60_000;
 /** Requests can only be so large: a CertID is ~80 bytes and we answer at most 16. */
 export const MAX_OCSP_REQUEST_BYTES = 4096;
+/** A reused answer is re-signed after this long, so its thisUpdate stays recent. */
+const REUSE_MS = 5 * 60_000;
+/** Bounds the reuse cache (~1 KB an answer); the oldest answer makes room. */
+const MAX_CACHED_ANSWERS = 10_000;
+
+interface CachedAnswer {
+  readonly der: Buffer;
+  readonly producedAt: number;
+}
 
 /** Answers OCSP requests for the issuing CA. */
 export class OcspService {
+  private readonly cache = new Map<string, CachedAnswer>();
+  /** The revocation sequence the cached answers were read at. */
+  private cacheSeq = -1;
+
   constructor(
     private readonly store: Store,
     private readonly ca: CertificateAuthority,
@@ -37,20 +55,44 @@ export class OcspService {
       if (error instanceof MalformedOcspRequestError) return ocspErrorResponse(OcspResponseStatus.malformedRequest);
       throw error;
     }
+    if (request.nonce) return (await this.answer(request)).der;
+
+    // Read before the statuses, so an answer is never filed under a later sequence than its data.
+    const seq = await this.store.revocationSeq();
+    if (seq !== this.cacheSeq) {
+      this.cache.clear();
+      this.cacheSeq = seq;
+    }
+    const key = requestDer.toString('latin1');
+    const cached = this.cache.get(key);
+    const age = cached && this.clock.now().getTime() - cached.producedAt;
+    if (cached && age! >= 0 && age! < REUSE_MS) return cached.der;
+
+    const { der, producedAt, known } = await this.answer(request);
+    // Unknown serials are not kept: anyone can ask about any serial, and they would crowd out real ones.
+    if (known && seq === this.cacheSeq) {
+      this.cache.delete(key);
+      if (this.cache.size >= MAX_CACHED_ANSWERS) this.cache.delete(this.cache.keys().next().value!);
+      this.cache.set(key, { der, producedAt: producedAt.getTime() });
+    }
+    return der;
+  }
+
+  private async answer(request: OcspRequest): Promise<{ der: Buffer; producedAt: Date; known: boolean }> {
     const answers = [];
     for (const certId of request.certIds) answers.push({ certIdDer: certId.der, status: await this.status(certId) });
     const now = this.clock.now();
-    return buildOcspResponse(
-      this.ca.ocspResponder,
+    const der = this.ca.ocspResponder.respond(
       answers,
       { producedAt: now, thisUpdate: now, nextUpdate: new Date(now.getTime() + OCSP_VALIDITY_MS) },
       request.nonce,
     );
+    return { der, producedAt: now, known: answers.every((answer) => answer.status.status !== 'unknown') };
   }
 
-  private async status(certId: Parameters<typeof certIdMatchesIssuer>[0]): Promise<OcspStatus> {
-    if (!certIdMatchesIssuer(certId, this.ca.ocspResponder)) return { status: 'unknown' };
-    const certificate = await this.store.findCertificate(certId.serial);
+  private async status(certId: OcspCertId): Promise<OcspStatus> {
+    if (!this.ca.ocspResponder.issued(certId)) return { status: 'unknown' };
+    const certificate = await this.store.certificateStatus(certId.serial);
     if (!certificate) return { status: 'unknown' };
     if (certificate.status === 'revoked') {
       return { status: 'revoked', revokedAt: certificate.revokedAt!, reason: certificate.revocationReason ?? 'unspecified' };

@@ -17,6 +17,7 @@ import type {
   AuditEvent,
   AuditEventInput,
   CertificateRecord,
+  CertificateStatus,
   DeviceRecord,
   NewCertificate,
   NewToken,
@@ -68,6 +69,10 @@ function deviceFromRow(row: Row): DeviceRecord {
   };
 }
 
+function statusFromRow(row: Row): CertificateStatus {
+  return { status: row.status as CertificateStatus['status'], revokedAt: date(row.revoked_at), revocationReason: text(row.revocation_reason) };
+}
+
 function certificateFromRow(row: Row): CertificateRecord {
   return {
     serial: row.serial as string,
@@ -78,9 +83,7 @@ function certificateFromRow(row: Row): CertificateRecord {
     notBefore: date(row.not_before)!,
     notAfter: date(row.not_after)!,
     issuedAt: date(row.issued_at)!,
-    status: row.status as CertificateRecord['status'],
-    revokedAt: date(row.revoked_at),
-    revocationReason: text(row.revocation_reason),
+    ...statusFromRow(row),
     tokenId: text(row.token_id),
     der: row.der as Buffer,
   };
@@ -181,6 +184,7 @@ export class SqliteStore implements Store {
                          WHERE operators.status = 'revoked'`),
       revokeOperator: s(`UPDATE operators SET status = 'revoked', revoked_at = @now WHERE name = @id AND status = 'active'`),
       certificate: s('SELECT * FROM certificates WHERE serial = ?'),
+      certificateStatus: s('SELECT status, revoked_at, revocation_reason FROM certificates WHERE serial = ?'),
       keyOwner: s(`SELECT device_id FROM certificates WHERE spki_sha256 = ? AND device_id IS NOT NULL AND device_id <> ? LIMIT 1`),
       insertCertificate: s(`INSERT INTO certificates (serial, kind, subject, device_id, spki_sha256, not_before, not_after,
                               issued_at, status, token_id, der)
@@ -351,6 +355,11 @@ export class SqliteStore implements Store {
   async findCertificate(serial: string): Promise<CertificateRecord | undefined> {
     const row = this.statements.certificate.get(serial) as Row | undefined;
     return row && certificateFromRow(row);
+  }
+
+  async certificateStatus(serial: string): Promise<CertificateStatus | undefined> {
+    const row = this.statements.certificateStatus.get(serial) as Row | undefined;
+    return row && statusFromRow(row);
   }
 
   async findKeyOwner(spkiSha256: string, exceptDeviceId: string): Promise<string | undefined> {

@@ -63,6 +63,9 @@ export interface CertificateRecord {
   readonly der: Buffer;
 }
 
+/** Where a certificate stands, without the certificate. */
+export type CertificateStatus = Pick<CertificateRecord, 'status' | 'revokedAt' | 'revocationReason'>;
+
 /** A certificate to insert (always active when recorded). */
 export type NewCertificate = Omit<CertificateRecord, 'status' | 'revokedAt' | 'revocationReason'>;
 
@@ -198,6 +201,8 @@ export interface Store {
     cursor?: string | undefined;
   }): Promise<Page<DeviceRecord>>;
   findCertificate(serial: string): Promise<CertificateRecord | undefined>;
+  /** Just the status of a certificate (OCSP): skips reading its DER. */
+  certificateStatus(serial: string): Promise<CertificateStatus | undefined>;
   listCertificates(query: {
     deviceId?: string | undefined;
     kind?: CertificateRecord['kind'] | undefined;

@@ -188,6 +188,30 @@ describe('OCSP', () => {
     }
   });
 
+  it('a nonce-less answer is reused until a revocation, even one made by the CLI in another process', async () => {
+    const device = await enroll('ocsp-reused');
+    const requestFile = join(work, 'no-nonce.der');
+    openssl(['ocsp', '-issuer', t.issuerPath, '-cert', device.certPath, '-no_nonce', '-reqout', requestFile]);
+    const ask = async (name: string) => {
+      const file = join(work, `${name}.der`);
+      const sent = await curl(['--cacert', t.rootPath, '-H', 'Content-Type: application/ocsp-request', '--data-binary', `@${requestFile}`, '-o', file, `${t.url}/ocsp`]);
+      expect(sent.status).toBe(200);
+      expect(openssl(['ocsp', '-reqin', requestFile, '-respin', file, '-CAfile', t.rootPath])).not.toMatch(/error/i);
+      return { bytes: readFileSync(file), text: openssl(['ocsp', '-respin', file, '-CAfile', t.rootPath, '-resp_text']) };
+    };
+    const first = await ask('reused-1');
+    expect(first.text).toMatch(/Cert Status: good/);
+    // The same signed bytes again: the answer was kept, not re-signed (ECDSA signatures differ each time).
+    expect((await ask('reused-2')).bytes.equals(first.bytes)).toBe(true);
+
+    const revoked = await imprint(['devices', 'revoke', 'ocsp-reused', '--reason', 'keyCompromise', '--data', t.dataDir]);
+    expect(revoked.code).toBe(0);
+    // Straight after the other process returns: no poll interval to wait for.
+    const after = await ask('reused-3');
+    expect(after.text).toMatch(/Cert Status: revoked/);
+    expect(after.text).toMatch(/Reason: keyCompromise/);
+  });
+
   it.each([
     { name: 'garbage body', args: ['-H', 'Content-Type: application/ocsp-request', '--data-binary', 'garbage'], path: '/ocsp' },
     { name: 'json body', args: ['-H', 'Content-Type: application/json', '--data-binary', '{"a":1}'], path: '/ocsp' },

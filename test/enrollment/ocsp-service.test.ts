@@ -1,0 +1,87 @@
+/** Which OCSP answers are reused, and when a fresh one is signed; read back by `openssl ocsp`. */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initInstance, openInstance, type Instance } from '../../src/instance.js';
+import { buildCsr, generateDeviceKey } from '../../simulator/csr.js';
+import { openssl, tempDir } from '../helpers/openssl.js';
+
+let now = new Date('2026-06-01T12:00:00Z');
+let instance: Instance;
+const work = tempDir();
+let dataDir: string;
+let certPath: string;
+
+/** A DER OCSP request made by openssl for `target` (`-cert FILE` or `-serial N`). */
+function request(target: string[], nonce: boolean): Buffer {
+  const file = join(work, `request-${Math.random()}.der`);
+  openssl(['ocsp', '-issuer', join(dataDir, 'ca/issuer.pem'), ...target, ...(nonce ? [] : ['-no_nonce']), '-reqout', file]);
+  return readFileSync(file);
+}
+
+/** openssl's reading of a response, after checking its signature against the root. */
+function read(response: Buffer): string {
+  const file = join(work, `response-${Math.random()}.der`);
+  writeFileSync(file, response);
+  return openssl(['ocsp', '-respin', file, '-CAfile', join(dataDir, 'ca/root.pem'), '-resp_text']);
+}
+
+beforeAll(async () => {
+  dataDir = join(work, 'data');
+  const clock = { now: () => now };
+  await initInstance(dataDir, {}, clock);
+  instance = await openInstance(dataDir, { clock });
+  const [token] = (await instance.tokens.mint({ count: 1, ttlSeconds: 86_400 }, { actor: 'cli:test' })).tokens;
+  const enrolled = await instance.signing().enrollment.enroll({ token: token!.token, csr: buildCsr(await generateDeviceKey(), 'ocsp-1') });
+  certPath = join(work, 'device.pem');
+  writeFileSync(certPath, enrolled.result.certificate);
+});
+afterAll(async () => {
+  await instance.close();
+});
+
+describe('OcspService', () => {
+  it('reuses a nonce-less answer for five minutes, then signs a fresh one', async () => {
+    const ocsp = instance.signing().ocsp;
+    const noNonce = request(['-cert', certPath], false);
+    const first = await ocsp.respond(noNonce);
+    expect(read(first)).toMatch(/Cert Status: good/);
+    now = new Date(now.getTime() + 4 * 60_000);
+    expect(await ocsp.respond(noNonce)).toBe(first);
+    now = new Date(now.getTime() + 2 * 60_000);
+    const next = await ocsp.respond(noNonce);
+    expect(next).not.toBe(first);
+    expect(read(next)).toMatch(/This Update: Jun  1 12:06:00 2026 GMT/);
+  });
+
+  it('signs a fresh answer when the clock went back, so thisUpdate is never in the future', async () => {
+    const ocsp = instance.signing().ocsp;
+    const noNonce = request(['-cert', certPath], false);
+    const before = await ocsp.respond(noNonce);
+    now = new Date(now.getTime() - 60_000);
+    const after = await ocsp.respond(noNonce);
+    expect(after).not.toBe(before);
+    expect(read(after)).toMatch(/This Update: Jun  1 12:05:00 2026 GMT/);
+  });
+
+  it('signs every answer to a request with a nonce, and every answer about a serial it never issued', async () => {
+    const ocsp = instance.signing().ocsp;
+    const withNonce = request(['-cert', certPath], true);
+    expect((await ocsp.respond(withNonce)).equals(await ocsp.respond(withNonce))).toBe(false);
+    const unknown = request(['-serial', '0x0123456789abcdef0123456789abcdef'], false);
+    const [a, b] = [await ocsp.respond(unknown), await ocsp.respond(unknown)];
+    expect(a.equals(b)).toBe(false);
+    expect(read(a)).toMatch(/Cert Status: unknown/);
+  });
+
+  it('drops kept answers as soon as anything is revoked', async () => {
+    const ocsp = instance.signing().ocsp;
+    const noNonce = request(['-cert', certPath], false);
+    const good = await ocsp.respond(noNonce);
+    expect(await ocsp.respond(noNonce)).toBe(good);
+    await instance.fleet.revokeDevice('ocsp-1', 'superseded', { actor: 'cli:test' });
+    const revoked = read(await ocsp.respond(noNonce));
+    expect(revoked).toMatch(/Cert Status: revoked/);
+    expect(revoked).toMatch(/Reason: superseded/);
+  });
+});

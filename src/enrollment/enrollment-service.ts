@@ -80,7 +80,7 @@ export class EnrollmentService {
       if (token.usedAt) return await this.replay(token, request.csr, audit);
       refuseUnusableToken(token, now);
 
-      const csr = parseCsr(request.csr);
+      const csr = await parseCsr(request.csr);
       const deviceId = checkCsr(csr, this.deviceIds);
       audit = { ...audit, deviceId };
       if (token.deviceId !== null && deviceId !== token.deviceId) {
@@ -125,7 +125,7 @@ export class EnrollmentService {
       deviceId: identity.deviceId,
     };
     try {
-      const csr = parseCsr(request.csr);
+      const csr = await parseCsr(request.csr);
       const deviceId = checkCsr(csr, this.deviceIds);
       if (deviceId !== identity.deviceId) {
         throw new ImprintError('csr_subject_mismatch', `a renewal CSR must name ${identity.deviceId}`);

@@ -46,9 +46,10 @@ export function peakRssMiB(pid: number): { readonly total: number; readonly larg
 }
 
 /** Starts `imprint serve --port 0` on `dataDir` and resolves once it is listening. */
-export function spawnServer(dataDir: string, args: string[] = []): Promise<ServerProcess> {
+export function spawnServer(dataDir: string, args: string[] = [], env: Record<string, string> = {}): Promise<ServerProcess> {
   const child = spawn(process.execPath, ['dist/src/cli/main.js', 'serve', '--data', dataDir, '--port', '0', ...args], {
     cwd: root,
+    env: { ...process.env, ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
     detached: true, // its own process group, so that workers can be killed with it
   });

@@ -7,6 +7,8 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { caExists } from './ca/ca-directory.js';
+import { DEFAULT_LIMITS } from './http/limits.js';
+import { ClusterWindowCounters, CountingPrimary } from './http/window-counters.js';
 import { initInstance, openInstance } from './instance.js';
 import { banner, startServer, type ServeOptions } from './server.js';
 
@@ -22,7 +24,7 @@ const EARLY_DEATH_MS = 5_000;
 
 /** Runs until a signal; never returns. */
 export async function serve(options: ServeOptions, workers: number, out: ServeOutput): Promise<never> {
-  if (cluster.isWorker) return runWorker(options);
+  if (cluster.isWorker) return runWorker(options, workers);
   if (workers <= 1) return runSingle(options, out);
   return runPrimary(options, workers, out);
 }
@@ -65,9 +67,12 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
   let stopping = false;
   let announced = false;
   const startedAt = new Map<Worker, number>();
+  // The whole server's rate-limit counts: a source's requests spread over the workers.
+  const counting = new CountingPrimary();
   const fork = () => {
     const worker = cluster.fork();
     startedAt.set(worker, Date.now());
+    counting.adopt(worker);
     worker.on('message', (message: WorkerMessage) => {
       if (message.type !== 'listening' || announced) return;
       announced = true;
@@ -102,11 +107,19 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
   return forever();
 }
 
-async function runWorker(options: ServeOptions): Promise<never> {
+async function runWorker(options: ServeOptions, workers: number): Promise<never> {
   // Signals are the primary's to handle (a terminal's Ctrl-C reaches the whole group);
   // it says "shutdown" over IPC. If the primary dies, Node ends this worker.
   onSignals(() => undefined);
-  const server = await startServer({ ...options, init: undefined });
+  const limits = options.limits ?? DEFAULT_LIMITS;
+  const server = await startServer({
+    ...options,
+    init: undefined,
+    // The primary hands new connections to the workers in turn, so each gets its share of
+    // the per-source connection cap; rate limits count in the primary, for the whole server.
+    limits: { ...limits, connectionsPerSource: Math.ceil(limits.connectionsPerSource / workers) },
+    counters: new ClusterWindowCounters(process),
+  });
   process.send?.({ type: 'listening', url: server.url } satisfies WorkerMessage);
   process.on('message', (message: unknown) => {
     if (message !== 'shutdown') return;

@@ -16,6 +16,7 @@ import { RevocationWatcher } from './enrollment/revocation-watcher.js';
 import { buildApp } from './http/app.js';
 import { ClientConnections } from './http/client-connections.js';
 import type { Limits } from './http/limits.js';
+import type { WindowCounters } from './http/window-counters.js';
 import { initInstance, openInstance, serverNames, type InitOptions, type Instance } from './instance.js';
 
 /** Options of `imprint serve`. */
@@ -29,6 +30,8 @@ export interface ServeOptions {
   readonly logger?: boolean | undefined;
   /** Rate limits, connection cap and timeouts; the defaults when absent. */
   readonly limits?: Limits | undefined;
+  /** Where rate limits count; this process's own when absent. */
+  readonly counters?: WindowCounters | undefined;
 }
 
 /** A running server. */
@@ -64,6 +67,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       tls: { ...identity, clientCaPem: services.ca.chainPem },
       logger: options.logger ? { level: 'info' } : false,
       limits: options.limits,
+      counters: options.counters,
     });
     const connections = new ClientConnections(app.server as Server);
     watcher = new RevocationWatcher(

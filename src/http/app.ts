@@ -9,10 +9,11 @@ import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions
 import type { SecureContextOptions } from 'node:tls';
 import type { AppServices } from '../instance.js';
 import { limitConnectionsPerSource } from './connection-limit.js';
-import { rateLimited } from './enroll-limits.js';
+import { rateLimited, rateLimitStore } from './enroll-limits.js';
 import { installErrorHandling, renderClientError, renderFrameworkError } from './error-handler.js';
 import { BODY_LIMITS, DEFAULT_LIMITS, type Limits } from './limits.js';
 import { installValidation } from './validation.js';
+import { LocalWindowCounters, type WindowCounters } from './window-counters.js';
 import { adminRoutes } from './routes/admin-routes.js';
 import { deviceRoutes } from './routes/device-routes.js';
 import { publicRoutes } from './routes/public-routes.js';
@@ -26,6 +27,8 @@ export interface AppOptions {
   readonly tls?: { readonly certificateChainPem: string; readonly keyPem: string; readonly clientCaPem: readonly string[] } | undefined;
   readonly logger?: FastifyServerOptions['logger'];
   readonly limits?: Limits | undefined;
+  /** Where rate limits count; this process's own when absent (a cluster worker passes the primary's). */
+  readonly counters?: WindowCounters | undefined;
 }
 
 /**
@@ -84,11 +87,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.removeContentTypeParser('text/plain');
   await app.register(helmet, { contentSecurityPolicy: false });
   // Routes opt in through their config (see enroll-limits).
+  const counters = options.counters ?? new LocalWindowCounters();
   await app.register(rateLimit, {
     global: false,
+    store: rateLimitStore(counters),
     errorResponseBuilder: (_request, context) => rateLimited('requests', Math.max(1, Math.ceil(context.ttl / 1000))),
   });
-  await app.register(publicRoutes, { services: options.services, limits });
+  await app.register(publicRoutes, { services: options.services, limits, counters });
   await app.register(deviceRoutes, { services: options.services });
   await app.register(adminRoutes, { services: options.services });
   await app.register(revocationRoutes, { services: options.services });

@@ -6,6 +6,7 @@ import type { FastifyReply, FastifyRequest, RouteShorthandOptions } from 'fastif
 import { ImprintError, type ErrorCode } from '../errors.js';
 import { FailureBudget } from './failure-budget.js';
 import type { Limits } from './limits.js';
+import type { WindowCounters } from './window-counters.js';
 
 /** Refusals that spend the failure budget: someone holding no valid token. */
 const TOKEN_FAILURES: ReadonlySet<ErrorCode> = new Set(['token_missing', 'token_invalid', 'token_expired', 'token_revoked', 'token_used']);
@@ -14,21 +15,55 @@ const TOKEN_FAILURES: ReadonlySet<ErrorCode> = new Set(['token_missing', 'token_
 export const rateLimited = (what: string, retryAfterSeconds: number): ImprintError =>
   new ImprintError('rate_limited', `too many ${what} from this address; retry in ${retryAfterSeconds} s`, { retryAfterSeconds });
 
-/** Route options that put the guards on `POST /v1/enroll`. */
-export function enrollRouteLimits(limits: Limits): RouteShorthandOptions {
+/** Route options that put the guards on `POST /v1/enroll`, counting in `counters`. */
+export function enrollRouteLimits(limits: Limits, counters: WindowCounters): RouteShorthandOptions {
   const options: RouteShorthandOptions = {};
   if (limits.enrollPerMinute !== null) {
     options.config = { rateLimit: { max: limits.enrollPerMinute, timeWindow: 60_000 } };
   }
   if (limits.failedTokensPerMinute !== null) {
-    const budget = new FailureBudget(limits.failedTokensPerMinute);
+    const budget = new FailureBudget(limits.failedTokensPerMinute, counters);
     options.onRequest = async (request: FastifyRequest) => {
-      const wait = budget.retryAfterSeconds(request.ip);
+      const wait = await budget.retryAfterSeconds(request.ip);
       if (wait > 0) throw rateLimited('refused tokens', wait);
     };
     options.onError = async (request: FastifyRequest, _reply: FastifyReply, error: Error) => {
-      if (error instanceof ImprintError && TOKEN_FAILURES.has(error.code)) budget.recordFailure(request.ip);
+      if (error instanceof ImprintError && TOKEN_FAILURES.has(error.code)) await budget.recordFailure(request.ip);
     };
   }
   return options;
+}
+
+/**
+ * @fastify/rate-limit's store interface over our counters, so its per-route request rates
+ * are counted across workers too. Route options beyond max and timeWindow are not used.
+ */
+export function rateLimitStore(counters: WindowCounters) {
+  type Result = { current: number; ttl: number };
+  type Callback = (error: Error | null, result?: Result) => void;
+  return class CounterStore {
+    /** The plugin passes its options first; each route with its own rate counts apart. */
+    constructor(
+      _options?: unknown,
+      private readonly prefix = 'requests',
+    ) {}
+    // The plugin refuses a request once the count is over max.
+    incr(key: string, callback: Callback, timeWindow: number, max: number): void {
+      this.count(key, 1, callback, timeWindow, max + 1);
+    }
+    read(key: string, callback: Callback, timeWindow: number, max: number): void {
+      this.count(key, 0, callback, timeWindow, max + 1);
+    }
+    /** Given the route's merged rate-limit options, whose routeInfo is the route. */
+    child(options: object): CounterStore {
+      const route = (options as { routeInfo?: { method?: unknown; url?: unknown } }).routeInfo;
+      return new CounterStore(undefined, `requests:${String(route?.method)} ${String(route?.url)}`);
+    }
+    private count(key: string, by: number, callback: Callback, timeWindow: number, refuseAt: number): void {
+      counters.add(`${this.prefix}:${key}`, by, timeWindow, refuseAt).then(
+        ({ count, resetInMs }) => callback(null, { current: count, ttl: resetInMs }),
+        (error: Error) => callback(error),
+      );
+    }
+  };
 }

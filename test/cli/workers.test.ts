@@ -1,6 +1,7 @@
 /**
  * `imprint serve --workers 2`: two processes share the port and the database; a revocation
- * reaches both within a second, and SIGTERM stops both cleanly.
+ * reaches both within a second, rate limits count for the whole server, and SIGTERM stops
+ * both cleanly.
  */
 import { spawnSync } from 'node:child_process';
 import { Agent, request } from 'node:https';
@@ -10,14 +11,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ImprintClient } from '../../simulator/client.js';
 import { buildCsr, generateDeviceKey } from '../../simulator/csr.js';
 import { imprint } from '../helpers/cli.js';
+import { call } from '../helpers/https.js';
 import { tempDir } from '../helpers/openssl.js';
 import { spawnServer, type ServerProcess } from '../../scripts/server-process.js';
 
 const dataDir = join(tempDir(), 'data');
+const FAILED_TOKENS_PER_MINUTE = 6;
 let server: ServerProcess;
 
 beforeAll(async () => {
-  server = await spawnServer(dataDir, ['--workers', '2']);
+  server = await spawnServer(dataDir, ['--workers', '2'], { IMPRINT_FAILED_TOKENS_PER_MINUTE: String(FAILED_TOKENS_PER_MINUTE) });
 });
 afterAll(async () => {
   if (server.child.exitCode === null) await server.killGroup('SIGKILL');
@@ -67,6 +70,25 @@ describe('imprint serve --workers 2', () => {
     const other = await connection(bystander);
     expect(other.socket.destroyed).toBe(false);
     for (const { agent } of [...open, other]) agent.destroy();
+  });
+
+  it('counts a source\'s refused tokens across both workers: the budget is the server\'s, not each worker\'s', async () => {
+    const statuses: number[] = [];
+    // A new connection per request: the primary hands them to the workers in turn.
+    for (let i = 0; i < 3 * FAILED_TOKENS_PER_MINUTE; i++) {
+      const response = await call(`${server.url}/v1/enroll`, {
+        ca: server.rootPem,
+        localAddress: '127.0.0.9',
+        json: { csr: 'x' },
+        headers: { authorization: `Bearer imp_${'B'.repeat(43)}` },
+      });
+      statuses.push(response.status);
+    }
+    expect(statuses.filter((status) => status === 401)).toHaveLength(FAILED_TOKENS_PER_MINUTE);
+    expect(statuses.slice(FAILED_TOKENS_PER_MINUTE).every((status) => status === 429)).toBe(true);
+    // Another source is not affected.
+    const other = await call(`${server.url}/v1/enroll`, { ca: server.rootPem, localAddress: '127.0.0.10', json: { csr: 'x' }, headers: { authorization: `Bearer imp_${'B'.repeat(43)}` } });
+    expect(other.status).toBe(401);
   });
 
   it('SIGTERM stops both workers and the primary, exit 0', async () => {

@@ -1,6 +1,7 @@
 /** Limits from the environment and flags, and the failure budget's windows. */
 import { describe, expect, it } from 'vitest';
 import { FailureBudget } from '../../src/http/failure-budget.js';
+import { LocalWindowCounters } from '../../src/http/window-counters.js';
 import { DEFAULT_LIMITS, limitsFrom } from '../../src/http/limits.js';
 
 describe('limitsFrom', () => {
@@ -22,19 +23,19 @@ describe('limitsFrom', () => {
 });
 
 describe('FailureBudget', () => {
-  it('shuts a source out after its budget until the window ends, and only that source', () => {
+  it('shuts a source out after its budget until the window ends, and only that source', async () => {
     let now = 0;
-    const budget = new FailureBudget(3, () => now);
+    const budget = new FailureBudget(3, new LocalWindowCounters(() => now));
     for (let i = 0; i < 3; i++) {
-      expect(budget.retryAfterSeconds('a')).toBe(0);
-      budget.recordFailure('a');
+      expect(await budget.retryAfterSeconds('a')).toBe(0);
+      await budget.recordFailure('a');
     }
     now = 15_000;
-    expect(budget.retryAfterSeconds('a')).toBe(45);
-    expect(budget.retryAfterSeconds('b')).toBe(0);
+    expect(await budget.retryAfterSeconds('a')).toBe(45);
+    expect(await budget.retryAfterSeconds('b')).toBe(0);
     now = 60_000;
-    expect(budget.retryAfterSeconds('a')).toBe(0);
-    budget.recordFailure('a');
-    expect(budget.retryAfterSeconds('a')).toBe(0);
+    expect(await budget.retryAfterSeconds('a')).toBe(0);
+    await budget.recordFailure('a');
+    expect(await budget.retryAfterSeconds('a')).toBe(0);
   });
 });

@@ -4,6 +4,7 @@ import { Type } from 'typebox';
 import type { SigningServices } from '../../instance.js';
 import { enrollRouteLimits } from '../enroll-limits.js';
 import { BODY_LIMITS, type Limits } from '../limits.js';
+import type { WindowCounters } from '../window-counters.js';
 import { CsrBodySchema, EnrollmentResultSchema, errorResponses } from '../schemas.js';
 
 /** The bearer token of an Authorization header, or undefined when there is none. */
@@ -12,7 +13,7 @@ export function bearerToken(header: string | undefined): string | undefined {
   return match?.[1];
 }
 
-export const publicRoutes: FastifyPluginAsyncTypebox<{ services: SigningServices; limits: Limits }> = async (app, { services, limits }) => {
+export const publicRoutes: FastifyPluginAsyncTypebox<{ services: SigningServices; limits: Limits; counters: WindowCounters }> = async (app, { services, limits, counters }) => {
   app.get('/healthz', { schema: { response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({
     status: 'ok' as const,
   }));
@@ -24,7 +25,7 @@ export const publicRoutes: FastifyPluginAsyncTypebox<{ services: SigningServices
   app.post(
     '/v1/enroll',
     {
-      ...enrollRouteLimits(limits),
+      ...enrollRouteLimits(limits, counters),
       bodyLimit: BODY_LIMITS.csr,
       schema: {
         body: CsrBodySchema,

@@ -61,16 +61,16 @@ export class LocalWindowCounters implements WindowCounters {
     return { count: window.count, resetInMs: window.endsAt - now };
   }
 
-  /** Lifts `key`'s count to at least `count`, in a window ending in `resetInMs` (another process's count). */
+  /**
+   * Takes another process's count for `key`: at least `count`, in its window ending in
+   * `resetInMs` (that window, not ours, says when the key may come back).
+   */
   raise(key: string, count: number, resetInMs: number): void {
     const now = this.now();
     const window = this.windows.get(key);
-    if (window && window.endsAt > now) {
-      window.count = Math.max(window.count, count);
-      return;
-    }
-    if (this.windows.size >= MAX_KEYS) this.makeRoom(now);
-    this.windows.set(key, { count, endsAt: now + resetInMs });
+    const ours = window && window.endsAt > now ? window.count : 0;
+    if (!window && this.windows.size >= MAX_KEYS) this.makeRoom(now);
+    this.windows.set(key, { count: Math.max(ours, count), endsAt: now + resetInMs });
   }
 
   private makeRoom(now: number): void {

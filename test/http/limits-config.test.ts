@@ -39,3 +39,19 @@ describe('FailureBudget', () => {
     expect(await budget.retryAfterSeconds('a')).toBe(0);
   });
 });
+
+describe('LocalWindowCounters', () => {
+  it('takes another process\'s count with its window, which decides when the key comes back', async () => {
+    let now = 0;
+    const counters = new LocalWindowCounters(() => now);
+    expect(await counters.add('k', 2, 60_000)).toEqual({ count: 2, resetInMs: 60_000 });
+    now = 30_000;
+    counters.raise('k', 10, 1_000);
+    expect(await counters.add('k', 0, 60_000)).toEqual({ count: 10, resetInMs: 1_000 });
+    expect(await counters.add('k', 1, 60_000)).toEqual({ count: 11, resetInMs: 1_000 });
+    counters.raise('k', 5, 500); // never lowers a count
+    expect((await counters.add('k', 0, 60_000)).count).toBe(11);
+    now = 31_000;
+    expect(await counters.add('k', 0, 60_000)).toEqual({ count: 0, resetInMs: 0 });
+  });
+});

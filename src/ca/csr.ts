@@ -75,12 +75,15 @@ function describeKey(publicKey: KeyObject): KeyDescription {
   return { type: publicKey.asymmetricKeyType ?? 'unknown' };
 }
 
+/** One-shot decodes keep no state between calls, so one decoder serves every CSR. */
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
+
 /** DirectoryString and the string types found in the wild, decoded; undefined for anything else. */
 function directoryString(der: Buffer, element: DerElement): string | undefined {
   const content = contentOf(der, element);
   switch (element.tag) {
     case 0x0c: // UTF8String
-      return new TextDecoder('utf-8', { fatal: true }).decode(content);
+      return STRICT_UTF8.decode(content);
     case 0x13: // PrintableString
     case 0x16: // IA5String
     case 0x14: // TeletexString (read as Latin-1, as everyone does)

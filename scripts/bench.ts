@@ -21,6 +21,7 @@ import { parseArgs } from 'node:util';
 import { openInstance } from '../src/instance.js';
 import { ImprintClient, type ClientIdentity } from '../simulator/client.js';
 import { buildCsr, generateDeviceKey } from '../simulator/csr.js';
+import { readBody } from '../simulator/read-body.js';
 import { phaseReport, runBounded, type PhaseReport } from '../simulator/load.js';
 import { ensureTool, runWrk, startCfssl, startNginx, writePool, type PoolEntry, type WrkResult } from './bench-tools.js';
 import { prefillDevices, revokePrefilled } from './bench-store.js';
@@ -150,8 +151,7 @@ function postAs(url: string, caPem: string, who: { cert: string; key: string }, 
   return new Promise((resolve, reject) => {
     const body = JSON.stringify(json);
     const req = request(url, { method: 'POST', ca: caPem, cert: who.cert, key: who.key, agent: false, headers: { 'content-type': 'application/json' } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
+      readBody(res).then(() => resolve(res.statusCode ?? 0), reject);
     });
     req.on('error', reject);
     req.end(body);
@@ -163,9 +163,7 @@ function timedGet(url: string, caPem: string): Promise<{ ms: number; body: Buffe
   return new Promise((resolve, reject) => {
     const started = performance.now();
     const req = request(url, { ca: caPem, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => resolve({ ms: performance.now() - started, body: Buffer.concat(chunks) }));
+      readBody(res).then((body) => resolve({ ms: performance.now() - started, body }), reject);
     });
     req.on('error', reject);
     req.end();
@@ -179,8 +177,7 @@ async function revocationReach(server: ServerProcess, identity: ClientIdentity, 
     const socket = await new Promise<import('node:net').Socket>((resolve, reject) => {
       const req = request(`${server.url}/v1/device`, { agent }, (res) => {
         const socket = res.socket; // released to the agent (and unset here) once the answer ends
-        res.resume();
-        res.on('end', () => resolve(socket));
+        readBody(res).then(() => resolve(socket), reject);
       });
       req.on('error', reject);
       req.end();

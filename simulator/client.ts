@@ -3,7 +3,9 @@
  * else over mutual TLS with the device certificate. It trusts only the root CA, as a
  * device does, and speaks to the server only through the public API.
  */
+import type { IncomingMessage } from 'node:http';
 import { Agent, request } from 'node:https';
+import { readBody } from './read-body.js';
 
 /** The enroll/renew response body. */
 export interface EnrollmentResponse {
@@ -77,7 +79,7 @@ export class ImprintClient {
     return new Agent({ keepAlive, ca: this.caPem, cert: identity.certificatePem, key: identity.keyPem, maxCachedSessions: 0 });
   }
 
-  private send(
+  private async send(
     method: string,
     path: string,
     agent: Agent,
@@ -85,7 +87,7 @@ export class ImprintClient {
     headers: Record<string, string> = {},
   ): Promise<{ status: number; body: unknown }> {
     const payload = json === undefined ? undefined : Buffer.from(JSON.stringify(json));
-    return new Promise((resolve, reject) => {
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
       const req = request(
         new URL(path, this.url),
         {
@@ -94,30 +96,24 @@ export class ImprintClient {
           timeout: REQUEST_TIMEOUT_MS,
           headers: { ...headers, ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}) },
         },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            let body: unknown;
-            try {
-              body = JSON.parse(text);
-            } catch {
-              return reject(new Error(`${method} ${path}: HTTP ${res.statusCode} with a body that is not JSON`));
-            }
-            const status = res.statusCode ?? 0;
-            if (status >= 400) {
-              const error = body as { error?: string; message?: string };
-              return reject(new ServerRefusedError(status, error.error ?? 'unknown', error.message ?? ''));
-            }
-            resolve({ status, body });
-          });
-          res.on('error', reject);
-        },
+        resolve,
       );
       req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer within ${REQUEST_TIMEOUT_MS} ms`)));
       req.on('error', reject);
       req.end(payload);
     });
+    const raw = await readBody(res);
+    let body: unknown;
+    try {
+      body = JSON.parse(raw.toString('utf8'));
+    } catch {
+      throw new Error(`${method} ${path}: HTTP ${res.statusCode} with a body that is not JSON`);
+    }
+    const status = res.statusCode ?? 0;
+    if (status >= 400) {
+      const error = body as { error?: string; message?: string };
+      throw new ServerRefusedError(status, error.error ?? 'unknown', error.message ?? '');
+    }
+    return { status, body };
   }
 }

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ImprintClient } from '../../simulator/client.js';
+import { readBody } from '../../simulator/read-body.js';
 import { buildCsr, generateDeviceKey } from '../../simulator/csr.js';
 import { imprint } from '../helpers/cli.js';
 import { call } from '../helpers/https.js';
@@ -39,8 +40,7 @@ function connection(identity: { certificatePem: string; keyPem: string }) {
   return new Promise<{ agent: Agent; socket: Socket }>((resolve, reject) => {
     const req = request(`${server.url}/v1/device`, { agent }, (res) => {
       const socket = res.socket;
-      res.resume();
-      res.on('end', () => resolve({ agent, socket }));
+      readBody(res).then(() => resolve({ agent, socket }), reject);
     });
     req.on('error', reject);
     req.end();

@@ -1,5 +1,7 @@
 /** A bare HTTPS client for tests: raw status, headers and parsed JSON body, optional client certificate. */
+import type { IncomingMessage } from 'node:http';
 import { request } from 'node:https';
+import { readBody } from '../../simulator/read-body.js';
 
 /** What came back. */
 export interface Response {
@@ -22,10 +24,13 @@ export interface RequestOptions {
   readonly localAddress?: string;
 }
 
+/** A server that stops answering fails the test with this, instead of hanging it. */
+const IDLE_TIMEOUT_MS = 30_000;
+
 /** Sends one request on a new connection. */
-export function call(url: string, options: RequestOptions): Promise<Response> {
+export async function call(url: string, options: RequestOptions): Promise<Response> {
   const payload = options.json !== undefined ? Buffer.from(JSON.stringify(options.json)) : options.body;
-  return new Promise((resolve, reject) => {
+  const res = await new Promise<IncomingMessage>((resolve, reject) => {
     const req = request(
       url,
       {
@@ -34,25 +39,22 @@ export function call(url: string, options: RequestOptions): Promise<Response> {
         cert: options.cert,
         key: options.key,
         agent: false,
+        timeout: IDLE_TIMEOUT_MS,
         ...(options.localAddress ? { localAddress: options.localAddress } : {}),
         headers: { ...(options.json !== undefined ? { 'content-type': 'application/json' } : {}), ...options.headers },
       },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('end', () => {
-          const raw = Buffer.concat(chunks);
-          let body: unknown = raw.toString('utf8');
-          try {
-            body = JSON.parse(raw.toString('utf8'));
-          } catch {
-            // not JSON: keep the text
-          }
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body, raw });
-        });
-      },
+      resolve,
     );
+    req.on('timeout', () => req.destroy(new Error(`${url}: no answer within ${IDLE_TIMEOUT_MS} ms`)));
     req.on('error', reject);
     req.end(payload);
   });
+  const raw = await readBody(res);
+  let body: unknown = raw.toString('utf8');
+  try {
+    body = JSON.parse(raw.toString('utf8'));
+  } catch {
+    // not JSON: keep the text
+  }
+  return { status: res.statusCode ?? 0, headers: res.headers, body, raw };
 }

@@ -8,6 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readBody } from '../../simulator/read-body.js';
 import { imprint } from '../helpers/cli.js';
 import { curl } from '../helpers/curl.js';
 import { call } from '../helpers/https.js';
@@ -37,9 +38,7 @@ function keptAlive(device: Device) {
     new Promise<{ status: number; body: any }>((resolve, reject) => {
       const req = request(`${t.url}/v1/device`, { agent }, (res) => {
         socket = res.socket as TLSSocket;
-        let text = '';
-        res.on('data', (chunk: Buffer) => (text += chunk.toString()));
-        res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
+        readBody(res).then((raw) => resolve({ status: res.statusCode!, body: JSON.parse(raw.toString()) }), reject);
       });
       req.on('error', reject);
       req.end();

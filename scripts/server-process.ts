@@ -12,6 +12,8 @@ const root = here.includes('/dist/') ? join(here, '../..') : join(here, '..');
 export interface ServerProcess {
   readonly child: ChildProcess;
   readonly url: string;
+  /** The plain-HTTP status listener, when started with --status-port. */
+  readonly statusUrl: string | undefined;
   readonly port: number;
   readonly rootPem: string;
   /** Resolves with the exit code (or the signal's name) once the process has ended. */
@@ -71,6 +73,7 @@ export function spawnServer(dataDir: string, args: string[] = [], env: Record<st
         resolve({
           child,
           url,
+          statusUrl: /over plain HTTP on (http:\/\/[^\s]+)/.exec(stderr)?.[1],
           port: Number(new URL(url).port),
           rootPem: readFileSync(join(dataDir, 'ca/root.pem'), 'utf8'),
           exited,

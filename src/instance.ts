@@ -46,11 +46,21 @@ export interface InitOptions {
   readonly deviceValidityDays?: number | undefined;
   readonly hostnames?: readonly string[] | undefined;
   readonly port?: number | undefined;
+  /** The plain-HTTP status listener's port: when set, the default public URL points there. */
+  readonly statusPort?: number | undefined;
   readonly passphrase?: string | undefined;
   readonly importCa?: Omit<ImportCaOptions, 'now' | 'passphrase'> | undefined;
 }
 
 const DEFAULT_PORT = 8443;
+
+/**
+ * Where certificates point relying parties for CRLs and OCSP: the plain-HTTP status
+ * listener when there is one (as RFC 5280 recommends), else the HTTPS API.
+ */
+function defaultPublicUrl(hostname: string, options: InitOptions): string {
+  return options.statusPort === undefined ? `https://${hostname}:${options.port ?? DEFAULT_PORT}` : `http://${hostname}:${options.statusPort}`;
+}
 
 /** Creates (or imports) the CA and the database of a new data directory. */
 export async function initInstance(dataDir: string, options: InitOptions, clock: Clock = systemClock): Promise<InstanceSettings> {
@@ -59,7 +69,7 @@ export async function initInstance(dataDir: string, options: InitOptions, clock:
   const settings: InstanceSettings = {
     org: options.org,
     trustDomain: options.trustDomain ?? 'imprint.local',
-    publicUrl: (options.publicUrl ?? `https://${hostnames[0]}:${options.port ?? DEFAULT_PORT}`).replace(/\/+$/, ''),
+    publicUrl: (options.publicUrl ?? defaultPublicUrl(hostnames[0]!, options)).replace(/\/+$/, ''),
     deviceValidityDays: options.deviceValidityDays ?? 90,
     deviceIdPattern: DEFAULT_DEVICE_ID_PATTERN,
     hostnames,

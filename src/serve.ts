@@ -17,13 +17,17 @@ export interface ServeOutput {
   stderr(text: string): void;
 }
 
-type WorkerMessage = { readonly type: 'listening'; readonly url: string };
+type WorkerMessage = { readonly type: 'listening'; readonly url: string; readonly statusUrl: string | undefined };
 
 /** A worker that dies this soon after starting points at configuration, not bad luck. */
 const EARLY_DEATH_MS = 5_000;
 
 /** Runs until a signal; never returns. */
 export async function serve(options: ServeOptions, workers: number, out: ServeOutput): Promise<never> {
+  if (workers > 1 && options.port === 0 && options.statusPort === 0) {
+    // A cluster hands every listen(0) of a worker the same port: both listeners would share it.
+    throw new Error('with more than one worker, --port 0 and --status-port 0 cannot be used together');
+  }
   if (cluster.isWorker) return runWorker(options, workers);
   if (workers <= 1) return runSingle(options, out);
   return runPrimary(options, workers, out);
@@ -38,7 +42,7 @@ const forever = () => new Promise<never>(() => undefined);
 
 async function runSingle(options: ServeOptions, out: ServeOutput): Promise<never> {
   const server = await startServer(options);
-  out.stderr(banner({ url: server.url, dataDir: options.dataDir, initialised: server.initialised }, 'npx imprint'));
+  out.stderr(banner({ ...server, dataDir: options.dataDir }, 'npx imprint'));
   let stopping = false;
   onSignals((signal) => {
     if (stopping) process.exit(1); // a second signal: exit at once
@@ -56,7 +60,7 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
   // Initialise and check the CA key here, once: workers racing to create a CA, or each
   // dying on a wrong passphrase, would be worse than one clear line from the primary.
   const initialised = !caExists(options.dataDir);
-  if (initialised) await initInstance(options.dataDir, { port: options.port, ...options.init, passphrase: options.passphrase });
+  if (initialised) await initInstance(options.dataDir, { port: options.port, statusPort: options.statusPort, ...options.init, passphrase: options.passphrase });
   const check = await openInstance(options.dataDir, { passphrase: options.passphrase });
   try {
     check.signing();
@@ -76,7 +80,7 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
     worker.on('message', (message: WorkerMessage) => {
       if (message.type !== 'listening' || announced) return;
       announced = true;
-      out.stderr(banner({ url: message.url, dataDir: options.dataDir, initialised }, 'npx imprint') + `\n  workers: ${count}`);
+      out.stderr(banner({ ...message, dataDir: options.dataDir, initialised }, 'npx imprint') + `\n  workers: ${count}`);
     });
   };
   cluster.on('exit', (worker, code, signal) => {
@@ -120,7 +124,7 @@ async function runWorker(options: ServeOptions, workers: number): Promise<never>
     limits: { ...limits, connectionsPerSource: Math.ceil(limits.connectionsPerSource / workers) },
     counters: new ClusterWindowCounters(process),
   });
-  process.send?.({ type: 'listening', url: server.url } satisfies WorkerMessage);
+  process.send?.({ type: 'listening', url: server.url, statusUrl: server.statusUrl } satisfies WorkerMessage);
   process.on('message', (message: unknown) => {
     if (message !== 'shutdown') return;
     server.close().then(

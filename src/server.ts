@@ -1,6 +1,7 @@
 /**
  * `imprint serve`: opens (initialising on first run) a data directory and serves the API
- * on one HTTPS listener until SIGINT/SIGTERM.
+ * on one HTTPS listener, and CRLs and OCSP also over plain HTTP when asked, until
+ * SIGINT/SIGTERM.
  */
 import type { FastifyInstance } from 'fastify';
 import type { Server } from 'node:https';
@@ -13,7 +14,7 @@ import {
   type ServerIdentity,
 } from './ca/ca-directory.js';
 import { RevocationWatcher } from './enrollment/revocation-watcher.js';
-import { buildApp } from './http/app.js';
+import { buildApp, buildStatusApp } from './http/app.js';
 import { ClientConnections } from './http/client-connections.js';
 import type { Limits } from './http/limits.js';
 import type { WindowCounters } from './http/window-counters.js';
@@ -24,6 +25,8 @@ export interface ServeOptions {
   readonly dataDir: string;
   readonly host: string;
   readonly port: number;
+  /** The plain-HTTP status listener's port (CRLs and OCSP only); none when absent. */
+  readonly statusPort?: number | undefined;
   readonly passphrase?: string | undefined;
   /** Used only when the data directory is empty and gets initialised. */
   readonly init?: InitOptions | undefined;
@@ -39,6 +42,8 @@ export interface RunningServer {
   readonly app: FastifyInstance;
   readonly instance: Instance;
   readonly url: string;
+  /** The plain-HTTP status listener, when there is one. */
+  readonly statusUrl: string | undefined;
   readonly initialised: boolean;
   close(): Promise<void>;
 }
@@ -51,24 +56,37 @@ function serverIdentity(instance: Instance): ServerIdentity {
   return issueServerCertificate(instance.dataDir, instance.signing().ca.material, serverNames(instance.settings), now);
 }
 
-/** Starts serving; resolves once the listener is up. */
+/** The URL a listening app answers on. */
+function listenerUrl(scheme: 'http' | 'https', host: string, app: FastifyInstance): string {
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  return `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/** Starts serving; resolves once the listeners are up. */
 export async function startServer(options: ServeOptions): Promise<RunningServer> {
   const initialised = !caExists(options.dataDir);
   if (initialised) {
-    await initInstance(options.dataDir, { port: options.port, ...options.init, passphrase: options.passphrase });
+    await initInstance(options.dataDir, { port: options.port, statusPort: options.statusPort, ...options.init, passphrase: options.passphrase });
   }
   const instance = await openInstance(options.dataDir, { passphrase: options.passphrase, backgroundCheckpoints: true });
   let watcher: RevocationWatcher | undefined;
+  const apps: FastifyInstance[] = [];
   try {
     const services = { ...instance.signing(), tokens: instance.tokens, fleet: instance.fleet, audit: instance.audit };
     const identity = serverIdentity(instance);
+    const logger = options.logger ? { level: 'info' } : false;
     const app = await buildApp({
       services,
       tls: { ...identity, clientCaPem: services.ca.chainPem },
-      logger: options.logger ? { level: 'info' } : false,
+      logger,
       limits: options.limits,
       counters: options.counters,
     });
+    apps.push(app);
+    const status =
+      options.statusPort === undefined ? undefined : { app: await buildStatusApp({ services, logger, limits: options.limits }), port: options.statusPort };
+    if (status) apps.push(status.app);
     const connections = new ClientConnections(app.server as Server);
     watcher = new RevocationWatcher(
       instance.store,
@@ -80,33 +98,37 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     );
     await watcher.start();
     await app.listen({ host: options.host, port: options.port });
-    const address = app.server.address();
-    const port = typeof address === 'object' && address ? address.port : options.port;
-    const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+    if (status) await status.app.listen({ host: options.host, port: status.port });
     return {
       app,
       instance,
-      url: `https://${host}:${port}`,
+      url: listenerUrl('https', options.host, app),
+      statusUrl: status && listenerUrl('http', options.host, status.app),
       initialised,
       async close() {
         watcher?.stop();
-        await app.close();
+        await Promise.all(apps.map((each) => each.close()));
         await instance.close();
       },
     };
   } catch (error) {
     watcher?.stop();
+    await Promise.all(apps.map((each) => each.close()));
     await instance.close();
     throw error;
   }
 }
 
 /** The start-up banner: where the trust anchor is and how to enroll a first device. */
-export function banner(server: { readonly url: string; readonly dataDir: string; readonly initialised: boolean }, cli: string): string {
+export function banner(
+  server: { readonly url: string; readonly statusUrl: string | undefined; readonly dataDir: string; readonly initialised: boolean },
+  cli: string,
+): string {
   const root = caPaths(server.dataDir).root;
   const data = server.dataDir;
   return [
     `imprint ${server.initialised ? 'initialised a new CA and ' : ''}is serving on ${server.url}`,
+    ...(server.statusUrl ? [`  CRLs and OCSP over plain HTTP on ${server.statusUrl}`] : []),
     `  data directory: ${data}`,
     `  root CA (flash onto devices): ${root}`,
     '',

@@ -173,12 +173,13 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
   serve: {
     summary: 'serve the HTTPS API (initialises an empty data directory first)',
     usage:
-      'serve [--data DIR] [--host 127.0.0.1] [--port 8443] [--workers N] [--rate-limit on|off] [init options for a first run]',
+      'serve [--data DIR] [--host 127.0.0.1] [--port 8443] [--status-port PORT] [--workers N] [--rate-limit on|off] [init options for a first run]',
     options: {
       ...dataOption,
       ...initOptions,
       host: { type: 'string' },
       port: { type: 'string' },
+      'status-port': { type: 'string' },
       workers: { type: 'string' },
       'rate-limit': { type: 'string' },
     },
@@ -191,6 +192,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
           dataDir: resolveDataDir(str(values.data)),
           host: str(values.host) ?? process.env.IMPRINT_HOST ?? '127.0.0.1',
           port,
+          statusPort: int(values['status-port'] ?? process.env.IMPRINT_STATUS_PORT, 'status-port'),
           passphrase: passphrase(),
           init: initFrom(values, port),
           logger: true,

@@ -31,10 +31,14 @@ export interface AppOptions {
   readonly counters?: WindowCounters | undefined;
 }
 
-/**
- * TLS options: ask for a client certificate, verify it against our CA, never require it;
- * and the Node server's timeouts against slow clients.
- */
+/** The Node server's timeouts against slow clients. */
+const serverTimeouts = (limits: Limits) => ({
+  headersTimeout: limits.headersTimeoutMs,
+  // Node enforces the header and request timeouts on this tick (default 30 s).
+  connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs),
+});
+
+/** TLS options: ask for a client certificate, verify it against our CA, never require it. */
 function httpsOptions(tls: NonNullable<AppOptions['tls']>, limits: Limits): SecureContextOptions & Record<string, unknown> {
   return {
     key: tls.keyPem,
@@ -44,15 +48,16 @@ function httpsOptions(tls: NonNullable<AppOptions['tls']>, limits: Limits): Secu
     rejectUnauthorized: false,
     minVersion: 'TLSv1.2',
     handshakeTimeout: limits.handshakeTimeoutMs,
-    headersTimeout: limits.headersTimeoutMs,
-    // Node enforces the header and request timeouts on this tick (default 30 s).
-    connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs),
+    ...serverTimeouts(limits),
   };
 }
 
-/** Builds the imprint HTTP API. */
-export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
-  const limits = options.limits ?? DEFAULT_LIMITS;
+/**
+ * What every listener shares: errors in the contract's shape (also the framework's and
+ * Node's own), timeouts and the per-source connection cap, and connections that end once
+ * the server is closing.
+ */
+function baseApp(options: Pick<AppOptions, 'tls' | 'logger'>, limits: Limits): FastifyInstance {
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: BODY_LIMITS.default,
@@ -66,8 +71,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     clientErrorHandler: renderClientError,
     requestTimeout: limits.requestTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
-    ...(options.tls ? { https: httpsOptions(options.tls, limits) } : {}),
-  }).withTypeProvider<TypeBoxTypeProvider>();
+    ...(options.tls ? { https: httpsOptions(options.tls, limits) } : { http: serverTimeouts(limits) }),
+  });
   limitConnectionsPerSource(app.server, limits.connectionsPerSource);
 
   // Once closing, every answer ends its connection: a kept-alive client must not hold a
@@ -80,8 +85,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     if (closing) reply.header('connection', 'close');
     return payload;
   });
-
   installErrorHandling(app);
+  return app;
+}
+
+/** Builds the imprint HTTP API. */
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const limits = options.limits ?? DEFAULT_LIMITS;
+  const app = baseApp(options, limits).withTypeProvider<TypeBoxTypeProvider>();
   installValidation(app);
   // Every body we take is JSON; a text/plain body is 415, not a schema error.
   app.removeContentTypeParser('text/plain');
@@ -98,4 +109,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(adminRoutes, { services: options.services });
   await app.register(revocationRoutes, { services: options.services });
   return app as unknown as FastifyInstance;
+}
+
+/**
+ * The optional plain-HTTP listener for relying parties: CRLs and OCSP, nothing else.
+ * Certificate status is signed, so it needs no TLS, and many of its clients cannot use
+ * TLS for it (nginx's OCSP client speaks only http://; RFC 5280 and 6960 expect http URIs).
+ */
+export async function buildStatusApp(options: Pick<AppOptions, 'services' | 'logger' | 'limits'>): Promise<FastifyInstance> {
+  const app = baseApp(options, options.limits ?? DEFAULT_LIMITS);
+  await app.register(revocationRoutes, { services: options.services });
+  return app;
 }

@@ -13,7 +13,9 @@ import { readBody } from '../../simulator/read-body.js';
 import { buildCsr, generateDeviceKey } from '../../simulator/csr.js';
 import { imprint } from '../helpers/cli.js';
 import { call } from '../helpers/https.js';
-import { tempDir } from '../helpers/openssl.js';
+import { openssl, tempDir } from '../helpers/openssl.js';
+import { freePort } from '../helpers/ports.js';
+import { curl } from '../helpers/curl.js';
 import { spawnServer, type ServerProcess } from '../../scripts/server-process.js';
 
 const dataDir = join(tempDir(), 'data');
@@ -21,7 +23,9 @@ const FAILED_TOKENS_PER_MINUTE = 6;
 let server: ServerProcess;
 
 beforeAll(async () => {
-  server = await spawnServer(dataDir, ['--workers', '2'], { IMPRINT_FAILED_TOKENS_PER_MINUTE: String(FAILED_TOKENS_PER_MINUTE) });
+  server = await spawnServer(dataDir, ['--workers', '2', '--status-port', String(await freePort())], {
+    IMPRINT_FAILED_TOKENS_PER_MINUTE: String(FAILED_TOKENS_PER_MINUTE),
+  });
 });
 afterAll(async () => {
   if (server.child.exitCode === null) await server.killGroup('SIGKILL');
@@ -89,6 +93,22 @@ describe('imprint serve --workers 2', () => {
     // Another source is not affected.
     const other = await call(`${server.url}/v1/enroll`, { ca: server.rootPem, localAddress: '127.0.0.10', json: { csr: 'x' }, headers: { authorization: `Bearer imp_${'B'.repeat(43)}` } });
     expect(other.status).toBe(401);
+  });
+
+  it('every worker answers on the plain-HTTP status listener too', async () => {
+    expect(server.statusUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    // New connections go to the workers in turn: four reach both.
+    for (let i = 0; i < 4; i++) {
+      const crl = join(tempDir(), 'crl.der');
+      expect((await curl(['-o', crl, `${server.statusUrl}/crl`])).status).toBe(200);
+      expect(openssl(['crl', '-inform', 'DER', '-in', crl, '-noout', '-issuer'])).toMatch(/issuer=/);
+    }
+  });
+
+  it('refuses --port 0 with --status-port 0 across workers, which would hand both listeners one port', async () => {
+    const refused = await imprint(['serve', '--data', dataDir, '--workers', '2', '--port', '0', '--status-port', '0']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/--port 0 and --status-port 0 cannot be used together/);
   });
 
   it('SIGTERM stops both workers and the primary, exit 0', async () => {

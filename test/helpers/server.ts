@@ -3,7 +3,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { caPaths } from '../../src/ca/ca-directory.js';
 import { DEFAULT_LIMITS, withoutRateLimits, type Limits } from '../../src/http/limits.js';
-import { startServer, type RunningServer } from '../../src/server.js';
+import { startServer, type RunningServer, type ServeOptions } from '../../src/server.js';
 import { createPublicKey } from 'node:crypto';
 import { buildCsr, generateDeviceKey, type DeviceKey } from '../../simulator/csr.js';
 import { call, type Response } from './https.js';
@@ -28,8 +28,12 @@ export interface TestServer {
  * Starts a server on 127.0.0.1:0, on a fresh data directory or an existing one. Rate limits
  * are off unless given: every test client shares one loopback address.
  */
-export async function startTestServer(dataDir = join(tempDir(), 'data'), limits: Limits = withoutRateLimits(DEFAULT_LIMITS)): Promise<TestServer> {
-  const server = await startServer({ dataDir, host: '127.0.0.1', port: 0, limits });
+export async function startTestServer(
+  dataDir = join(tempDir(), 'data'),
+  limits: Limits = withoutRateLimits(DEFAULT_LIMITS),
+  options: Pick<ServeOptions, 'statusPort' | 'init'> = {},
+): Promise<TestServer> {
+  const server = await startServer({ dataDir, host: '127.0.0.1', port: 0, limits, ...options });
   const paths = caPaths(dataDir);
   let stopped = false;
   const stop = async () => {

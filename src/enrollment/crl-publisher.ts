@@ -1,12 +1,13 @@
 /**
  * The CRLs served and written by imprint. A CRL is rebuilt when the revocation sequence
  * moves (any process's revocation) or when it is a day old, never per request, so it
- * always agrees with the store.
+ * always agrees with the store. Built CRLs are published in the store: every worker and
+ * the CLI serve the same one, and only one of them builds it.
  */
 import type { CertificateAuthority } from '../ca/authority.js';
 import type { Clock } from '../clock.js';
 import { ImprintError } from '../errors.js';
-import type { Store } from '../store/store.js';
+import type { CrlScope, PublishedCrl, Store } from '../store/store.js';
 
 const DAY_MS = 86_400_000;
 /** nextUpdate: relying parties that load a CRL file must refresh it within a week. */
@@ -15,22 +16,16 @@ const REISSUE_AFTER_MS = DAY_MS;
 /** thisUpdate is backdated like certificates, for relying parties with slow clocks. */
 const BACKDATE_MS = 5 * 60_000;
 
-interface Cached {
-  readonly seq: number;
-  readonly der: Buffer;
-  readonly builtAt: number;
-}
-
 /** Young enough to serve; a clock that jumped back before it was built also asks for a new one. */
-function fresh(cached: Cached, now: Date): boolean {
-  const age = now.getTime() - cached.builtAt;
+function fresh(crl: PublishedCrl, now: Date): boolean {
+  const age = now.getTime() - crl.builtAt.getTime();
   return age >= 0 && age < REISSUE_AFTER_MS;
 }
 
-/** Builds and caches the issuing CA's and the root's CRLs. */
+/** Builds, publishes and caches the issuing CA's and the root's CRLs. */
 export class CrlPublisher {
-  private issuer: Cached | undefined;
-  private root: Cached | undefined;
+  /** The published CRLs this process read last: a request costs two small reads, not the DER. */
+  private readonly held = new Map<CrlScope, PublishedCrl>();
 
   constructor(
     private readonly store: Store,
@@ -40,25 +35,36 @@ export class CrlPublisher {
 
   /** The issuing CA's current CRL (DER). */
   async issuerCrl(): Promise<Buffer> {
-    const seq = await this.store.revocationSeq();
-    const now = this.clock.now();
-    if (this.issuer && this.issuer.seq === seq && fresh(this.issuer, now)) return this.issuer.der;
-    const entries = await this.store.listRevoked(now);
-    const der = this.ca.issuerCrl({ crlNumber: await this.store.nextCrlNumber(), ...this.validity(now), entries });
-    this.issuer = { seq, der, builtAt: now.getTime() };
-    return der;
+    return this.current('issuer', await this.store.revocationSeq(), async (crlNumber, now) =>
+      this.ca.issuerCrl({ crlNumber, ...this.validity(now), entries: await this.store.listRevoked(now) }),
+    );
   }
 
   /** The root's CRL; not_found when the root key is not held here (an imported CA). */
   async rootCrl(): Promise<Buffer> {
-    const now = this.clock.now();
-    if (this.root && fresh(this.root, now)) return this.root.der;
     if (!this.ca.material.rootKey) {
       throw new ImprintError('not_found', 'the root key is not held by this server; get the root CRL from its owner');
     }
-    const der = this.ca.rootCrl({ crlNumber: await this.store.nextCrlNumber(), ...this.validity(now) })!;
-    this.root = { seq: 0, der, builtAt: now.getTime() };
-    return der;
+    // The root revokes nothing imprint issues: its CRL follows no revocation.
+    return this.current('root', 0, async (crlNumber, now) => this.ca.rootCrl({ crlNumber, ...this.validity(now) })!);
+  }
+
+  /**
+   * The published CRL of `scope` when it includes revocation `seq` and is fresh; else a new
+   * one, published unless another process published a newer one meanwhile (then that one).
+   */
+  private async current(scope: CrlScope, seq: number, build: (crlNumber: number, now: Date) => Promise<Buffer>): Promise<Buffer> {
+    const now = this.clock.now();
+    const number = await this.store.publishedCrlNumber(scope);
+    const held = this.held.get(scope);
+    let published = held && held.crlNumber === number ? held : await this.store.publishedCrl(scope);
+    if (!published || published.revocationSeq < seq || !fresh(published, now)) {
+      const crlNumber = await this.store.nextCrlNumber();
+      const der = await build(crlNumber, now);
+      published = await this.store.publishCrl({ scope, revocationSeq: seq, crlNumber, builtAt: now, der });
+    }
+    this.held.set(scope, published);
+    return published.der;
   }
 
   private validity(now: Date) {

@@ -17,6 +17,7 @@ import type {
   AuditEvent,
   AuditEventInput,
   CertificateRecord,
+  CrlScope,
   CertificateStatus,
   DeviceRecord,
   NewCertificate,
@@ -24,6 +25,7 @@ import type {
   OperatorRecord,
   OperatorRole,
   Page,
+  PublishedCrl,
   Redemption,
   RedemptionConflict,
   Renewal,
@@ -163,6 +165,13 @@ export class SqliteStore implements Store {
       bumpRevocationSeq: s('UPDATE revocation_state SET seq = seq + 1 WHERE id = 1 RETURNING seq'),
       revocationSeq: s('SELECT seq FROM revocation_state WHERE id = 1'),
       nextCrlNumber: s('UPDATE revocation_state SET crl_number = crl_number + 1 WHERE id = 1 RETURNING crl_number'),
+      publishedCrlNumber: s('SELECT crl_number FROM published_crls WHERE scope = ?'),
+      publishedCrl: s('SELECT * FROM published_crls WHERE scope = ?'),
+      publishCrl: s(`INSERT INTO published_crls (scope, revocation_seq, crl_number, built_at, der)
+                     VALUES (@scope, @revocationSeq, @crlNumber, @builtAt, @der)
+                     ON CONFLICT (scope) DO UPDATE SET revocation_seq = excluded.revocation_seq, crl_number = excluded.crl_number,
+                       built_at = excluded.built_at, der = excluded.der
+                     WHERE excluded.crl_number > published_crls.crl_number`),
       activeDeviceCertificates: s(`SELECT serial FROM certificates
                                    WHERE device_id = @id AND status = 'active' AND not_after > @now`),
       activeOperatorCertificates: s(`SELECT serial FROM certificates
@@ -505,6 +514,35 @@ export class SqliteStore implements Store {
 
   async nextCrlNumber(): Promise<number> {
     return this.db.transaction(() => (this.statements.nextCrlNumber.get() as { crl_number: number }).crl_number).immediate();
+  }
+
+  async publishedCrlNumber(scope: CrlScope): Promise<number | undefined> {
+    return (this.statements.publishedCrlNumber.get(scope) as { crl_number: number } | undefined)?.crl_number;
+  }
+
+  async publishedCrl(scope: CrlScope): Promise<PublishedCrl | undefined> {
+    return this.readPublishedCrl(scope);
+  }
+
+  async publishCrl(crl: PublishedCrl): Promise<PublishedCrl> {
+    return this.db
+      .transaction(() => {
+        this.statements.publishCrl.run({ ...crl, builtAt: crl.builtAt.getTime() });
+        return this.readPublishedCrl(crl.scope)!;
+      })
+      .immediate();
+  }
+
+  private readPublishedCrl(scope: CrlScope): PublishedCrl | undefined {
+    const row = this.statements.publishedCrl.get(scope) as Row | undefined;
+    if (!row) return undefined;
+    return {
+      scope,
+      revocationSeq: row.revocation_seq as number,
+      crlNumber: row.crl_number as number,
+      builtAt: date(row.built_at)!,
+      der: row.der as Buffer,
+    };
   }
 
   async recordOperator(

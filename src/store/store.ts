@@ -90,6 +90,19 @@ export interface RevokedEntry {
   readonly notAfter: Date;
 }
 
+/** Which CA's CRL. */
+export type CrlScope = 'issuer' | 'root';
+
+/** A CRL as built and shared by every process on the store. */
+export interface PublishedCrl {
+  readonly scope: CrlScope;
+  /** The revocation sequence the CRL includes at least. */
+  readonly revocationSeq: number;
+  readonly crlNumber: number;
+  readonly builtAt: Date;
+  readonly der: Buffer;
+}
+
 /** Operator roles: an admin may do everything, a provisioner may only mint and list tokens. */
 export type OperatorRole = 'admin' | 'provisioner';
 
@@ -230,6 +243,12 @@ export interface Store {
   listRevoked(now: Date): Promise<RevokedEntry[]>;
   /** Takes the next CRL number. */
   nextCrlNumber(): Promise<number>;
+  /** The number of the CRL last published for `scope`, without reading the CRL: cheap per request. */
+  publishedCrlNumber(scope: CrlScope): Promise<number | undefined>;
+  /** The CRL last published for `scope`. */
+  publishedCrl(scope: CrlScope): Promise<PublishedCrl | undefined>;
+  /** Publishes `crl` unless one with a higher number is there already; returns the one published after. */
+  publishCrl(crl: PublishedCrl): Promise<PublishedCrl>;
 
   /** Records a new operator (or re-issues a revoked one) with its certificate. */
   recordOperator(

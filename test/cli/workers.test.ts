@@ -5,6 +5,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { Agent, request } from 'node:https';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -95,14 +96,19 @@ describe('imprint serve --workers 2', () => {
     expect(other.status).toBe(401);
   });
 
-  it('every worker answers on the plain-HTTP status listener too', async () => {
+  it('every worker answers on the plain-HTTP status listener, all with the one CRL published in the store', async () => {
     expect(server.statusUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     // New connections go to the workers in turn: four reach both.
+    const crls: Buffer[] = [];
     for (let i = 0; i < 4; i++) {
-      const crl = join(tempDir(), 'crl.der');
-      expect((await curl(['-o', crl, `${server.statusUrl}/crl`])).status).toBe(200);
-      expect(openssl(['crl', '-inform', 'DER', '-in', crl, '-noout', '-issuer'])).toMatch(/issuer=/);
+      const file = join(tempDir(), 'crl.der');
+      expect((await curl(['-o', file, `${server.statusUrl}/crl`])).status).toBe(200);
+      crls.push(readFileSync(file));
     }
+    for (const crl of crls) expect(crl.equals(crls[0]!)).toBe(true);
+    const file = join(tempDir(), 'crl.der');
+    writeFileSync(file, crls[0]!);
+    expect(openssl(['crl', '-inform', 'DER', '-in', file, '-noout', '-text'])).toMatch(/Revoked Certificates:/);
   });
 
   it('refuses --port 0 with --status-port 0 across workers, which would hand both listeners one port', async () => {

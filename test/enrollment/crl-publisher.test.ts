@@ -1,4 +1,7 @@
-/** When the CRL is rebuilt: when revocations change, after a day, and when the clock went back. */
+/**
+ * When the CRL is rebuilt: when revocations change, after a day, and when the clock went
+ * back; and that processes sharing one store (cluster workers, the CLI) serve the same one.
+ */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,6 +10,8 @@ import { openssl, tempDir } from '../helpers/openssl.js';
 
 let now = new Date('2026-06-01T12:00:00Z');
 let instance: Instance;
+/** A second process's view of the same data directory, as a second worker has. */
+let other: Instance;
 const work = tempDir();
 
 /** The CRL number openssl reads from a DER CRL. */
@@ -21,9 +26,11 @@ beforeAll(async () => {
   const clock = { now: () => now };
   await initInstance(dataDir, {}, clock);
   instance = await openInstance(dataDir, { clock });
+  other = await openInstance(dataDir, { clock });
 });
 afterAll(async () => {
   await instance.close();
+  await other.close();
 });
 
 describe('CrlPublisher', () => {
@@ -44,5 +51,32 @@ describe('CrlPublisher', () => {
     const after = await crls.issuerCrl();
     expect(after).not.toBe(before);
     expect(crlNumber(after)).toBeGreaterThan(crlNumber(before));
+  });
+
+  it('serves one CRL from every process on the store: built once, and a revocation by either moves both on', async () => {
+    const [mine, theirs] = [instance.signing().crls, other.signing().crls];
+    const first = await mine.issuerCrl();
+    expect((await theirs.issuerCrl()).equals(first)).toBe(true);
+
+    const operator = await other.signing().operators.issue({ name: 'crl-shared', role: 'admin' }, { actor: 'cli:test' });
+    await other.signing().operators.revoke('crl-shared', { actor: 'cli:test' });
+    // Both build at once: whichever number is published last and highest, both serve it after.
+    await Promise.all([mine.issuerCrl(), theirs.issuerCrl()]);
+    const [a, b] = [await mine.issuerCrl(), await theirs.issuerCrl()];
+    expect(a.equals(b)).toBe(true);
+    expect(crlNumber(a)).toBeGreaterThan(crlNumber(first));
+    const file = join(work, 'shared.der');
+    writeFileSync(file, a);
+    expect(openssl(['crl', '-inform', 'DER', '-in', file, '-noout', '-text'])).toContain(`Serial Number: ${operator.serial.toUpperCase()}`);
+  });
+
+  it('a newer CRL published by another process replaces the one held, even before a day has passed', async () => {
+    const [mine, theirs] = [instance.signing().crls, other.signing().crls];
+    const held = await mine.issuerCrl();
+    now = new Date(now.getTime() + 25 * 3_600_000); // the other process rebuilds first
+    const newer = await theirs.issuerCrl();
+    expect(crlNumber(newer)).toBeGreaterThan(crlNumber(held));
+    expect((await mine.issuerCrl()).equals(newer)).toBe(true);
+    expect((await mine.rootCrl()).equals(await theirs.rootCrl())).toBe(true);
   });
 });

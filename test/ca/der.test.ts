@@ -15,13 +15,17 @@ describe('der writer', () => {
     { name: 'integer/strips-leading-zeros', value: der.unsignedInteger(Buffer.from([0, 0, 1])), expected: '020101' },
     { name: 'time/utc-before-2050', value: der.time(new Date('2049-12-31T23:59:59.999Z')), expected: hex(Buffer.concat([Buffer.from([0x17, 13]), Buffer.from('491231235959Z')])) },
     { name: 'time/generalized-from-2050', value: der.time(new Date('2050-01-01T00:00:00Z')), expected: hex(Buffer.concat([Buffer.from([0x18, 15]), Buffer.from('20500101000000Z')])) },
+    { name: 'integer/high-bit-gets-leading-zero', value: der.unsignedInteger(Buffer.from([0x80, 0x01])), expected: '0203008001' },
+    { name: 'time/utc-pads-every-field', value: der.time(new Date('2005-01-02T03:04:05.678Z')), expected: hex(Buffer.concat([Buffer.from([0x17, 13]), Buffer.from('050102030405Z')])) },
+    { name: 'time/generalized-pads-every-field', value: der.generalizedTime(new Date('2026-03-04T05:06:07Z')), expected: hex(Buffer.concat([Buffer.from([0x18, 15]), Buffer.from('20260304050607Z')])) },
+    { name: 'sequence/of-several', value: der.sequence(der.boolean(true), der.nullValue()), expected: '30050101ff0500' },
     { name: 'boolean/true', value: der.boolean(true), expected: '0101ff' },
     { name: 'null', value: der.nullValue(), expected: '0500' },
   ])('$name', ({ value, expected }) => {
     expect(hex(value)).toBe(expected);
   });
 
-  it.each([0, 127, 128, 255, 256, 65_535, 70_000])('length %i round-trips through asn1js and our reader', (length) => {
+  it.each([0, 127, 128, 255, 256, 65_535, 70_000, 16_777_216])('length %i round-trips through asn1js and our reader', (length) => {
     const encoded = der.octetString(Buffer.alloc(length, 7));
     const decoded = asn1js.fromBER(encoded);
     expect(decoded.offset).toBe(encoded.length);

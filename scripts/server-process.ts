@@ -1,6 +1,7 @@
 /** `imprint serve` as its own process, for the benchmark and for tests that signal or kill it. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -45,6 +46,17 @@ export function peakRssMiB(pid: number): { readonly total: number; readonly larg
   const peaks = [pid, ...children].map(peak);
   if (!peaks[0]) return undefined;
   return { total: Math.round(peaks.reduce((a, b) => a + b, 0)), largest: Math.round(Math.max(...peaks)) };
+}
+
+/** A loopback port that was free a moment ago: for a port that must be named before it listens. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+    probe.on('error', reject);
+  });
 }
 
 /** Starts `imprint serve --port 0` on `dataDir` and resolves once it is listening. */

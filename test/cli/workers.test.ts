@@ -15,9 +15,8 @@ import { buildCsr, generateDeviceKey } from '../../simulator/csr.js';
 import { imprint } from '../helpers/cli.js';
 import { call } from '../helpers/https.js';
 import { openssl, tempDir } from '../helpers/openssl.js';
-import { freePort } from '../helpers/ports.js';
 import { curl } from '../helpers/curl.js';
-import { spawnServer, type ServerProcess } from '../../scripts/server-process.js';
+import { freePort, spawnServer, type ServerProcess } from '../../scripts/server-process.js';
 
 const dataDir = join(tempDir(), 'data');
 const FAILED_TOKENS_PER_MINUTE = 6;

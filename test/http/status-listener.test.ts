@@ -12,7 +12,7 @@ import { DEFAULT_LIMITS, withoutRateLimits } from '../../src/http/limits.js';
 import { curl } from '../helpers/curl.js';
 import { call } from '../helpers/https.js';
 import { openssl, tempDir } from '../helpers/openssl.js';
-import { freePort } from '../helpers/ports.js';
+import { freePort } from '../../scripts/server-process.js';
 import { enrollDevice, startTestServer, type TestServer } from '../helpers/server.js';
 
 let t: TestServer;

@@ -27,6 +27,17 @@ export function opensslExit(args: string[]): { code: number | null; output: stri
   return { code: result.status, output: result.stdout + result.stderr };
 }
 
+/** opensslExit without blocking the event loop, for openssl talking to a server in this process. */
+export async function opensslExitAsync(args: string[]): Promise<{ code: number | null; output: string }> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)('openssl', args, { encoding: 'utf8', timeout: 20_000 });
+    return { code: 0, output: stdout + stderr };
+  } catch (error) {
+    const failed = error as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof failed.code === 'number' ? failed.code : null, output: (failed.stdout ?? '') + (failed.stderr ?? '') };
+  }
+}
+
 /**
  * Runs openssl without blocking the event loop: needed whenever openssl talks to a server
  * listening in this same process (`openssl ocsp -url`).

@@ -3,15 +3,13 @@
  * parties at it, openssl fetches CRLs and OCSP answers from it by itself (the URLs come from
  * the certificate), and it serves nothing but certificate status.
  */
-import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, withoutRateLimits } from '../../src/http/limits.js';
 import { curl } from '../helpers/curl.js';
 import { call } from '../helpers/https.js';
-import { openssl, tempDir } from '../helpers/openssl.js';
+import { openssl, opensslExitAsync, tempDir } from '../helpers/openssl.js';
 import { freePort } from '../../scripts/server-process.js';
 import { enrollDevice, startTestServer, type TestServer } from '../helpers/server.js';
 
@@ -19,17 +17,6 @@ let t: TestServer;
 let statusUrl: string;
 const work = tempDir();
 const paths: Record<'good' | 'revoked', string> = { good: join(work, 'good.pem'), revoked: join(work, 'revoked.pem') };
-
-/** openssl in a child process (the server answers from this one), with its exit code and all its output. */
-async function opensslRun(args: string[]): Promise<{ code: number; output: string }> {
-  try {
-    const { stdout, stderr } = await promisify(execFile)('openssl', args, { encoding: 'utf8', timeout: 20_000 });
-    return { code: 0, output: stdout + stderr };
-  } catch (error) {
-    const failed = error as { code?: number; stdout?: string; stderr?: string };
-    return { code: failed.code ?? -1, output: (failed.stdout ?? '') + (failed.stderr ?? '') };
-  }
-}
 
 beforeAll(async () => {
   const statusPort = await freePort();
@@ -54,7 +41,7 @@ describe('serve --status-port', () => {
 
   it('openssl verify -crl_download fetches the CRL named in the certificate: good is OK, revoked is revoked', async () => {
     const verify = (leaf: string) =>
-      opensslRun(['verify', '-crl_check', '-crl_download', '-CAfile', t.rootPath, '-untrusted', t.issuerPath, leaf]);
+      opensslExitAsync(['verify', '-crl_check', '-crl_download', '-CAfile', t.rootPath, '-untrusted', t.issuerPath, leaf]);
     const good = await verify(paths.good);
     expect(good.code, good.output).toBe(0);
     expect(good.output).toContain(': OK');
@@ -66,7 +53,7 @@ describe('serve --status-port', () => {
   it('openssl ocsp at the certificate\'s OCSP URL reads good and revoked, verified against the root', async () => {
     const status = async (leaf: string) => {
       const url = openssl(['x509', '-noout', '-ocsp_uri', '-in', leaf]).trim();
-      const run = await opensslRun(['ocsp', '-issuer', t.issuerPath, '-cert', leaf, '-url', url, '-CAfile', t.rootPath]);
+      const run = await opensslExitAsync(['ocsp', '-issuer', t.issuerPath, '-cert', leaf, '-url', url, '-CAfile', t.rootPath]);
       expect(run.code, run.output).toBe(0);
       expect(run.output).toContain('Response verify OK');
       return run.output;

@@ -3,19 +3,16 @@
  * DER, strictly DER, at most MAX_CSR_DER_BYTES, nesting and element count bounded. The
  * signature is checked with Node's crypto on the raw CertificationRequestInfo bytes.
  */
-import { createHash, createPublicKey, KeyObject, verify, webcrypto } from 'node:crypto';
+import { createHash, verify } from 'node:crypto';
 import { bytesOf, checkWellFormed, childrenOf, contentOf, decodeOid, readElement, type DerElement } from '../asn1/der-reader.js';
 import { ImprintError } from '../errors.js';
 import { OID } from './oids.js';
+import { describePublicKey, importCheckedKey, type KeyDescription } from './public-key.js';
+
+export type { KeyDescription } from './public-key.js';
 
 /** The DER size cap for a CSR (DESIGN: 16 KiB). */
 export const MAX_CSR_DER_BYTES = 16 * 1024;
-
-/** What the key in a CSR is, as far as policy cares. */
-export type KeyDescription =
-  | { readonly type: 'ec'; readonly curve: string }
-  | { readonly type: 'rsa'; readonly bits: number; readonly exponent: bigint }
-  | { readonly type: string };
 
 /** A parsed, not yet verified, CSR. */
 export interface ParsedCsr {
@@ -28,7 +25,7 @@ export interface ParsedCsr {
   readonly subjectPublicKeyBits: Buffer;
   /** SHA-256 of the SubjectPublicKeyInfo: how key reuse across devices is found. */
   readonly spkiSha256: string;
-  readonly publicKey: KeyObject;
+  /** What the key is, read without any native call (see public-key.ts). */
   readonly key: KeyDescription;
   readonly signatureAlgorithm: string;
   readonly signature: Buffer;
@@ -66,15 +63,6 @@ export function decodeCsrText(text: string): Buffer {
   return bytes;
 }
 
-function describeKey(publicKey: KeyObject): KeyDescription {
-  const details = publicKey.asymmetricKeyDetails ?? {};
-  if (publicKey.asymmetricKeyType === 'ec') return { type: 'ec', curve: details.namedCurve ?? 'unknown' };
-  if (publicKey.asymmetricKeyType === 'rsa') {
-    return { type: 'rsa', bits: details.modulusLength ?? 0, exponent: details.publicExponent ?? 0n };
-  }
-  return { type: publicKey.asymmetricKeyType ?? 'unknown' };
-}
-
 /** One-shot decodes keep no state between calls, so one decoder serves every CSR. */
 const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -96,71 +84,25 @@ function directoryString(der: Buffer, element: DerElement): string | undefined {
   }
 }
 
-const EC_CURVES: Readonly<Record<string, { readonly name: string; readonly webName: string; readonly size: number }>> = {
-  [OID.prime256v1]: { name: 'prime256v1', webName: 'P-256', size: 32 },
-  [OID.secp384r1]: { name: 'secp384r1', webName: 'P-384', size: 48 },
-};
-
-/** A P-256 or P-384 key with an uncompressed point. */
-interface NamedCurveKey {
-  readonly name: string;
-  readonly webName: string;
-  readonly point: Buffer;
-}
-
-function namedCurveOf(der: Buffer, algorithm: DerElement, point: Buffer): NamedCurveKey | undefined {
-  const [type, parameters] = childrenOf(der, algorithm);
-  if (type?.tag !== 0x06 || parameters?.tag !== 0x06 || decodeOid(contentOf(der, type)) !== OID.ecPublicKey) return undefined;
-  const curve = EC_CURVES[decodeOid(contentOf(der, parameters))];
-  if (!curve || point.length !== 1 + 2 * curve.size || point[0] !== 0x04) return undefined;
-  return { name: curve.name, webName: curve.webName, point };
-}
-
-/**
- * The CSR's key as a KeyObject. A named-curve point goes in raw through WebCrypto, which
- * checks that it is on the curve and nothing more: on Node 20 (OpenSSL 3.0) that costs
- * ~55 us where the same key as a JWK costs ~95 us (an extra scalar multiplication that
- * a prime-order curve does not need) and as SPKI DER ~175 us. Anything else goes through
- * the DER decoder.
- */
-async function importPublicKey(subjectPublicKeyInfo: Buffer, curve: NamedCurveKey | undefined): Promise<{ publicKey: KeyObject; key: KeyDescription }> {
-  try {
-    if (curve) {
-      const imported = await webcrypto.subtle.importKey('raw', curve.point, { name: 'ECDSA', namedCurve: curve.webName }, true, ['verify']);
-      return { publicKey: KeyObject.from(imported), key: { type: 'ec', curve: curve.name } };
-    }
-    const publicKey = createPublicKey({ key: subjectPublicKeyInfo, format: 'der', type: 'spki' });
-    return { publicKey, key: describeKey(publicKey) };
-  } catch (error) {
-    throw new ImprintError('csr_key_unsupported', 'CSR public key cannot be read (unknown algorithm or invalid key)', { cause: error });
-  }
-}
-
 /** INTEGER 0: PKCS#10 knows version 1 only. */
 const VERSION_1 = Buffer.from([0x02, 0x01, 0x00]);
 
-/** Parses a CSR from its text form; rejects with csr_malformed or csr_key_unsupported. */
-export async function parseCsr(text: string): Promise<ParsedCsr> {
-  let structure: CsrStructure;
+/** Parses a CSR from its text form; throws csr_malformed or csr_key_unsupported. */
+export function parseCsr(text: string): ParsedCsr {
   try {
-    structure = readCsr(decodeCsrText(text));
+    return readCsr(decodeCsrText(text));
   } catch (error) {
     if (error instanceof ImprintError) throw error;
     throw malformed(`CSR is not a strict DER PKCS#10 request (${(error as Error).message})`, error);
   }
-  const { curve, ...fields } = structure;
-  return { ...fields, ...(await importPublicKey(fields.subjectPublicKeyInfo, curve)) };
 }
-
-/** Everything read from the DER, before the key is imported. */
-type CsrStructure = Omit<ParsedCsr, 'publicKey' | 'key'> & { readonly curve: NamedCurveKey | undefined };
 
 /**
  * Reads the structure with the strict DER walker (a generic ASN.1 parser cost more than
  * the rest of an enrollment): CertificationRequest ::= SEQUENCE { info, algorithm,
  * signature BIT STRING }, info ::= SEQUENCE { version 0, subject Name, SPKI, [0] attributes }.
  */
-function readCsr(der: Buffer): CsrStructure {
+function readCsr(der: Buffer): ParsedCsr {
   const outer = readElement(der);
   if (outer.tag !== 0x30 || outer.end !== der.length) throw new RangeError('not one SEQUENCE');
   checkWellFormed(der, outer);
@@ -208,7 +150,7 @@ function readCsr(der: Buffer): CsrStructure {
     subjectPublicKeyInfo,
     subjectPublicKeyBits,
     spkiSha256: createHash('sha256').update(subjectPublicKeyInfo).digest('hex'),
-    curve: namedCurveOf(der, spkiParts[0]!, subjectPublicKeyBits),
+    key: describePublicKey(der, spkiParts[0]!, subjectPublicKeyBits),
     signatureAlgorithm: decodeOid(contentOf(der, algorithmOid)),
     signature: contentOf(der, signature!).subarray(1),
     signedBytes: bytesOf(der, info!),
@@ -226,13 +168,15 @@ const SIGNATURE_DIGESTS: Readonly<Record<string, { keyType: string; digest: stri
 
 /**
  * Proof of possession: true when the CSR's signature verifies with its own key under a
- * signature algorithm that fits that key type.
+ * signature algorithm that fits that key type. The key is imported only here, after
+ * policy has accepted what `key` says it is.
  */
-export function csrSignatureVerifies(csr: ParsedCsr): boolean {
+export async function verifyCsrSignature(csr: ParsedCsr): Promise<boolean> {
   const algorithm = SIGNATURE_DIGESTS[csr.signatureAlgorithm];
-  if (!algorithm || algorithm.keyType !== csr.publicKey.asymmetricKeyType) return false;
+  if (!algorithm || algorithm.keyType !== csr.key.type) return false;
   try {
-    return verify(algorithm.digest, csr.signedBytes, { key: csr.publicKey, dsaEncoding: 'der' }, csr.signature);
+    const publicKey = await importCheckedKey(csr.key, csr.subjectPublicKeyInfo, csr.subjectPublicKeyBits);
+    return publicKey !== undefined && verify(algorithm.digest, csr.signedBytes, { key: publicKey, dsaEncoding: 'der' }, csr.signature);
   } catch {
     return false;
   }

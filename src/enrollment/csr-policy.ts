@@ -1,13 +1,15 @@
 /**
- * CSR policy as small named rules run in a fixed order (cheapest refusals first). Each
- * rule has one job and throws an ImprintError with the code of the contract.
+ * CSR policy as small named rules run in a fixed order, cheapest refusals first: the key
+ * and subject rules read what the parser described, the signature rule imports the key
+ * (only one the key rule accepted) and verifies. Each rule has one job and throws an
+ * ImprintError with the code of the contract.
  */
-import { csrSignatureVerifies, type ParsedCsr } from '../ca/csr.js';
+import { verifyCsrSignature, type ParsedCsr } from '../ca/csr.js';
 import { ImprintError } from '../errors.js';
 import type { DeviceIdPolicy } from './device-id.js';
 
 /** One CSR rule. */
-export type CsrRule = (csr: ParsedCsr, context: { readonly deviceIds: DeviceIdPolicy }) => void;
+export type CsrRule = (csr: ParsedCsr, context: { readonly deviceIds: DeviceIdPolicy }) => void | Promise<void>;
 
 const ALLOWED_CURVES = new Set(['prime256v1', 'secp384r1']);
 const MIN_RSA_BITS = 2048;
@@ -31,8 +33,8 @@ export const keyAlgorithmRule: CsrRule = (csr) => {
 };
 
 /** Proof of possession: the CSR is signed by its own key with a fitting algorithm. */
-export const signatureRule: CsrRule = (csr) => {
-  if (!csrSignatureVerifies(csr)) {
+export const signatureRule: CsrRule = async (csr) => {
+  if (!(await verifyCsrSignature(csr))) {
     throw new ImprintError('csr_signature_invalid', 'CSR signature does not verify with its public key');
   }
 };
@@ -46,10 +48,10 @@ export const subjectRule: CsrRule = (csr, { deviceIds }) => {
 };
 
 /** The rules every enrollment and renewal CSR passes, in order. */
-export const CSR_RULES: readonly CsrRule[] = [keyAlgorithmRule, signatureRule, subjectRule];
+export const CSR_RULES: readonly CsrRule[] = [keyAlgorithmRule, subjectRule, signatureRule];
 
 /** Runs the rules; returns the CSR's device id (its CN). */
-export function checkCsr(csr: ParsedCsr, deviceIds: DeviceIdPolicy): string {
-  for (const rule of CSR_RULES) rule(csr, { deviceIds });
+export async function checkCsr(csr: ParsedCsr, deviceIds: DeviceIdPolicy): Promise<string> {
+  for (const rule of CSR_RULES) await rule(csr, { deviceIds });
   return csr.commonNames[0]!;
 }

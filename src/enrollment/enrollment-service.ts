@@ -80,8 +80,8 @@ export class EnrollmentService {
       if (token.usedAt) return await this.replay(token, request.csr, audit);
       refuseUnusableToken(token, now);
 
-      const csr = await parseCsr(request.csr);
-      const deviceId = checkCsr(csr, this.deviceIds);
+      const csr = parseCsr(request.csr);
+      const deviceId = await checkCsr(csr, this.deviceIds);
       audit = { ...audit, deviceId };
       if (token.deviceId !== null && deviceId !== token.deviceId) {
         throw new ImprintError('csr_subject_mismatch', `this token enrolls only device ${token.deviceId}`);
@@ -125,8 +125,8 @@ export class EnrollmentService {
       deviceId: identity.deviceId,
     };
     try {
-      const csr = await parseCsr(request.csr);
-      const deviceId = checkCsr(csr, this.deviceIds);
+      const csr = parseCsr(request.csr);
+      const deviceId = await checkCsr(csr, this.deviceIds);
       if (deviceId !== identity.deviceId) {
         throw new ImprintError('csr_subject_mismatch', `a renewal CSR must name ${identity.deviceId}`);
       }

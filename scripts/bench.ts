@@ -79,7 +79,7 @@ async function mintTokens(count: number): Promise<string[]> {
   try {
     const tokens: string[] = [];
     while (tokens.length < count) {
-      const minted = await instance.tokens.mint({ count: Math.min(10_000, count - tokens.length), ttlSeconds: 86_400 }, { actor: 'cli:bench' });
+      const minted = await instance.tokens.mint({ count: Math.min(10_000, count - tokens.length), ttlSeconds: 86_400 }, { actor: 'cli:bench', role: 'admin' });
       tokens.push(...minted.tokens.map((t) => t.token));
     }
     return tokens;

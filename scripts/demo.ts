@@ -20,7 +20,7 @@ async function demo(): Promise<void> {
   const server = await startServer({ dataDir, host: '127.0.0.1', port: 0 });
   try {
     say(`1. imprint is serving on ${server.url} with a fresh CA in ${dataDir}`);
-    const { tokens } = await server.instance.tokens.mint({ count: 3, ttlSeconds: 3600, label: 'demo-line' }, { actor: 'cli:demo' });
+    const { tokens } = await server.instance.tokens.mint({ count: 3, ttlSeconds: 3600, label: 'demo-line' }, { actor: 'cli:demo', role: 'admin' });
     say(`2. the factory minted ${tokens.length} one-time tokens (label demo-line): ${tokens.map((t) => t.id).join(', ')}`);
 
     const client = new ImprintClient(server.url, readFileSync(caPaths(dataDir).root, 'utf8'));

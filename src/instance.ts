@@ -10,7 +10,7 @@ import { AuditService } from './enrollment/audit-service.js';
 import { ClientAuthenticator } from './enrollment/client-authenticator.js';
 import { CrlPublisher } from './enrollment/crl-publisher.js';
 import { DEFAULT_DEVICE_ID_PATTERN, DeviceIdPolicy } from './enrollment/device-id.js';
-import { EnrollmentService } from './enrollment/enrollment-service.js';
+import { DEFAULT_RENEWAL_POLICY, EnrollmentService, type RenewalPolicy } from './enrollment/enrollment-service.js';
 import { FleetService } from './enrollment/fleet-service.js';
 import { OcspService } from './enrollment/ocsp-service.js';
 import { OperatorService } from './enrollment/operator-service.js';
@@ -158,6 +158,8 @@ export interface OpenOptions {
   readonly durability?: Durability | undefined;
   /** A serving process: checkpoint the WAL on a thread of its own. */
   readonly backgroundCheckpoints?: boolean | undefined;
+  /** Renewal overlap, limit and after-expiry window; the defaults when absent. */
+  readonly renewal?: RenewalPolicy | undefined;
 }
 
 /** Opens an initialised data directory; the CA is loaded on first use of signing(). */
@@ -167,6 +169,7 @@ export async function openInstance(dataDir: string, options: OpenOptions = {}): 
   const store = SqliteStore.open(databasePath(dataDir), options.durability, { backgroundCheckpoints: options.backgroundCheckpoints });
   const settings = settingsFrom(await store.getSettings());
   const deviceIds = new DeviceIdPolicy(settings.deviceIdPattern);
+  const renewal = options.renewal ?? DEFAULT_RENEWAL_POLICY;
   let signing: SigningServices | undefined;
   return {
     dataDir,
@@ -181,8 +184,8 @@ export async function openInstance(dataDir: string, options: OpenOptions = {}): 
         const ca = new CertificateAuthority(loadCa(dataDir, options.passphrase), settings);
         signing = {
           ca,
-          enrollment: new EnrollmentService(store, ca, clock, deviceIds, settings),
-          clients: new ClientAuthenticator(store, clock),
+          enrollment: new EnrollmentService(store, ca, clock, deviceIds, settings, renewal),
+          clients: new ClientAuthenticator(store, clock, renewal.afterExpiryMs),
           crls: new CrlPublisher(store, ca, clock),
           ocsp: new OcspService(store, ca, clock),
           operators: new OperatorService(store, ca, clock),

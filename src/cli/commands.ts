@@ -14,6 +14,7 @@ import { toPem } from '../ca/pem.js';
 import { backupStore } from '../enrollment/backup.js';
 import { checkOperatorName } from '../enrollment/operator-service.js';
 import type { CertificateView } from '../enrollment/views.js';
+import type { Actor } from '../enrollment/actor.js';
 import { writeFileAtomic } from '../files.js';
 import { REVOCATION_REASONS } from '../store/store.js';
 import { parseDuration } from './duration.js';
@@ -46,7 +47,7 @@ const int = (value: unknown, name: string): number | undefined => {
   return Number(text);
 };
 const passphrase = () => process.env.IMPRINT_CA_PASSPHRASE || undefined;
-const cliActor = () => ({ actor: `cli:${userInfo().username}` });
+const cliActor = (): Actor => ({ actor: `cli:${userInfo().username}`, role: 'admin' });
 
 async function withInstance<T>(values: Values, body: (instance: Instance) => Promise<T>): Promise<T> {
   const instance = await openInstance(resolveDataDir(str(values.data)), { passphrase: passphrase() });

@@ -48,20 +48,47 @@ export interface OperatorIdentity {
 
 /** Maps TLS client certificates to identities, refusing what we did not issue or revoked. */
 export class ClientAuthenticator {
+  /**
+   * @param renewAfterExpiryMs how long after expiry a device certificate may still
+   *   authenticate a renewal (0: never).
+   */
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
+    private readonly renewAfterExpiryMs = 0,
   ) {}
 
-  /** Authenticates an active device, or throws client_cert_* / device_revoked / forbidden. */
-  async device(presented: PresentedCertificate): Promise<DeviceIdentity> {
-    const certificate = await this.certificate(presented);
+  /**
+   * Authenticates an active device, or throws client_cert_* / device_revoked / forbidden.
+   * `renewing`: the request renews, so a certificate expired within the configured window
+   * is accepted. The first request made with a renewed certificate retires the one it
+   * replaced.
+   */
+  async device(presented: PresentedCertificate, options: { readonly renewing?: boolean } = {}): Promise<DeviceIdentity> {
+    const graceMs = options.renewing ? this.renewAfterExpiryMs : 0;
+    // The chain is only refused for its age here: the stored copy must still match byte
+    // for byte, so this accepts nothing we did not issue, and TLS proved the key.
+    const expiredOk = graceMs > 0 && presented.verificationError === 'CERT_HAS_EXPIRED';
+    const certificate = await this.certificate(expiredOk ? { ...presented, verificationError: undefined } : presented);
     if (certificate.kind !== 'device' || !certificate.deviceId) throw new ImprintError('forbidden', 'this route is for devices');
     const device = await this.store.findDevice(certificate.deviceId);
     if (!device || device.status === 'revoked') {
       throw new ImprintError('device_revoked', `device ${certificate.deviceId} has been revoked`);
     }
-    this.checkCurrent(certificate);
+    this.checkCurrent(certificate, graceMs);
+    const now = this.clock.now();
+    if (device.retiringSerial === certificate.serial && device.retireAt && device.retireAt <= now) {
+      throw new ImprintError('client_cert_invalid', 'client certificate has been replaced by a renewal (superseded)');
+    }
+    if (device.retiringSerial && device.currentSerial === certificate.serial) {
+      await this.store.retireReplaced(device.id, certificate.serial, {
+        at: now,
+        actor: `device:${device.id}`,
+        action: 'certificates.retire',
+        outcome: 'ok',
+        detail: { replacedBy: certificate.serial },
+      });
+    }
     return { kind: 'device', deviceId: device.id, certificate, device };
   }
 
@@ -92,13 +119,13 @@ export class ClientAuthenticator {
     return certificate;
   }
 
-  /** Refuses a revoked certificate, or one outside its validity by our clock. */
-  private checkCurrent(certificate: CertificateRecord): void {
+  /** Refuses a revoked certificate, or one outside its validity (plus `graceMs` after it) by our clock. */
+  private checkCurrent(certificate: CertificateRecord, graceMs = 0): void {
     if (certificate.status !== 'active') {
       throw new ImprintError('client_cert_invalid', `client certificate has been revoked (${certificate.revocationReason ?? 'unspecified'})`);
     }
     const now = this.clock.now();
-    if (certificate.notAfter <= now || certificate.notBefore > now) {
+    if (certificate.notAfter.getTime() + graceMs <= now.getTime() || certificate.notBefore > now) {
       throw new ImprintError('client_cert_invalid', 'client certificate is outside its validity period');
     }
   }

@@ -1,8 +1,11 @@
 /** The device-id pattern: what a CN or a bound id may look like. */
 import { ImprintError, type ErrorCode } from '../errors.js';
 
-/** The default device-id pattern (DESIGN "Bootstrap tokens"). */
-export const DEFAULT_DEVICE_ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$';
+/**
+ * The default device-id pattern: a SPIFFE path segment (letters, digits, '.', '_', '-'),
+ * so the SAN URI spiffe://<trust-domain>/device/<id> needs no escaping.
+ */
+export const DEFAULT_DEVICE_ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
 
 /** Checks device ids against the configured pattern. */
 export class DeviceIdPolicy {

@@ -36,6 +36,21 @@ export interface EnrollmentSettings {
   readonly deviceValidityDays: number;
 }
 
+/** How renewal treats the certificate it replaces, and how often a device may renew. */
+export interface RenewalPolicy {
+  /** How long the replaced certificate keeps working when the new one is not used. */
+  readonly overlapMs: number;
+  /** Renewals per device in any 24 hours. */
+  readonly perDay: number;
+  /** How long after expiry a certificate may still renew itself; 0: never. */
+  readonly afterExpiryMs: number;
+}
+
+/** DESIGN: 24 h overlap, 10 renewals a day, no renewal after expiry. */
+export const DEFAULT_RENEWAL_POLICY: RenewalPolicy = { overlapMs: 86_400_000, perDay: 10, afterExpiryMs: 0 };
+
+const DAY_MS = 86_400_000;
+
 /** Backdating absorbs device clocks that run a little slow (DESIGN). */
 const BACKDATE_MS = 5 * 60_000;
 
@@ -49,6 +64,10 @@ function csrSha256(text: string): string | undefined {
     return undefined;
   }
 }
+
+/** A key seen on another device, an operator, or a certificate revoked for keyCompromise. */
+const keyReused = () =>
+  new ImprintError('key_reused', 'this public key may not be certified: it belongs to another device or operator, or was reported compromised');
 
 /** Throws when an unused token can no longer be redeemed. */
 function refuseUnusableToken(token: TokenRecord, now: Date): void {
@@ -64,6 +83,7 @@ export class EnrollmentService {
     private readonly clock: Clock,
     private readonly deviceIds: DeviceIdPolicy,
     private readonly settings: EnrollmentSettings,
+    private readonly renewal: RenewalPolicy = DEFAULT_RENEWAL_POLICY,
   ) {}
 
   /** POST /v1/enroll: one token, one CSR, one device certificate. */
@@ -86,23 +106,22 @@ export class EnrollmentService {
       if (token.deviceId !== null && deviceId !== token.deviceId) {
         throw new ImprintError('csr_subject_mismatch', `this token enrolls only device ${token.deviceId}`);
       }
-      if (token.deviceId === null) await this.refuseExistingDevice(deviceId);
-      await this.refuseReusedKey(csr, deviceId);
 
+      // Device existence and key reuse are checked once, by the transaction that records.
       const issued = this.issue(csr, deviceId, now);
       const outcome = await this.store.redeemTokenAndRecordCertificate({
         tokenId: token.id,
         now,
         csrSha256: csr.sha256,
-        mode: token.deviceId === null ? 'create' : 'reprovision',
+        mode: token.deviceId !== null && token.mayReprovision ? 'reprovision' : 'create',
         certificate: this.newCertificate(issued, csr, deviceId, now, token.id),
         audit: { ...audit, serial: issued.serial },
       });
       if (outcome.ok) return { created: true, result: this.result(deviceId, issued.pem, issued.serial, issued.notAfter) };
 
-      // Lost a race with a concurrent request: answer as if we had arrived second.
       if (outcome.conflict === 'device_exists') await this.refuseExistingDevice(deviceId);
-      if (outcome.conflict === 'key_reused') await this.refuseReusedKey(csr, deviceId);
+      if (outcome.conflict === 'key_reused') throw keyReused();
+      // Lost a race for the token with a concurrent request: answer as if we had arrived second.
       const current = await this.store.findTokenByHash(hashToken(request.token));
       if (current?.usedAt) return await this.replay(current, request.csr, audit);
       refuseUnusableToken(current ?? token, this.clock.now());
@@ -113,7 +132,11 @@ export class EnrollmentService {
     }
   }
 
-  /** POST /v1/renew: a new certificate (a new key is allowed) for an authenticated device. */
+  /**
+   * POST /v1/renew: a new certificate (a new key is allowed) for an authenticated device.
+   * The certificate it authenticated with is retired once the new one is used or the
+   * overlap ends; any other is superseded at once, so a device holds at most two.
+   */
   async renew(identity: DeviceIdentity, request: { csr: string; source?: string | undefined }): Promise<EnrollmentResult> {
     const now = this.clock.now();
     const audit: AuditEventInput = {
@@ -130,16 +153,24 @@ export class EnrollmentService {
       if (deviceId !== identity.deviceId) {
         throw new ImprintError('csr_subject_mismatch', `a renewal CSR must name ${identity.deviceId}`);
       }
-      await this.refuseReusedKey(csr, deviceId);
       const issued = this.issue(csr, deviceId, now);
       const outcome = await this.store.recordRenewal({
         now,
+        presentedSerial: identity.certificate.serial,
+        retireAt: new Date(now.getTime() + this.renewal.overlapMs),
+        limit: { max: this.renewal.perDay, since: new Date(now.getTime() - DAY_MS) },
         certificate: this.newCertificate(issued, csr, deviceId, now, null),
         audit: { ...audit, serial: issued.serial },
       });
-      if (!outcome.ok && outcome.conflict === 'key_reused') await this.refuseReusedKey(csr, deviceId);
-      if (!outcome.ok) throw new ImprintError('device_revoked', `device ${deviceId} has been revoked`);
-      return this.result(deviceId, issued.pem, issued.serial, issued.notAfter);
+      if (outcome.ok) return this.result(deviceId, issued.pem, issued.serial, issued.notAfter);
+      if (outcome.conflict === 'key_reused') throw keyReused();
+      if (outcome.conflict === 'renewal_limit') {
+        const seconds = Math.max(1, Math.ceil((outcome.retryAt.getTime() - now.getTime()) / 1000));
+        throw new ImprintError('rate_limited', `device ${deviceId} renewed ${this.renewal.perDay} times in the last 24 hours`, {
+          retryAfterSeconds: seconds,
+        });
+      }
+      throw new ImprintError('device_revoked', `device ${deviceId} has been revoked`);
     } catch (error) {
       if (error instanceof ImprintError) await this.store.appendAudit({ ...audit, outcome: error.code });
       throw error;
@@ -170,12 +201,6 @@ export class EnrollmentService {
       throw new ImprintError('device_revoked', `device ${deviceId} has been revoked; re-provision it with a token bound to its id`);
     }
     if (existing) throw new ImprintError('device_exists', `device ${deviceId} is already enrolled`);
-  }
-
-  private async refuseReusedKey(csr: ParsedCsr, deviceId: string): Promise<void> {
-    if (await this.store.findKeyOwner(csr.spkiSha256, deviceId)) {
-      throw new ImprintError('key_reused', 'this public key is already used by another device');
-    }
   }
 
   private issue(csr: ParsedCsr, deviceId: string, now: Date): IssuedCertificate {

@@ -8,7 +8,7 @@ import { generateP256 } from '../ca/keys.js';
 import type { Clock } from '../clock.js';
 import { ImprintError } from '../errors.js';
 import type { OperatorRecord, OperatorRole, Store } from '../store/store.js';
-import type { Actor } from './actor.js';
+import { operatorActor, type Actor } from './actor.js';
 
 const OPERATOR_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
@@ -115,9 +115,12 @@ export class OperatorService {
     return (await this.store.listOperators()).map(view);
   }
 
-  /** Revokes an operator and all its certificates. */
-  async revoke(name: string, by: Actor): Promise<OperatorView & { revokedSerials: readonly string[] }> {
-    const result = await this.store.revokeOperator(name, {
+  /**
+   * Revokes an operator, all its certificates and the tokens it minted that are still
+   * unused: a factory line's identity that leaked must not leave redeemable tokens behind.
+   */
+  async revoke(name: string, by: Actor): Promise<OperatorView & { revokedSerials: readonly string[]; revokedTokens: number }> {
+    const result = await this.store.revokeOperator(name, operatorActor(name), {
       at: this.clock.now(),
       actor: by.actor,
       action: 'operators.revoke',
@@ -126,6 +129,6 @@ export class OperatorService {
       detail: { name },
     });
     if (!result) throw new ImprintError('not_found', `no operator ${name}`);
-    return { ...view(result.operator), revokedSerials: result.revoked };
+    return { ...view(result.operator), revokedSerials: result.revoked, revokedTokens: result.revokedTokens };
   }
 }

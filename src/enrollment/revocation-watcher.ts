@@ -1,8 +1,10 @@
 /**
  * Follows the store's revocation sequence so that a revocation made anywhere (this
  * server's API, the CLI in another process, another server on the same database) takes
- * effect here within one poll interval.
+ * effect here within one poll interval. It also carries out the revocations that fall
+ * due with time: certificates replaced by a renewal whose overlap has ended.
  */
+import { systemClock, type Clock } from '../clock.js';
 import type { Store } from '../store/store.js';
 
 /** Polling interval: well inside the one-second promise, and one indexed read per tick. */
@@ -19,6 +21,7 @@ export class RevocationWatcher {
     private readonly onRevoked: (serials: string[]) => void,
     private readonly onError: (error: unknown) => void,
     private readonly intervalMs = REVOCATION_POLL_MS,
+    private readonly clock: Clock = systemClock,
   ) {}
 
   /** Starts watching from the current sequence (earlier revocations are enforced per request). */
@@ -33,6 +36,7 @@ export class RevocationWatcher {
     if (this.polling) return;
     this.polling = true;
     try {
+      await this.store.retireOverdue({ at: this.clock.now(), actor: 'system', action: 'certificates.retire', outcome: 'ok', detail: { overlapEnded: true } });
       const seq = await this.store.revocationSeq();
       if (seq === this.seq) return;
       const serials = await this.store.revokedSince(this.seq);

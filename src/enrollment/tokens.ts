@@ -106,6 +106,20 @@ export class TokenService {
     if (label !== null && !/^[\x21-\x7e][\x20-\x7e]{0,63}$/.test(label)) {
       throw new ImprintError('bad_request', 'label must be 1-64 printable ASCII characters');
     }
+    // A token bound to an existing device re-provisions it (its certificates are revoked):
+    // that takes a device away from whoever holds it, so only an admin may mint one. A
+    // provisioner may pre-bind ids no device has yet; its tokens can never re-provision,
+    // also when the device appears between minting and enrolling.
+    const mayReprovision = by.role === 'admin';
+    if (ids && !mayReprovision) {
+      const existing = await this.store.existingDeviceIds(ids);
+      if (existing.length) {
+        throw new ImprintError(
+          'forbidden',
+          `only an admin may bind tokens to existing devices (${existing.slice(0, 5).join(', ')}${existing.length > 5 ? ', ...' : ''})`,
+        );
+      }
+    }
     const now = this.clock.now();
     const expiresAt = new Date(now.getTime() + ttl * 1000);
     const minted = Array.from({ length: count }, (_, i) => {
@@ -118,7 +132,16 @@ export class TokenService {
       };
     });
     await this.store.createTokens(
-      minted.map((t) => ({ id: t.id, hash: t.hash, label, deviceId: t.deviceId, createdAt: now, createdBy: by.actor, expiresAt })),
+      minted.map((t) => ({
+        id: t.id,
+        hash: t.hash,
+        label,
+        deviceId: t.deviceId,
+        createdAt: now,
+        createdBy: by.actor,
+        expiresAt,
+        mayReprovision: mayReprovision && t.deviceId !== null,
+      })),
       {
         at: now,
         actor: by.actor,
@@ -151,12 +174,15 @@ export class TokenService {
     return { label, revoked: await this.store.revokeTokensByLabel(label, audit) };
   }
 
-  /** Revokes one unused token; a used token stays used, and an unknown id is not_found. */
+  /** Revokes one unused token; a used token is token_used (it stays used), an unknown id not_found. */
   async revoke(id: string, by: Actor): Promise<TokenView> {
     const now = this.clock.now();
     const audit: AuditEventInput = { at: now, actor: by.actor, action: 'tokens.revoke', outcome: 'ok', source: by.source, tokenId: id };
     const token = await this.store.revokeToken(id, audit);
     if (!token) throw new ImprintError('not_found', `no token with id ${id}`);
+    if (token.usedAt) {
+      throw new ImprintError('token_used', `token ${id} was already used by device ${token.usedByDevice}; revoke the device instead`);
+    }
     return view(token, now);
   }
 }

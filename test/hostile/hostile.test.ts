@@ -473,7 +473,7 @@ describe('TLS client certificates', () => {
 
     const victim = await enrollDevice(t, 'tls-victim');
     expect(victim.response.status).toBe(201);
-    await t.server.instance.fleet.revokeDevice('tls-victim', 'keyCompromise', { actor: 'cli:test' });
+    await t.server.instance.fleet.revokeDevice('tls-victim', 'keyCompromise', { actor: 'cli:test', role: 'admin' });
     revoked = { cert: victim.cert, key: victim.key.privateKeyPem };
   });
 

@@ -22,7 +22,7 @@ beforeAll(async () => {
   admin = await issueOperator(t, 'alice', 'admin');
   provisioner = await issueOperator(t, 'line-3', 'provisioner');
   retired = await issueOperator(t, 'bob', 'admin');
-  await t.server.instance.signing().operators.revoke('bob', { actor: 'cli:test' });
+  await t.server.instance.signing().operators.revoke('bob', { actor: 'cli:test', role: 'admin' });
   device = await enroll('admin-test-device');
 });
 afterAll(async () => {

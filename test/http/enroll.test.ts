@@ -115,7 +115,7 @@ const refusals: RefusalCase[] = [
     code: 'token_revoked',
     setup: async () => {
       const { id, token } = await t.mintToken();
-      await t.server.instance.tokens.revoke(id, { actor: 'cli:test' });
+      await t.server.instance.tokens.revoke(id, { actor: 'cli:test', role: 'admin' });
       return { token, csr: p256(`/CN=${nextId()}`), tokenStillUsable: false };
     },
   },

@@ -27,7 +27,7 @@ beforeAll(async () => {
     expect(device.response.status).toBe(201);
     writeFileSync(paths[name], device.cert);
   }
-  await t.server.instance.fleet.revokeDevice('status-revoked', 'keyCompromise', { actor: 'cli:test' });
+  await t.server.instance.fleet.revokeDevice('status-revoked', 'keyCompromise', { actor: 'cli:test', role: 'admin' });
 });
 
 afterAll(() => t.destroy());

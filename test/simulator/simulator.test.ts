@@ -74,7 +74,7 @@ describe('npm run simulate', () => {
   });
 
   it('fleet mode enrolls and reconnects every device of a CSV batch and reports rates and percentiles', async () => {
-    const { tokens } = await t.server.instance.tokens.mint({ count: 40, label: 'fleet-test' }, { actor: 'cli:test' });
+    const { tokens } = await t.server.instance.tokens.mint({ count: 40, label: 'fleet-test' }, { actor: 'cli:test', role: 'admin' });
     const csv = join(tempDir(), 'batch.csv');
     writeFileSync(csv, ['id,token,deviceId,expiresAt', ...tokens.map((x) => `${x.id},${x.token},,${x.expiresAt}`)].join('\n'));
 

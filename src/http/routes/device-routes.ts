@@ -30,7 +30,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ services: SigningServices
     '/v1/renew',
     { bodyLimit: BODY_LIMITS.csr, schema: { body: CsrBodySchema, response: { 201: EnrollmentResultSchema, ...errorResponses(400, 401, 403, 409) } } },
     async (request, reply) => {
-      const identity = await authenticateDevice(services, request);
+      const identity = await authenticateDevice(services, request, { renewing: true });
       const result = await services.enrollment.renew(identity, { csr: request.body.csr, source: request.ip });
       return reply.code(201).send(result);
     },

@@ -13,6 +13,7 @@ import {
   SERVER_RENEW_BEFORE_DAYS,
   type ServerIdentity,
 } from './ca/ca-directory.js';
+import type { RenewalPolicy } from './enrollment/enrollment-service.js';
 import { RevocationWatcher } from './enrollment/revocation-watcher.js';
 import { buildApp, buildStatusApp } from './http/app.js';
 import { ClientConnections } from './http/client-connections.js';
@@ -35,6 +36,8 @@ export interface ServeOptions {
   readonly limits?: Limits | undefined;
   /** Where rate limits count; this process's own when absent. */
   readonly counters?: WindowCounters | undefined;
+  /** Renewal overlap, limit and after-expiry window; the defaults when absent. */
+  readonly renewal?: RenewalPolicy | undefined;
 }
 
 /** A running server. */
@@ -69,12 +72,14 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   if (initialised) {
     await initInstance(options.dataDir, { port: options.port, statusPort: options.statusPort, ...options.init, passphrase: options.passphrase });
   }
-  const instance = await openInstance(options.dataDir, { passphrase: options.passphrase, backgroundCheckpoints: true });
+  const instance = await openInstance(options.dataDir, { passphrase: options.passphrase, backgroundCheckpoints: true, renewal: options.renewal });
   let watcher: RevocationWatcher | undefined;
   const apps: FastifyInstance[] = [];
   try {
     const services = { ...instance.signing(), tokens: instance.tokens, fleet: instance.fleet, audit: instance.audit };
     const identity = serverIdentity(instance);
+    // Relying parties ask OCSP about the server's certificate too: it is the same CA's.
+    await instance.store.recordServerCertificate({ ...identity.leaf, issuedAt: identity.leaf.notBefore });
     const logger = options.logger ? { level: 'info' } : false;
     const app = await buildApp({
       services,

@@ -47,6 +47,29 @@ export interface ServerIdentity {
   readonly certificateChainPem: string;
   readonly keyPem: string;
   readonly notAfter: Date;
+  /** The leaf, as the store records it so that OCSP answers for it. */
+  readonly leaf: ServerLeaf;
+}
+
+/** The server's own certificate, described. */
+export interface ServerLeaf {
+  readonly serial: string;
+  readonly subject: string;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+  readonly der: Buffer;
+}
+
+/** Describes our own server certificate (a file we wrote, not client input). */
+function serverLeaf(der: Buffer): ServerLeaf {
+  const x509 = new X509Certificate(der);
+  return {
+    serial: x509.serialNumber.toLowerCase(),
+    subject: x509.subject,
+    notBefore: new Date(x509.validFrom),
+    notAfter: new Date(x509.validTo),
+    der,
+  };
 }
 
 /** True once a CA has been created or imported in this data directory. */
@@ -200,7 +223,7 @@ export function issueServerCertificate(
   writePrivateKey(paths.serverKey, key.privateKey);
   const certificateChainPem = toPem(der) + intermediatesPem(dataDir);
   writeFileAtomic(paths.serverCertificate, certificateChainPem);
-  return { certificateChainPem, keyPem, notAfter };
+  return { certificateChainPem, keyPem, notAfter, leaf: serverLeaf(der) };
 }
 
 /** Loads the server's TLS identity, or undefined when there is none yet. */
@@ -210,9 +233,6 @@ export function loadServerIdentity(dataDir: string): ServerIdentity | undefined 
   const certificateChainPem = readFileSync(paths.serverCertificate, 'utf8');
   const [leaf] = certificatesFromPem(certificateChainPem);
   if (!leaf) return undefined;
-  return {
-    certificateChainPem,
-    keyPem: readFileSync(paths.serverKey, 'utf8'),
-    notAfter: new Date(new X509Certificate(leaf).validTo),
-  };
+  const described = serverLeaf(leaf);
+  return { certificateChainPem, keyPem: readFileSync(paths.serverKey, 'utf8'), notAfter: described.notAfter, leaf: described };
 }

@@ -31,7 +31,7 @@ export interface TestServer {
 export async function startTestServer(
   dataDir = join(tempDir(), 'data'),
   limits: Limits = withoutRateLimits(DEFAULT_LIMITS),
-  options: Pick<ServeOptions, 'statusPort' | 'init'> = {},
+  options: Pick<ServeOptions, 'statusPort' | 'init' | 'renewal'> = {},
 ): Promise<TestServer> {
   const server = await startServer({ dataDir, host: '127.0.0.1', port: 0, limits, ...options });
   const paths = caPaths(dataDir);

@@ -68,7 +68,7 @@ describe('describePublicKey', () => {
   });
 
   const offCurve = Buffer.from(p256Point);
-  offCurve[64] ^= 1;
+  offCurve[64] = offCurve[64]! ^ 1;
   const p = Buffer.from('ffffffff00000001000000000000000000000000ffffffffffffffffffffffff', 'hex');
   it.each([
     ['ec/infinity', spkiOf(ecAlgorithm(der.objectIdentifier(P256)), Buffer.from([0]))],

@@ -103,7 +103,7 @@ const refusals: RefusalCase[] = [
       const token = `imp_${Buffer.alloc(32, unique++).toString('base64url')}`;
       const past = new Date(Date.now() - 3_600_000);
       await t.server.instance.store.createTokens(
-        [{ id: `tok_expired${unique}`, hash: hashToken(token), label: null, deviceId: null, createdAt: past, createdBy: 'test', expiresAt: past }],
+        [{ id: `tok_expired${unique}`, hash: hashToken(token), label: null, deviceId: null, createdAt: past, createdBy: 'test', expiresAt: past, mayReprovision: false }],
         { at: past, actor: 'test', action: 'tokens.create', outcome: 'ok' },
       );
       return { token, csr: p256(`/CN=${nextId()}`), tokenStillUsable: false };

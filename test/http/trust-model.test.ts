@@ -1,0 +1,318 @@
+/**
+ * The trust model at its edges, over real mTLS sockets: who may re-provision a device,
+ * what a compromised or foreign key may never do again, renewal that retires the
+ * certificate it replaces, the renewal limit, renewal after expiry, and what revoking an
+ * operator or a used token does.
+ */
+import { createHash, createPrivateKey, createPublicKey } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildCsr, generateDeviceKey, loadDeviceKey, type DeviceKey } from '../../simulator/csr.js';
+import { query } from '../helpers/database.js';
+import { call, type Response } from '../helpers/https.js';
+import { enrollDevice, issueOperator, startTestServer, type EnrolledDevice, type TestServer } from '../helpers/server.js';
+
+const DAY = 86_400_000;
+
+let t: TestServer;
+let admin: { cert: string; key: string };
+let provisioner: { cert: string; key: string; serial: string };
+beforeAll(async () => {
+  t = await startTestServer(undefined, undefined, { renewal: { overlapMs: DAY, perDay: 4, afterExpiryMs: 0 } });
+  admin = await issueOperator(t, 'trust-admin', 'admin');
+  provisioner = await issueOperator(t, 'trust-line', 'provisioner');
+});
+afterAll(async () => {
+  await t.destroy();
+});
+
+async function enrolled(id: string, token?: string): Promise<EnrolledDevice> {
+  const device = await enrollDevice(t, id, token);
+  expect(device.response.status, JSON.stringify(device.response.body)).toBe(201);
+  return device;
+}
+
+const asOperator = (operator: { cert: string; key: string }, path: string, json?: unknown): Promise<Response> =>
+  call(`${t.url}${path}`, { ca: t.rootPem, cert: operator.cert, key: operator.key, ...(json === undefined ? {} : { json }) });
+
+const getDevice = (holder: { cert: string; key: DeviceKey }, url = t.url, rootPem = t.rootPem): Promise<Response> =>
+  call(`${url}/v1/device`, { ca: rootPem, cert: holder.cert, key: holder.key.privateKeyPem });
+
+/** Renews with `csrKey` (a fresh key unless given); returns the new holder with the response. */
+async function renew(holder: { id: string; cert: string; key: DeviceKey }, csrKey?: DeviceKey, url = t.url, rootPem = t.rootPem) {
+  const key = csrKey ?? (await generateDeviceKey());
+  const response = await call(`${url}/v1/renew`, { ca: rootPem, json: { csr: buildCsr(key, holder.id) }, cert: holder.cert, key: holder.key.privateKeyPem });
+  return { id: holder.id, key, cert: response.body.certificate as string, serial: response.body.serial as string, response };
+}
+
+const enrollWith = (key: DeviceKey, id: string, token: string) =>
+  call(`${t.url}/v1/enroll`, { ca: t.rootPem, json: { csr: buildCsr(key, id) }, headers: { authorization: `Bearer ${token}` } });
+
+const statusOf = (serial: string) =>
+  query<{ status: string; revocation_reason: string | null }>(t.dataDir, 'SELECT status, revocation_reason FROM certificates WHERE serial = ?', serial)[0];
+
+const tokenCount = () => query<{ n: number }>(t.dataDir, 'SELECT count(*) AS n FROM tokens')[0]!.n;
+
+describe('binding a token to an existing device is an admin act', () => {
+  it.each([
+    ['active', false],
+    ['revoked', true],
+  ])('a provisioner cannot bind the id of an %s device: 403, nothing minted', async (state, revoke) => {
+    const id = `bind-${state}`;
+    await enrolled(id);
+    if (revoke) await t.server.instance.fleet.revokeDevice(id, 'keyCompromise', { actor: 'cli:test', role: 'admin' });
+    const before = tokenCount();
+    const refused = await asOperator(provisioner, '/v1/admin/tokens', { deviceIds: ['bind-fresh-1', id] });
+    expect(refused.status).toBe(403);
+    expect(refused.body.error).toBe('forbidden');
+    expect(refused.body.message).toContain(id);
+    expect(tokenCount()).toBe(before);
+  });
+
+  it('a provisioner may pre-bind ids no device has yet, and an admin may bind existing ones', async () => {
+    await enrolled('bind-admin');
+    const line = await asOperator(provisioner, '/v1/admin/tokens', { deviceIds: ['bind-new-1', 'bind-new-2'] });
+    expect(line.status).toBe(201);
+    const byAdmin = await asOperator(admin, '/v1/admin/tokens', { deviceIds: ['bind-admin'] });
+    expect(byAdmin.status).toBe(201);
+    expect((await enrollDevice(t, 'bind-new-1', line.body.tokens[0].token)).response.status).toBe(201);
+  });
+
+  it("a provisioner's pre-bound token cannot take a device that appeared after minting", async () => {
+    const minted = await asOperator(provisioner, '/v1/admin/tokens', { deviceIds: ['bind-race'] });
+    expect(minted.status).toBe(201);
+    const owner = await enrolled('bind-race'); // the real device, enrolled with an unbound token
+    const taker = await enrollDevice(t, 'bind-race', minted.body.tokens[0].token);
+    expect(taker.response.status).toBe(409);
+    expect(taker.response.body.error).toBe('device_exists');
+    expect((await getDevice(owner)).status).toBe(200);
+    expect(statusOf(owner.serial)?.status).toBe('active');
+  });
+
+  it("an admin's re-provisioning is audited as such, with what it superseded", async () => {
+    const old = await enrolled('reprov-1');
+    const minted = await asOperator(admin, '/v1/admin/tokens', { deviceIds: ['reprov-1'] });
+    const fresh = await enrollDevice(t, 'reprov-1', minted.body.tokens[0].token);
+    expect(fresh.response.status).toBe(201);
+    expect(statusOf(old.serial)).toEqual({ status: 'revoked', revocation_reason: 'superseded' });
+    const [event] = query<{ action: string; detail: string }>(
+      t.dataDir,
+      "SELECT action, detail FROM audit_events WHERE device_id = 'reprov-1' AND outcome = 'ok' ORDER BY id DESC LIMIT 1",
+    );
+    expect(event?.action).toBe('enroll.reprovision');
+    expect(JSON.parse(event!.detail)).toMatchObject({ previousStatus: 'active', superseded: [old.serial] });
+  });
+});
+
+describe('a key is never certified again once compromised, or when it belongs to another', () => {
+  it('a keyCompromise key does not come back through re-provisioning, a new device, or renewal', async () => {
+    const victim = await enrolled('kc-1');
+    const revoked = await asOperator(admin, '/v1/admin/devices/kc-1/revoke', { reason: 'keyCompromise' });
+    expect(revoked.status).toBe(200);
+    const [minted] = (await asOperator(admin, '/v1/admin/tokens', { deviceIds: ['kc-1'] })).body.tokens;
+    const back = await enrollWith(victim.key, 'kc-1', minted.token);
+    expect(back.status).toBe(409);
+    expect(back.body.error).toBe('key_reused');
+    const elsewhere = await enrollWith(victim.key, 'kc-elsewhere', (await t.mintToken()).token);
+    expect(elsewhere.body.error).toBe('key_reused');
+    // The admin's token still re-provisions kc-1 with a new key.
+    expect((await enrollDevice(t, 'kc-1', minted.token)).response.status).toBe(201);
+
+    // Renewal: a certificate revoked for keyCompromise while the one it replaced still works.
+    const device = await enrolled('kc-2');
+    const renewed = await renew(device);
+    expect(renewed.response.status).toBe(201);
+    expect((await asOperator(admin, `/v1/admin/certificates/${renewed.serial}/revoke`, { reason: 'keyCompromise' })).status).toBe(200);
+    const again = await renew(device, renewed.key);
+    expect(again.response.status).toBe(409);
+    expect(again.response.body.error).toBe('key_reused');
+  });
+
+  it("another device's key and an operator's key are key_reused on enroll and on renew", async () => {
+    const owner = await enrolled('kr-owner');
+    const other = await enrolled('kr-other');
+    const operatorKey = loadDeviceKey(createPrivateKey(admin.key).export({ type: 'pkcs8', format: 'pem' }) as string);
+    for (const key of [owner.key, operatorKey]) {
+      expect((await enrollWith(key, 'kr-new', (await t.mintToken()).token)).body.error).toBe('key_reused');
+      expect((await renew(other, key)).response.body.error).toBe('key_reused');
+    }
+  });
+
+  it('renewing with its own current key is allowed', async () => {
+    const device = await enrolled('kr-same');
+    const renewed = await renew(device, device.key);
+    expect(renewed.response.status).toBe(201);
+  });
+});
+
+describe('renewal retires the certificate it replaces', () => {
+  it('the old certificate works until the new one is used, then never again', async () => {
+    const device = await enrolled('ret-1');
+    const renewed = await renew(device);
+    expect(renewed.response.status).toBe(201);
+    expect((await getDevice(device)).status).toBe(200); // the answer may have been lost: the old one still works
+    expect(statusOf(device.serial)?.status).toBe('active');
+    expect((await getDevice(renewed)).status).toBe(200); // first use of the new one
+    expect(statusOf(device.serial)).toEqual({ status: 'revoked', revocation_reason: 'superseded' });
+    const old = await getDevice(device);
+    expect(old.status).toBe(401);
+    expect(old.body.error).toBe('client_cert_invalid');
+    const retired = query<{ action: string; serial: string }>(t.dataDir, "SELECT action, serial FROM audit_events WHERE device_id = 'ret-1' AND action = 'certificates.retire'");
+    expect(retired).toEqual([{ action: 'certificates.retire', serial: device.serial }]);
+  });
+
+  it('a device holds at most two certificates however often its answer is lost', async () => {
+    const device = await enrolled('ret-2');
+    const first = await renew(device);
+    const second = await renew(device); // renewed again with the old certificate
+    expect(first.response.status).toBe(201);
+    expect(second.response.status).toBe(201);
+    const active = query<{ serial: string }>(t.dataDir, "SELECT serial FROM certificates WHERE device_id = 'ret-2' AND status = 'active' ORDER BY serial");
+    expect(active.map((row) => row.serial).sort()).toEqual([device.serial, second.serial].sort());
+    expect(statusOf(first.serial)?.revocation_reason).toBe('superseded');
+  });
+
+  it('renewals per device are limited: 429 rate_limited with Retry-After', async () => {
+    let holder: { id: string; cert: string; key: DeviceKey } = await enrolled('limit-1');
+    for (let i = 0; i < 4; i++) {
+      const renewed = await renew(holder);
+      expect(renewed.response.status).toBe(201);
+      holder = renewed;
+    }
+    const refused = await renew(holder);
+    expect(refused.response.status).toBe(429);
+    expect(refused.response.body.error).toBe('rate_limited');
+    const retryAfter = Number(refused.response.headers['retry-after']);
+    expect(retryAfter).toBeGreaterThan(DAY / 1000 - 120);
+    expect(retryAfter).toBeLessThanOrEqual(DAY / 1000);
+    expect((await renew(await enrolled('limit-2'))).response.status).toBe(201); // another device is unaffected
+  });
+});
+
+describe('the overlap ends on its own', () => {
+  let short: TestServer;
+  beforeAll(async () => {
+    short = await startTestServer(undefined, undefined, { renewal: { overlapMs: 1_000, perDay: 10, afterExpiryMs: 0 } });
+  });
+  afterAll(async () => {
+    await short.destroy();
+  });
+
+  it('the replaced certificate is revoked as superseded when the overlap ends, unused or not', async () => {
+    const device = await enrollDevice(short, 'overlap-1');
+    const renewed = await renew(device, undefined, short.url, short.rootPem);
+    expect(renewed.response.status).toBe(201);
+    await new Promise((resolve) => setTimeout(resolve, 1_600));
+    const [row] = query<{ status: string; revocation_reason: string }>(short.dataDir, 'SELECT status, revocation_reason FROM certificates WHERE serial = ?', device.serial);
+    expect(row).toEqual({ status: 'revoked', revocation_reason: 'superseded' });
+    expect((await getDevice(device, short.url, short.rootPem)).status).toBe(401);
+    expect((await getDevice(renewed, short.url, short.rootPem)).status).toBe(200);
+  });
+});
+
+describe('operators and tokens', () => {
+  it("revoking an operator revokes the unused tokens it minted, and says so in the audit log", async () => {
+    const line = await issueOperator(t, 'line-9', 'provisioner');
+    const minted = await asOperator(line, '/v1/admin/tokens', { count: 3, label: 'line-9-batch' });
+    expect(minted.status).toBe(201);
+    const [used, ...unused] = minted.body.tokens as { token: string }[];
+    expect((await enrollDevice(t, 'line-9-dev', used!.token)).response.status).toBe(201);
+    const result = await t.server.instance.signing().operators.revoke('line-9', { actor: 'cli:test', role: 'admin' });
+    expect(result.revokedTokens).toBe(2);
+    for (const token of unused) expect((await enrollDevice(t, 'line-9-late', token.token)).response.body.error).toBe('token_revoked');
+    const [event] = query<{ detail: string }>(t.dataDir, "SELECT detail FROM audit_events WHERE action = 'operators.revoke' ORDER BY id DESC LIMIT 1");
+    expect(JSON.parse(event!.detail)).toMatchObject({ name: 'line-9', revokedTokens: 2 });
+  });
+
+  it('revoking a used token is 409 token_used and changes nothing', async () => {
+    const minted = await t.mintToken();
+    await enrolled('used-token-dev', minted.token);
+    const refused = await asOperator(admin, `/v1/admin/tokens/${minted.id}/revoke`, {});
+    expect(refused.status).toBe(409);
+    expect(refused.body.error).toBe('token_used');
+    expect(query<{ revoked_at: number | null }>(t.dataDir, 'SELECT revoked_at FROM tokens WHERE id = ?', minted.id)[0]?.revoked_at).toBeNull();
+  });
+});
+
+describe('device ids are SPIFFE path segments', () => {
+  it.each(['with:colon', 'with/slash', 'with%25', 'with space'])('%s is refused in a CSR and in a bound token', async (id) => {
+    const device = await enrollDevice(t, id);
+    expect(device.response.status).toBe(400);
+    expect(device.response.body.error).toBe('csr_subject_invalid');
+    expect((await asOperator(admin, '/v1/admin/tokens', { deviceIds: [id] })).body.error).toBe('bad_request');
+  });
+});
+
+/** A device enrolled long ago whose certificate expired `daysAgo` days ago (recorded as enrollment would). */
+async function expiredDevice(server: TestServer, id: string, daysAgo: number) {
+  const key = await generateDeviceKey();
+  const spki = createPublicKey(key.privateKey).export({ type: 'spki', format: 'der' });
+  const notAfter = new Date(Date.now() - daysAgo * DAY);
+  const notBefore = new Date(notAfter.getTime() - 90 * DAY);
+  const issued = server.server.instance.signing().ca.issueClientCertificate({
+    kind: 'device',
+    name: id,
+    keyType: 'ec',
+    subjectPublicKeyInfo: spki,
+    subjectPublicKeyBits: spki.subarray(spki.length - 65),
+    notBefore,
+    notAfter,
+  });
+  const token = await server.mintToken();
+  const recorded = await server.server.instance.store.redeemTokenAndRecordCertificate({
+    tokenId: token.id,
+    now: notBefore,
+    csrSha256: createHash('sha256').update(id).digest('hex'),
+    mode: 'create',
+    certificate: {
+      serial: issued.serial,
+      kind: 'device',
+      subject: id,
+      deviceId: id,
+      spkiSha256: createHash('sha256').update(spki).digest('hex'),
+      notBefore: issued.notBefore,
+      notAfter: issued.notAfter,
+      issuedAt: notBefore,
+      tokenId: token.id,
+      der: issued.der,
+    },
+    audit: { at: notBefore, actor: `token:${token.id}`, action: 'enroll', outcome: 'ok', deviceId: id },
+  });
+  expect(recorded.ok).toBe(true);
+  return { id, key, cert: issued.pem, serial: issued.serial };
+}
+
+describe('renewal after expiry', () => {
+  let late: TestServer;
+  beforeAll(async () => {
+    late = await startTestServer(undefined, undefined, { renewal: { overlapMs: DAY, perDay: 10, afterExpiryMs: 30 * DAY } });
+  });
+  afterAll(async () => {
+    await late.destroy();
+  });
+
+  it('inside the window an expired certificate renews, and is good for nothing else', async () => {
+    const device = await expiredDevice(late, 'shelf-1', 2);
+    expect((await getDevice(device, late.url, late.rootPem)).body.error).toBe('client_cert_invalid');
+    const renewed = await renew(device, undefined, late.url, late.rootPem);
+    expect(renewed.response.status, JSON.stringify(renewed.response.body)).toBe(201);
+    expect((await getDevice(renewed, late.url, late.rootPem)).status).toBe(200);
+  });
+
+  it('outside the window, without one, or for a revoked device it does not', async () => {
+    const tooLate = await expiredDevice(late, 'shelf-2', 40);
+    const refused = await renew(tooLate, undefined, late.url, late.rootPem);
+    expect(refused.response.status).toBe(401);
+    expect(refused.response.body.error).toBe('client_cert_invalid');
+
+    const revoked = await expiredDevice(late, 'shelf-3', 2);
+    await late.server.instance.fleet.revokeDevice('shelf-3', 'cessationOfOperation', { actor: 'cli:test', role: 'admin' });
+    const revokedRenewal = await renew(revoked, undefined, late.url, late.rootPem);
+    expect(revokedRenewal.response.status).toBeGreaterThanOrEqual(401);
+    expect(['device_revoked', 'client_cert_invalid']).toContain(revokedRenewal.response.body.error);
+
+    const noWindow = await expiredDevice(t, 'shelf-4', 2);
+    const off = await renew(noWindow);
+    expect(off.response.status).toBe(401);
+    expect(off.response.body.error).toBe('client_cert_invalid');
+  });
+});

@@ -342,8 +342,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
       const id = onePositional(positionals, 'devices revoke DEVICE_ID');
       await withInstance(values, async (instance) => {
         const device = await instance.fleet.revokeDevice(id, str(values.reason), cliActor());
-        const revoked = device.certificates.filter((c) => c.status === 'revoked').length;
-        out.stdout(`${device.id} ${device.status} (${revoked} certificate(s) revoked)`);
+        out.stdout(`${device.id} ${device.status} (${device.revokedSerials.length} certificate(s) revoked now)`);
       });
     },
   },
@@ -435,14 +434,16 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
   },
 
   'operators revoke': {
-    summary: 'revoke an operator and its certificates',
+    summary: 'revoke an operator, its certificates and the unused tokens it minted',
     usage: 'operators revoke [--data DIR] NAME',
     options: dataOption,
     async run(values, positionals, out) {
       const name = onePositional(positionals, 'operators revoke NAME');
       await withInstance(values, async (instance) => {
         const operator = await instance.signing().operators.revoke(name, cliActor());
-        out.stdout(`${operator.name} ${operator.status} (${operator.revokedSerials.length} certificate(s) revoked)`);
+        out.stdout(
+          `${operator.name} ${operator.status} (${operator.revokedSerials.length} certificate(s) and ${operator.revokedTokens} unused token(s) revoked)`,
+        );
       });
     },
   },

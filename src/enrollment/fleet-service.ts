@@ -11,6 +11,11 @@ export interface DeviceDetail extends DeviceView {
   readonly certificates: CertificateView[];
 }
 
+/** A device after a revocation, with the serials this revocation revoked (none when it was already revoked). */
+export interface DeviceRevocation extends DeviceDetail {
+  readonly revokedSerials: readonly string[];
+}
+
 const MAX_HISTORY = 1000;
 
 /** Checks a reason name from a request; undefined means unspecified. */
@@ -69,7 +74,7 @@ export class FleetService {
   }
 
   /** Revokes a device and every unexpired certificate it holds. */
-  async revokeDevice(id: string, reason: string | undefined, by: Actor): Promise<DeviceDetail> {
+  async revokeDevice(id: string, reason: string | undefined, by: Actor): Promise<DeviceRevocation> {
     const checked = revocationReason(reason);
     const result = await this.store.revokeDevice(id, checked, {
       at: this.clock.now(),
@@ -79,7 +84,7 @@ export class FleetService {
       source: by.source,
     });
     if (!result) throw new ImprintError('not_found', `no device ${id}`);
-    return this.getDevice(id);
+    return { ...(await this.getDevice(id)), revokedSerials: result.revoked };
   }
 
   /** Revokes one certificate by serial; the device itself stays active. */

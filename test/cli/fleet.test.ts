@@ -89,7 +89,7 @@ describe('imprint operators', () => {
     ]);
     const revoked = await cli('operators', 'revoke', 'line-3');
     expect(revoked.code, revoked.stderr).toBe(0);
-    expect(revoked.stdout.trim()).toBe('line-3 revoked (1 certificate(s) revoked)');
+    expect(revoked.stdout.trim()).toBe('line-3 revoked (1 certificate(s) and 3 unused token(s) revoked)');
     const identity = { ca: t.rootPem, cert: readFileSync(join(out, 'line-3.pem'), 'utf8'), key: readFileSync(join(out, 'line-3.key'), 'utf8') };
     await expect.poll(async () => (await call(`${t.url}/v1/admin/tokens`, identity)).body.error, { timeout: 1000, interval: 50 }).toBe('client_cert_invalid');
     failed(await cli('operators', 'revoke', 'nobody'), /not_found/);
@@ -131,7 +131,9 @@ describe('imprint devices and certs', () => {
   it('devices revoke revokes the device and its certificates, and the others keep working', async () => {
     const result = await cli('devices', 'revoke', 'sensor-001', '--reason', 'keyCompromise');
     expect(result.code, result.stderr).toBe(0);
-    expect(result.stdout.trim()).toBe('sensor-001 revoked (1 certificate(s) revoked)');
+    expect(result.stdout.trim()).toBe('sensor-001 revoked (1 certificate(s) revoked now)');
+    // Again: it reports what this revocation did, not the device's history.
+    expect((await cli('devices', 'revoke', 'sensor-001')).stdout.trim()).toBe('sensor-001 revoked (0 certificate(s) revoked now)');
     const as = (device: EnrolledDevice) => call(`${t.url}/v1/device`, { ca: t.rootPem, cert: device.cert, key: device.key.privateKeyPem });
     await expect.poll(async () => (await as(sensors[0]!)).body.error, { timeout: 1000, interval: 50 }).toBe('device_revoked');
     expect((await as(sensors[2]!)).body).toMatchObject({ deviceId: 'valve-001', status: 'active' });

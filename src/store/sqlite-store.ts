@@ -691,8 +691,11 @@ export class SqliteStore implements Store {
       // connections, so the copy is one consistent snapshot.
       await this.db.backup(temp);
       chmodSync(temp, 0o600); // token hashes and the audit trail are nobody else's business
-      const copy = new Database(temp, { readonly: true });
+      // The copy is a WAL database like its source; as a rollback-journal file it is one
+      // self-contained file, and closing it leaves no -wal or -shm beside it.
+      const copy = new Database(temp);
       try {
+        copy.pragma('journal_mode = DELETE');
         const [check] = copy.pragma('integrity_check') as { integrity_check: string }[];
         if (check?.integrity_check !== 'ok') throw new Error(`backup failed its integrity check: ${check?.integrity_check}`);
       } finally {
@@ -701,7 +704,7 @@ export class SqliteStore implements Store {
       renameSync(temp, file);
       return { bytes: statSync(file).size };
     } catch (error) {
-      rmSync(temp, { force: true });
+      for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(`${temp}${suffix}`, { force: true });
       throw error;
     }
   }

@@ -2,8 +2,8 @@
  * `imprint backup` from another process while the server enrolls devices, then a restore
  * into a new data directory (as the README describes) that serves the same fleet.
  */
-import { cpSync, mkdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { cpSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildCsr, generateDeviceKey } from '../../simulator/csr.js';
 import { imprint } from '../helpers/cli.js';
@@ -47,6 +47,8 @@ describe('imprint backup', () => {
   it('writes a 0600 file that passes the integrity check, with every used token matched by its device and certificate', () => {
     expect(enrolledDuringBackup).toBeGreaterThan(0);
     expect(statSync(backupFile).mode & 0o777).toBe(0o600);
+    // One self-contained file: no temporary copy, -wal or -shm left beside it.
+    expect(readdirSync(dirname(backupFile))).toEqual([basename(backupFile)]);
     const dir = join(tempDir(), 'inspect');
     mkdirSync(dir);
     cpSync(backupFile, join(dir, 'imprint.db'));

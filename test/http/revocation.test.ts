@@ -169,6 +169,9 @@ describe('OCSP', () => {
     expect(revokedAnswer).toMatch(/Reason: cessationOfOperation/);
     expect(await ask('-cert', good.certPath)).toMatch(new RegExp(`${good.certPath}: good`));
     expect(await ask('-serial', '0x0123456789abcdef0123456789abcdef')).toMatch(/0x0123456789ABCDEF0123456789ABCDEF: unknown/i);
+    // The server's own TLS certificate is the same CA's: relying parties get an answer for it too.
+    const serverCert = join(t.dataDir, 'tls', 'server.pem');
+    expect(await ask('-cert', serverCert)).toMatch(new RegExp(`${serverCert}: good`));
   });
 
   it('a request made by openssl ocsp -reqout and sent by curl, POST and GET, gets its nonce back', async () => {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { caPaths } from '../../src/ca/ca-directory.js';
 import { DEFAULT_LIMITS, withoutRateLimits, type Limits } from '../../src/http/limits.js';
 import { startServer, type RunningServer, type ServeOptions } from '../../src/server.js';
-import { createPublicKey } from 'node:crypto';
+import { createHash, createPublicKey } from 'node:crypto';
 import { buildCsr, generateDeviceKey, type DeviceKey } from '../../simulator/csr.js';
 import { call, type Response } from './https.js';
 import { tempDir } from './openssl.js';
@@ -109,4 +109,43 @@ export async function signedButNotRecorded(t: TestServer, name: string, fromMs: 
     notAfter: new Date(Date.now() + toMs),
   });
   return { cert: issued.pem, key: key.privateKeyPem };
+}
+
+/** A device enrolled long ago whose certificate expired `daysAgo` days ago (recorded as enrollment would). */
+export async function recordExpiredDevice(server: TestServer, id: string, daysAgo: number): Promise<{ id: string; key: DeviceKey; cert: string; serial: string }> {
+  const key = await generateDeviceKey();
+  const spki = createPublicKey(key.privateKey).export({ type: 'spki', format: 'der' });
+  const notAfter = new Date(Date.now() - daysAgo * 86_400_000);
+  const notBefore = new Date(notAfter.getTime() - 90 * 86_400_000);
+  const issued = server.server.instance.signing().ca.issueClientCertificate({
+    kind: 'device',
+    name: id,
+    keyType: 'ec',
+    subjectPublicKeyInfo: spki,
+    subjectPublicKeyBits: spki.subarray(spki.length - 65),
+    notBefore,
+    notAfter,
+  });
+  const token = await server.mintToken();
+  const recorded = await server.server.instance.store.redeemTokenAndRecordCertificate({
+    tokenId: token.id,
+    now: notBefore,
+    csrSha256: createHash('sha256').update(id).digest('hex'),
+    mode: 'create',
+    certificate: {
+      serial: issued.serial,
+      kind: 'device',
+      subject: id,
+      deviceId: id,
+      spkiSha256: createHash('sha256').update(spki).digest('hex'),
+      notBefore: issued.notBefore,
+      notAfter: issued.notAfter,
+      issuedAt: notBefore,
+      tokenId: token.id,
+      der: issued.der,
+    },
+    audit: { at: notBefore, actor: `token:${token.id}`, action: 'enroll', outcome: 'ok', deviceId: id },
+  });
+  if (!recorded.ok) throw new Error(`could not record ${id}: ${recorded.conflict}`);
+  return { id, key, cert: issued.pem, serial: issued.serial };
 }

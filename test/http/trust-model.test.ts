@@ -4,12 +4,12 @@
  * certificate it replaces, the renewal limit, renewal after expiry, and what revoking an
  * operator or a used token does.
  */
-import { createHash, createPrivateKey, createPublicKey } from 'node:crypto';
+import { createPrivateKey } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildCsr, generateDeviceKey, loadDeviceKey, type DeviceKey } from '../../simulator/csr.js';
 import { query } from '../helpers/database.js';
 import { call, type Response } from '../helpers/https.js';
-import { enrollDevice, issueOperator, startTestServer, type EnrolledDevice, type TestServer } from '../helpers/server.js';
+import { enrollDevice, issueOperator, recordExpiredDevice, startTestServer, type EnrolledDevice, type TestServer } from '../helpers/server.js';
 
 const DAY = 86_400_000;
 
@@ -242,45 +242,6 @@ describe('device ids are SPIFFE path segments', () => {
   });
 });
 
-/** A device enrolled long ago whose certificate expired `daysAgo` days ago (recorded as enrollment would). */
-async function expiredDevice(server: TestServer, id: string, daysAgo: number) {
-  const key = await generateDeviceKey();
-  const spki = createPublicKey(key.privateKey).export({ type: 'spki', format: 'der' });
-  const notAfter = new Date(Date.now() - daysAgo * DAY);
-  const notBefore = new Date(notAfter.getTime() - 90 * DAY);
-  const issued = server.server.instance.signing().ca.issueClientCertificate({
-    kind: 'device',
-    name: id,
-    keyType: 'ec',
-    subjectPublicKeyInfo: spki,
-    subjectPublicKeyBits: spki.subarray(spki.length - 65),
-    notBefore,
-    notAfter,
-  });
-  const token = await server.mintToken();
-  const recorded = await server.server.instance.store.redeemTokenAndRecordCertificate({
-    tokenId: token.id,
-    now: notBefore,
-    csrSha256: createHash('sha256').update(id).digest('hex'),
-    mode: 'create',
-    certificate: {
-      serial: issued.serial,
-      kind: 'device',
-      subject: id,
-      deviceId: id,
-      spkiSha256: createHash('sha256').update(spki).digest('hex'),
-      notBefore: issued.notBefore,
-      notAfter: issued.notAfter,
-      issuedAt: notBefore,
-      tokenId: token.id,
-      der: issued.der,
-    },
-    audit: { at: notBefore, actor: `token:${token.id}`, action: 'enroll', outcome: 'ok', deviceId: id },
-  });
-  expect(recorded.ok).toBe(true);
-  return { id, key, cert: issued.pem, serial: issued.serial };
-}
-
 describe('renewal after expiry', () => {
   let late: TestServer;
   beforeAll(async () => {
@@ -291,7 +252,7 @@ describe('renewal after expiry', () => {
   });
 
   it('inside the window an expired certificate renews, and is good for nothing else', async () => {
-    const device = await expiredDevice(late, 'shelf-1', 2);
+    const device = await recordExpiredDevice(late, 'shelf-1', 2);
     expect((await getDevice(device, late.url, late.rootPem)).body.error).toBe('client_cert_invalid');
     const renewed = await renew(device, undefined, late.url, late.rootPem);
     expect(renewed.response.status, JSON.stringify(renewed.response.body)).toBe(201);
@@ -299,18 +260,18 @@ describe('renewal after expiry', () => {
   });
 
   it('outside the window, without one, or for a revoked device it does not', async () => {
-    const tooLate = await expiredDevice(late, 'shelf-2', 40);
+    const tooLate = await recordExpiredDevice(late, 'shelf-2', 40);
     const refused = await renew(tooLate, undefined, late.url, late.rootPem);
     expect(refused.response.status).toBe(401);
     expect(refused.response.body.error).toBe('client_cert_invalid');
 
-    const revoked = await expiredDevice(late, 'shelf-3', 2);
+    const revoked = await recordExpiredDevice(late, 'shelf-3', 2);
     await late.server.instance.fleet.revokeDevice('shelf-3', 'cessationOfOperation', { actor: 'cli:test', role: 'admin' });
     const revokedRenewal = await renew(revoked, undefined, late.url, late.rootPem);
     expect(revokedRenewal.response.status).toBeGreaterThanOrEqual(401);
     expect(['device_revoked', 'client_cert_invalid']).toContain(revokedRenewal.response.body.error);
 
-    const noWindow = await expiredDevice(t, 'shelf-4', 2);
+    const noWindow = await recordExpiredDevice(t, 'shelf-4', 2);
     const off = await renew(noWindow);
     expect(off.response.status).toBe(401);
     expect(off.response.body.error).toBe('client_cert_invalid');

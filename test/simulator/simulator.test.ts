@@ -2,7 +2,7 @@
  * The simulator's own client driven against a real listening server: single-device boots
  * (enroll, reconnect, renew), the command line in single and fleet mode, and the demo.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ImprintClient, ServerRefusedError } from '../../simulator/client.js';
@@ -12,7 +12,7 @@ import { percentiles } from '../../simulator/load.js';
 import { demo, simulate } from '../helpers/cli.js';
 import { query } from '../helpers/database.js';
 import { opensslVerify, tempDir } from '../helpers/openssl.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { recordExpiredDevice, startTestServer, type TestServer } from '../helpers/server.js';
 
 let t: TestServer;
 beforeAll(async () => {
@@ -42,6 +42,31 @@ describe('bootDevice', () => {
     expect(third.device.serial).not.toBe(first.device.serial);
     expect(readFileSync(join(stateDir, 'device.key'), 'utf8')).not.toBe(keyBefore);
     expect(dueForRenewal(readFileSync(join(stateDir, 'device.pem'), 'utf8'))).toBe(false);
+  });
+
+  it('a device that wakes up after its certificate expired renews inside the window, and is refused without one', async () => {
+    const late = await startTestServer(undefined, undefined, { renewal: { overlapMs: 86_400_000, perDay: 10, afterExpiryMs: 30 * 86_400_000 } });
+    try {
+      for (const [server, id, expected] of [
+        [late, 'shelved-1', 'renewed'],
+        [t, 'shelved-2', 'client_cert_invalid'],
+      ] as const) {
+        const shelved = await recordExpiredDevice(server, id, 3);
+        const stateDir = join(tempDir(), id);
+        mkdirSync(stateDir);
+        writeFileSync(join(stateDir, 'device.key'), shelved.key.privateKeyPem);
+        writeFileSync(join(stateDir, 'device.pem'), shelved.cert);
+        const boot = bootDevice(new ImprintClient(server.url, server.rootPem), { stateDir, deviceId: id, token: undefined });
+        if (expected === 'renewed') {
+          expect(await boot).toMatchObject({ action: 'renewed', device: { deviceId: id, status: 'active' } });
+          expect(dueForRenewal(readFileSync(join(stateDir, 'device.pem'), 'utf8'))).toBe(false);
+        } else {
+          await expect(boot).rejects.toMatchObject({ status: 401, code: expected });
+        }
+      }
+    } finally {
+      await late.destroy();
+    }
   });
 
   it('a reused token is refused with the server code', async () => {

@@ -18,6 +18,7 @@ import type { Actor } from '../enrollment/actor.js';
 import { writeFileAtomic } from '../files.js';
 import { REVOCATION_REASONS } from '../store/store.js';
 import { parseDuration } from './duration.js';
+import { renewalOptions, renewalPolicyFrom } from './renewal-options.js';
 import { operatorFiles, writeOperatorFiles } from './operator-files.js';
 import { table } from './table.js';
 
@@ -174,7 +175,8 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
   serve: {
     summary: 'serve the HTTPS API (initialises an empty data directory first)',
     usage:
-      'serve [--data DIR] [--host 127.0.0.1] [--port 8443] [--status-port PORT] [--workers N] [--rate-limit on|off] [init options for a first run]',
+      'serve [--data DIR] [--host 127.0.0.1] [--port 8443] [--status-port PORT] [--workers N] [--rate-limit on|off] ' +
+      '[--renew-overlap 24h] [--renewals-per-day 10] [--renew-after-expiry off|DURATION] [init options for a first run]',
     options: {
       ...dataOption,
       ...initOptions,
@@ -183,6 +185,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
       'status-port': { type: 'string' },
       workers: { type: 'string' },
       'rate-limit': { type: 'string' },
+      ...renewalOptions,
     },
     async run(values, _positionals, out) {
       const port = int(values.port ?? process.env.IMPRINT_PORT, 'port') ?? 8443;
@@ -198,6 +201,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
           init: initFrom(values, port),
           logger: true,
           limits: limitsFrom(process.env, str(values['rate-limit'])),
+          renewal: renewalPolicyFrom(values),
         },
         workers,
         out,

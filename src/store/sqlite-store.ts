@@ -1,7 +1,3 @@
-// NOTE to whoever was editing this file around 09:08-09:11 UTC: a faulty edit script of the
-// cursor work truncated this file at 09:11 and your uncommitted changes in it (may_reprovision,
-// renewal/retiring serial, ...; about +125/-31 lines) were lost. It was restored to HEAD plus
-// the cursor-codec lines only. Please re-apply your changes, and delete this note. Sorry.
 /**
  * The embedded store: one SQLite file. Every domain operation is one synchronous
  * better-sqlite3 transaction (BEGIN IMMEDIATE when it writes, so the CLI and the server

@@ -6,13 +6,14 @@ import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { constants } from 'node:crypto';
 import type { SecureContextOptions } from 'node:tls';
 import type { AppServices } from '../instance.js';
 import { limitConnectionsPerSource } from './connection-limit.js';
 import { rateLimited, rateLimitStore } from './enroll-limits.js';
-import { installErrorHandling, renderClientError, renderFrameworkError } from './error-handler.js';
+import { installErrorHandling, refuseConnect, refuseExpectation, renderClientError, renderFrameworkError } from './error-handler.js';
 import { BODY_LIMITS, DEFAULT_LIMITS, type Limits } from './limits.js';
-import { installValidation } from './validation.js';
+import { installRequestChecks, installValidation } from './validation.js';
 import { LocalWindowCounters, type WindowCounters } from './window-counters.js';
 import { adminRoutes } from './routes/admin-routes.js';
 import { deviceRoutes } from './routes/device-routes.js';
@@ -38,7 +39,29 @@ const serverTimeouts = (limits: Limits) => ({
   connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs),
 });
 
-/** TLS options: ask for a client certificate, verify it against our CA, never require it. */
+/**
+ * TLS 1.2 suites: forward-secret (ECDHE) and AEAD only (AES-GCM, ChaCha20-Poly1305), as in
+ * RFC 9325 4.2 and Mozilla's "intermediate" profile: no CBC (Lucky13-style padding
+ * oracles), no RSA key exchange (no forward secrecy), no SHA-1 MACs. Our own server key is
+ * P-256, so the ECDSA suites are the ones used; the RSA ones serve an RSA server key.
+ */
+const TLS12_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+];
+/** Every TLS 1.3 suite is AEAD; named so that setting the 1.2 list keeps them all. */
+const TLS13_CIPHERS = ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256'];
+
+/**
+ * TLS options: TLS 1.2 with the suites above or TLS 1.3; ask for a client certificate,
+ * verify it against our CA, never require it. Client-initiated renegotiation is refused
+ * outright (OpenSSL's SSL_OP_NO_RENEGOTIATION) rather than merely rate-limited as Node
+ * does by default: each one costs the server a full handshake, and nothing here needs it.
+ */
 function httpsOptions(tls: NonNullable<AppOptions['tls']>, limits: Limits): SecureContextOptions & Record<string, unknown> {
   return {
     key: tls.keyPem,
@@ -47,7 +70,12 @@ function httpsOptions(tls: NonNullable<AppOptions['tls']>, limits: Limits): Secu
     requestCert: true,
     rejectUnauthorized: false,
     minVersion: 'TLSv1.2',
+    ciphers: [...TLS13_CIPHERS, ...TLS12_CIPHERS].join(':'),
+    honorCipherOrder: true,
+    secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
     handshakeTimeout: limits.handshakeTimeoutMs,
+    // Host is checked by installRequestChecks, which answers in the contract's JSON.
+    requireHostHeader: false,
     ...serverTimeouts(limits),
   };
 }
@@ -71,9 +99,12 @@ function baseApp(options: Pick<AppOptions, 'tls' | 'logger'>, limits: Limits): F
     clientErrorHandler: renderClientError,
     requestTimeout: limits.requestTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
-    ...(options.tls ? { https: httpsOptions(options.tls, limits) } : { http: serverTimeouts(limits) }),
+    ...(options.tls ? { https: httpsOptions(options.tls, limits) } : { http: { ...serverTimeouts(limits), requireHostHeader: false } }),
   });
   limitConnectionsPerSource(app.server, limits.connectionsPerSource);
+  // What Node would otherwise answer itself without a body, or not at all.
+  app.server.on('checkExpectation', refuseExpectation);
+  app.server.on('connect', refuseConnect);
 
   // Once closing, every answer ends its connection: a kept-alive client must not hold a
   // graceful shutdown open until its keep-alive timeout.
@@ -86,6 +117,7 @@ function baseApp(options: Pick<AppOptions, 'tls' | 'logger'>, limits: Limits): F
     return payload;
   });
   installErrorHandling(app);
+  installRequestChecks(app);
   return app;
 }
 

@@ -15,7 +15,7 @@ export class ClientConnections {
   }
 
   private track(socket: TLSSocket): void {
-    const serial = socket.getPeerCertificate()?.serialNumber?.toLowerCase();
+    const serial = socket.getPeerX509Certificate()?.serialNumber.toLowerCase();
     if (!serial) return;
     let sockets = this.bySerial.get(serial);
     if (!sockets) this.bySerial.set(serial, (sockets = new Set()));

@@ -1,6 +1,6 @@
 /** Opens the SQLite database with the settings imprint relies on. */
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 /** How commits reach the disk. */
@@ -13,6 +13,14 @@ export type Durability = 'full' | 'normal';
  */
 export function openDatabase(path: string, durability: Durability = 'full'): Database.Database {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  // Token hashes, the audit trail and the cursor key are nobody else's business, even in a
+  // data directory that others can list: a new file is 0600 (SQLite gives its -wal and
+  // -shm the same mode). An existing file keeps the mode its operator chose.
+  try {
+    closeSync(openSync(path, 'wx', 0o600));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
   db.pragma(`synchronous = ${durability === 'full' ? 'FULL' : 'NORMAL'}`);

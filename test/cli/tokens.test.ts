@@ -15,8 +15,8 @@ beforeAll(async () => {
 });
 
 describe('imprint init', () => {
-  it('writes the CA, the server identity and the database, keys 0600', () => {
-    for (const file of ['ca/root.key', 'ca/issuer.key', 'tls/server.key']) {
+  it('writes the CA, the server identity and the database, keys and database 0600', () => {
+    for (const file of ['ca/root.key', 'ca/issuer.key', 'tls/server.key', 'imprint.db']) {
       expect(statSync(join(dataDir, file)).mode & 0o777, file).toBe(0o600);
     }
     for (const file of ['ca/root.pem', 'ca/issuer.pem', 'tls/server.pem', 'imprint.db']) {

@@ -488,14 +488,8 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
     usage: 'audit [--data DIR] [--since ISO-TIME] [--limit N] [--cursor C] [--json]',
     options: { ...dataOption, ...listOptions, since: { type: 'string' } },
     async run(values, _positionals, out) {
-      const cursor = str(values.cursor);
-      if (cursor !== undefined && !/^\d{1,15}$/.test(cursor)) throw new Error('--cursor must be an event id');
       await withInstance(values, async (instance) => {
-        const page = await instance.audit.list({
-          since: str(values.since),
-          limit: int(values.limit, 'limit'),
-          after: cursor === undefined ? undefined : Number(cursor),
-        });
+        const page = await instance.audit.list({ since: str(values.since), ...pageQuery(values) });
         printPage(out, values, page, ['ID', 'TIME', 'ACTOR', 'ACTION', 'OUTCOME', 'SOURCE', 'SUBJECT'], (e) => [
           String(e.id),
           e.at,

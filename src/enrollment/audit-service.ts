@@ -5,7 +5,7 @@
 import { ImprintError } from '../errors.js';
 import { auditFields, auditHash, GENESIS_HASH } from '../store/audit-hash.js';
 import type { AuditEvent, Store } from '../store/store.js';
-import { checkLimit } from './paging.js';
+import { checkLimit, listPage } from './paging.js';
 
 /** An audit event as shown to operators. */
 export interface AuditEventView {
@@ -42,14 +42,12 @@ const VERIFY_BATCH = 5000;
 export class AuditService {
   constructor(private readonly store: Store) {}
 
-  /** Events from `since` (ISO time), after event id `after`, oldest first. */
-  async list(query: { since?: string | undefined; after?: number | undefined; limit?: number | undefined }): Promise<{ items: AuditEventView[]; nextCursor: string | null }> {
+  /** Events from `since` (ISO time), oldest first, a page at a time. */
+  async list(query: { since?: string | undefined; cursor?: string | undefined; limit?: number | undefined }): Promise<{ items: AuditEventView[]; nextCursor: string | null }> {
     const since = query.since === undefined ? undefined : new Date(query.since);
     if (since && Number.isNaN(since.getTime())) throw new ImprintError('bad_request', 'since must be an ISO 8601 time');
-    const limit = checkLimit(query.limit);
-    const events = await this.store.listAudit({ since, afterId: query.after, limit });
-    const last = events[events.length - 1];
-    return { items: events.map(view), nextCursor: events.length === limit && last ? String(last.id) : null };
+    const page = await listPage(this.store.pageAudit({ since, cursor: query.cursor, limit: checkLimit(query.limit) }));
+    return { items: page.items.map(view), nextCursor: page.nextCursor };
   }
 
   /**

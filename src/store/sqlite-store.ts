@@ -674,6 +674,14 @@ export class SqliteStore implements Store {
     await this.groupCommit.run(() => this.insertAudit(event));
   }
 
+  async pageAudit(query: { since?: Date | undefined; cursor?: string | undefined; limit: number }): Promise<Page<AuditEvent>> {
+    const afterId = this.cursorPosition('audit_events', query.cursor);
+    const events = await this.listAudit({ since: query.since, afterId, limit: query.limit + 1 });
+    const items = events.slice(0, query.limit);
+    const last = items[items.length - 1];
+    return { items, nextCursor: events.length > query.limit && last ? this.cursors.encode('audit_events', last.id) : null };
+  }
+
   async listAudit(query: { since?: Date | undefined; afterId?: number | undefined; limit: number }): Promise<AuditEvent[]> {
     const rows = this.statements.listAudit.all(query.afterId ?? 0, query.since?.getTime() ?? 0, query.limit) as Row[];
     return rows.map(auditFromRow);

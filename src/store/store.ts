@@ -306,6 +306,8 @@ export interface Store {
   appendAudit(event: AuditEventInput): Promise<void>;
   /** Audit events in id order, after `afterId`, from `since`. */
   listAudit(query: { since?: Date | undefined; afterId?: number | undefined; limit: number }): Promise<AuditEvent[]>;
+  /** Audit events in id order from `since`, a page at a time with an opaque cursor. */
+  pageAudit(query: { since?: Date | undefined; cursor?: string | undefined; limit: number }): Promise<Page<AuditEvent>>;
 
   /**
    * Writes a consistent copy of the whole store to `file` (which must not exist) while

@@ -152,4 +152,20 @@ describe('fleet', () => {
     const mint = response.body.items.find((e: { action: string; actor: string }) => e.action === 'tokens.create' && e.actor === 'operator:line-3');
     expect(mint).toMatchObject({ detail: { count: 3, label: 'line-3-api' } });
   });
+
+  it('the audit log pages with an authenticated cursor; an event id is not one', async () => {
+    const all = (await as(admin, 'GET', '/v1/admin/audit?limit=1000')).body.items as { id: number }[];
+    const paged: number[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: Response = await as(admin, 'GET', `/v1/admin/audit?limit=2${cursor ? `&cursor=${cursor}` : ''}`);
+      expect(page.status).toBe(200);
+      paged.push(...page.body.items.map((e: { id: number }) => e.id));
+      cursor = page.body.nextCursor;
+    } while (cursor && paged.length < all.length + 2);
+    expect(paged.slice(0, all.length)).toEqual(all.map((e) => e.id));
+    const forged = await as(admin, 'GET', `/v1/admin/audit?cursor=${all[1]!.id}`);
+    expect(forged.status).toBe(400);
+    expect(forged.body.error).toBe('bad_request');
+  });
 });

@@ -135,7 +135,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ services: AppServices }> =
           {
             since: Type.Optional(Type.String({ minLength: 1, maxLength: 40 })),
             limit: Limit,
-            cursor: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$' })),
+            cursor: Cursor,
           },
           { additionalProperties: false },
         ),
@@ -143,8 +143,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ services: AppServices }> =
     },
     async (request) => {
       await authenticateOperator(services, request, ADMIN_ONLY);
-      const { since, limit, cursor } = request.query;
-      return services.audit.list({ since, limit, after: cursor === undefined ? undefined : Number(cursor) });
+      return services.audit.list(request.query);
     },
   );
 };

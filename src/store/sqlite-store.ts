@@ -716,6 +716,10 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     this.groupCommit.drain();
     if (this.checkpointer) {
+      // Unref'd so that it never keeps a process alive, but close() waits for it: with
+      // nothing else left (a server that failed to start), the event loop would end the
+      // process mid-close, exit code 0, before the caller could report anything.
+      this.checkpointer.ref();
       const exited = once(this.checkpointer, 'exit');
       this.checkpointer.postMessage('stop');
       await exited;

@@ -3,26 +3,39 @@
  * listening port and the one SQLite file (node:cluster). Each worker follows the store's
  * revocation sequence on its own, so a revocation reaches every worker within a second.
  * Signals go to the primary: the first shuts down gracefully (every worker finishes its
- * requests in flight), a second exits at once. A worker that dies is replaced.
+ * requests in flight), a second exits at once. A worker that dies once every worker is
+ * listening is replaced.
+ *
+ * Serve never fails silently and never runs half-started: a port it cannot listen on, a
+ * CA key it cannot read, or a worker that ends before it is listening stops every process
+ * and rejects with one sentence, which the CLI prints as its one line on stderr.
  */
 import cluster, { type Worker } from 'node:cluster';
 import { caExists } from './ca/ca-directory.js';
+import { ImprintError } from './errors.js';
 import { DEFAULT_LIMITS } from './http/limits.js';
 import { ClusterWindowCounters, CountingPrimary } from './http/window-counters.js';
 import { initInstance, openInstance } from './instance.js';
-import { banner, startServer, type ServeOptions } from './server.js';
+import { banner, loadSigning, serverIdentity, startServer, type RunningServer, type ServeOptions } from './server.js';
 
 /** Where serve writes its messages. */
 export interface ServeOutput {
   stderr(text: string): void;
 }
 
-type WorkerMessage = { readonly type: 'listening'; readonly url: string; readonly statusUrl: string | undefined };
+type WorkerMessage =
+  /** The worker hears the primary from now on: messages sent before this are lost. */
+  | { readonly type: 'started' }
+  | { readonly type: 'listening'; readonly url: string; readonly statusUrl: string | undefined }
+  /** The worker could not start; the primary says so, once, for the whole server. */
+  | { readonly type: 'failed'; readonly message: string };
 
 /** A worker that dies this soon after starting points at configuration, not bad luck. */
 const EARLY_DEATH_MS = 5_000;
+/** How long stopping workers may take before they are killed, within the 5 s a failure may take. */
+const STOP_WORKERS_MS = 2_000;
 
-/** Runs until a signal; never returns. */
+/** Runs until a signal; never returns. Rejects when the server cannot start (or keep) serving. */
 export async function serve(options: ServeOptions, workers: number, out: ServeOutput): Promise<never> {
   if (workers > 1 && options.port === 0 && options.statusPort === 0) {
     // A cluster hands every listen(0) of a worker the same port: both listeners would share it.
@@ -40,6 +53,12 @@ function onSignals(handler: (signal: string) => void): void {
 
 const forever = () => new Promise<never>(() => undefined);
 
+/** An error as the CLI's one line says it (less the "imprint: "). */
+function failureLine(error: unknown): string {
+  const message = error instanceof ImprintError ? `${error.code}: ${error.message}` : String((error as Error)?.message ?? error);
+  return message.split('\n')[0]!;
+}
+
 async function runSingle(options: ServeOptions, out: ServeOutput): Promise<never> {
   const server = await startServer(options);
   out.stderr(banner({ ...server, dataDir: options.dataDir }, 'npx imprint'));
@@ -56,81 +75,145 @@ async function runSingle(options: ServeOptions, out: ServeOutput): Promise<never
   return forever();
 }
 
+const liveWorkers = (): Worker[] => Object.values(cluster.workers ?? {}).filter((worker): worker is Worker => worker !== undefined && !worker.isDead());
+
+/** Asks every worker to stop (finishing what is in flight), killing any still there after STOP_WORKERS_MS. */
+async function stopWorkers(): Promise<void> {
+  const workers = liveWorkers();
+  const exited = Promise.all(workers.map((worker) => new Promise((resolve) => worker.once('exit', resolve))));
+  for (const worker of workers) if (worker.isConnected()) worker.send('shutdown', () => undefined);
+  const timer = setTimeout(() => {
+    for (const worker of workers) if (!worker.isDead()) worker.process.kill('SIGKILL');
+  }, STOP_WORKERS_MS);
+  await exited;
+  clearTimeout(timer);
+}
+
 async function runPrimary(options: ServeOptions, count: number, out: ServeOutput): Promise<never> {
   // Initialise and check the CA key here, once: workers racing to create a CA, or each
   // dying on a wrong passphrase, would be worse than one clear line from the primary.
+  // The server certificate too: two workers renewing it at once could leave tls/ with
+  // one's key and the other's certificate.
   const initialised = !caExists(options.dataDir);
   if (initialised) await initInstance(options.dataDir, { port: options.port, statusPort: options.statusPort, ...options.init, passphrase: options.passphrase });
   const check = await openInstance(options.dataDir, { passphrase: options.passphrase });
   try {
-    check.signing();
+    loadSigning(check);
+    serverIdentity(check);
   } finally {
     await check.close();
   }
 
-  let stopping = false;
-  let announced = false;
-  const startedAt = new Map<Worker, number>();
-  // The whole server's rate-limit counts: a source's requests spread over the workers.
-  const counting = new CountingPrimary();
-  const fork = () => {
-    const worker = cluster.fork();
-    startedAt.set(worker, Date.now());
-    counting.adopt(worker);
-    worker.on('message', (message: WorkerMessage) => {
-      if (message.type !== 'listening' || announced) return;
-      announced = true;
-      out.stderr(banner({ ...message, dataDir: options.dataDir, initialised }, 'npx imprint') + `\n  workers: ${count}`);
-    });
-  };
-  cluster.on('exit', (worker, code, signal) => {
-    const lived = Date.now() - (startedAt.get(worker) ?? 0);
-    startedAt.delete(worker);
-    if (stopping) {
-      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
-      return;
-    }
-    out.stderr(`worker ${worker.process.pid} exited (${signal ?? code})${lived < EARLY_DEATH_MS ? '' : '; starting another'}`);
-    if (lived < EARLY_DEATH_MS) {
-      out.stderr('a worker died right after starting: stopping (see the log above)');
-      process.exit(1);
-    }
-    fork();
-  });
-  for (let i = 0; i < count; i++) fork();
+  return new Promise<never>((_resolve, reject) => {
+    let stopping = false; // a signal: the workers are finishing
+    let failing = false; // the server cannot serve: the workers are being stopped
+    let announced = false;
+    const listening = new Set<Worker>();
+    const startedAt = new Map<Worker, number>();
+    // The whole server's rate-limit counts: a source's requests spread over the workers.
+    const counting = new CountingPrimary();
 
-  onSignals((signal) => {
-    if (stopping) {
-      for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGKILL');
-      process.exit(1);
-    }
-    stopping = true;
-    out.stderr(`${signal}: workers are finishing in-flight requests`);
-    for (const worker of Object.values(cluster.workers ?? {})) worker?.send('shutdown');
+    /** Stops every worker, then rejects with the one line: the primary never runs without its workers. */
+    const fail = (message: string) => {
+      if (failing || stopping) return;
+      failing = true;
+      void stopWorkers().then(() => reject(new Error(message)));
+    };
+
+    const fork = () => {
+      const worker = cluster.fork();
+      startedAt.set(worker, Date.now());
+      counting.adopt(worker);
+      worker.on('message', (message: WorkerMessage) => {
+        // A stop asked for before the worker could hear it: ask again.
+        if (message?.type === 'started' && (stopping || failing)) return void worker.send('shutdown', () => undefined);
+        if (message?.type === 'failed') return fail(message.message);
+        if (message?.type !== 'listening' || failing || stopping) return;
+        listening.add(worker);
+        if (announced) {
+          out.stderr(`worker ${worker.process.pid} is listening`);
+        } else if (listening.size === count) {
+          // "serving" once every worker is: a worker failing later than the banner would
+          // leave a log that says both.
+          announced = true;
+          out.stderr(banner({ ...message, dataDir: options.dataDir, initialised }, 'npx imprint') + `\n  workers: ${count}`);
+        }
+      });
+    };
+
+    const exited = (worker: Worker, how: string) => {
+      const lived = Date.now() - (startedAt.get(worker) ?? 0);
+      const wasListening = listening.delete(worker);
+      startedAt.delete(worker);
+      if (failing) return;
+      if (stopping) {
+        if (liveWorkers().length === 0) process.exit(0);
+        return;
+      }
+      const pid = worker.process.pid;
+      if (!wasListening) return fail(`worker ${pid} exited (${how}) before it was listening`);
+      if (lived < EARLY_DEATH_MS) return fail(`worker ${pid} exited (${how}) ${lived} ms after it started: stopping rather than restarting it in a loop`);
+      out.stderr(`worker ${pid} exited (${how}); starting another`);
+      fork();
+    };
+    cluster.on('exit', (worker, code, signal) => {
+      const how = signal ?? String(code);
+      // A worker that could not start says why over IPC just before it exits: read that
+      // first (the channel closes after its last message) so the line names the cause.
+      if (worker.isConnected()) worker.once('disconnect', () => exited(worker, how));
+      else exited(worker, how);
+    });
+    // Before the first fork: a signal must never find the primary without its handler.
+    onSignals((signal) => {
+      if (stopping || failing) {
+        for (const worker of liveWorkers()) worker.process.kill('SIGKILL');
+        process.exit(1);
+      }
+      stopping = true;
+      out.stderr(`${signal}: workers are finishing in-flight requests`);
+      if (liveWorkers().length === 0) process.exit(0);
+      for (const worker of liveWorkers()) if (worker.isConnected()) worker.send('shutdown', () => undefined);
+    });
+    for (let i = 0; i < count; i++) fork();
   });
-  return forever();
 }
 
 async function runWorker(options: ServeOptions, workers: number): Promise<never> {
   // Signals are the primary's to handle (a terminal's Ctrl-C reaches the whole group);
-  // it says "shutdown" over IPC. If the primary dies, Node ends this worker.
+  // it says "shutdown" over IPC, also while this worker is still starting. If the primary
+  // dies, Node ends this worker.
   onSignals(() => undefined);
-  const limits = options.limits ?? DEFAULT_LIMITS;
-  const server = await startServer({
-    ...options,
-    init: undefined,
-    // The primary hands new connections to the workers in turn, so each gets its share of
-    // the per-source connection cap; rate limits count in the primary, for the whole server.
-    limits: { ...limits, connectionsPerSource: Math.ceil(limits.connectionsPerSource / workers) },
-    counters: new ClusterWindowCounters(process),
-  });
-  process.send?.({ type: 'listening', url: server.url, statusUrl: server.statusUrl } satisfies WorkerMessage);
+  let server: RunningServer | undefined;
+  let stopping = false;
   process.on('message', (message: unknown) => {
-    if (message !== 'shutdown') return;
+    if (message !== 'shutdown' || stopping) return;
+    stopping = true;
+    if (!server) process.exit(0); // still starting: nothing is in flight
     server.close().then(
       () => process.exit(0),
       () => process.exit(1),
     );
   });
+  // The primary may be gone already (a second signal): Node then ends this worker itself.
+  const ignore = () => undefined;
+  process.send?.({ type: 'started' } satisfies WorkerMessage, undefined, {}, ignore);
+  const limits = options.limits ?? DEFAULT_LIMITS;
+  try {
+    server = await startServer({
+      ...options,
+      init: undefined,
+      // The primary hands new connections to the workers in turn, so each gets its share of
+      // the per-source connection cap; rate limits count in the primary, for the whole server.
+      limits: { ...limits, connectionsPerSource: Math.ceil(limits.connectionsPerSource / workers) },
+      counters: new ClusterWindowCounters(process),
+    });
+  } catch (error) {
+    // Not printed here: every worker would print its own copy. The primary says it once.
+    const exit = () => process.exit(1);
+    process.send?.({ type: 'failed', message: failureLine(error) } satisfies WorkerMessage, undefined, {}, exit);
+    setTimeout(exit, 1_000); // should the channel never confirm the message
+    return forever();
+  }
+  process.send?.({ type: 'listening', url: server.url, statusUrl: server.statusUrl } satisfies WorkerMessage, undefined, {}, ignore);
   return forever();
 }

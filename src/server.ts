@@ -5,6 +5,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { Server } from 'node:https';
+import { dirname } from 'node:path';
 import {
   caExists,
   caPaths,
@@ -19,7 +20,7 @@ import { buildApp, buildStatusApp } from './http/app.js';
 import { ClientConnections } from './http/client-connections.js';
 import type { Limits } from './http/limits.js';
 import type { WindowCounters } from './http/window-counters.js';
-import { initInstance, openInstance, serverNames, type InitOptions, type Instance } from './instance.js';
+import { initInstance, openInstance, serverNames, type InitOptions, type Instance, type SigningServices } from './instance.js';
 
 /** Options of `imprint serve`. */
 export interface ServeOptions {
@@ -51,8 +52,23 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/**
+ * The CA and its signing services, read (and decrypted) now. Failures already name their
+ * file; a bare system error ("EISDIR: illegal operation on a directory, read") is given
+ * the CA directory, so that the one line serve prints says where to look.
+ */
+export function loadSigning(instance: Instance): SigningServices {
+  try {
+    return instance.signing();
+  } catch (error) {
+    const message = (error as Error).message;
+    if (message.includes(instance.dataDir)) throw error;
+    throw new Error(`cannot load the CA from ${dirname(caPaths(instance.dataDir).issuerKey)}: ${message}`, { cause: error });
+  }
+}
+
 /** The server's TLS identity, issued anew when missing or within 30 days of expiry. */
-function serverIdentity(instance: Instance): ServerIdentity {
+export function serverIdentity(instance: Instance): ServerIdentity {
   const now = instance.clock.now();
   const current = loadServerIdentity(instance.dataDir);
   if (current && current.notAfter.getTime() - now.getTime() > SERVER_RENEW_BEFORE_DAYS * 86_400_000) return current;
@@ -66,6 +82,31 @@ function listenerUrl(scheme: 'http' | 'https', host: string, app: FastifyInstanc
   return `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
+/** What a failed listen() means, in the words of `ss` and `netstat` users. */
+const LISTEN_ERRORS: Readonly<Record<string, string>> = {
+  EADDRINUSE: 'address already in use',
+  EACCES: 'permission denied',
+  EADDRNOTAVAIL: 'no such address on this machine',
+  ENOTFOUND: 'no such host',
+  EAI_AGAIN: 'host name lookup failed',
+};
+
+/**
+ * Listens, or throws one sentence naming the address and why. Node says
+ * "listen EADDRINUSE: address already in use 127.0.0.1:8443" in one process and
+ * "bind EADDRINUSE 127.0.0.1:8443" in a cluster worker (the primary binds for it).
+ */
+async function listen(app: FastifyInstance, host: string, port: number, flag: string): Promise<void> {
+  try {
+    await app.listen({ host, port });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason = (code === undefined ? undefined : LISTEN_ERRORS[code]) ?? (error as Error).message;
+    const address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+    throw new Error(`cannot listen on ${address}${flag ? ` (${flag})` : ''}: ${reason}`, { cause: error });
+  }
+}
+
 /** Starts serving; resolves once the listeners are up. */
 export async function startServer(options: ServeOptions): Promise<RunningServer> {
   const initialised = !caExists(options.dataDir);
@@ -76,7 +117,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   let watcher: RevocationWatcher | undefined;
   const apps: FastifyInstance[] = [];
   try {
-    const services = { ...instance.signing(), tokens: instance.tokens, fleet: instance.fleet, audit: instance.audit };
+    const services = { ...loadSigning(instance), tokens: instance.tokens, fleet: instance.fleet, audit: instance.audit };
     const identity = serverIdentity(instance);
     // Relying parties ask OCSP about the server's certificate too: it is the same CA's.
     await instance.store.recordServerCertificate({ ...identity.leaf, issuedAt: identity.leaf.notBefore });
@@ -102,8 +143,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       (error) => app.log.error({ err: error }, 'revocation watch failed'),
     );
     await watcher.start();
-    await app.listen({ host: options.host, port: options.port });
-    if (status) await status.app.listen({ host: options.host, port: status.port });
+    await listen(app, options.host, options.port, '');
+    if (status) await listen(status.app, options.host, status.port, '--status-port');
     return {
       app,
       instance,

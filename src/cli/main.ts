@@ -49,5 +49,8 @@ main(process.argv.slice(2)).then(
     const message = error instanceof ImprintError ? `${error.code}: ${error.message}` : (error as Error).message;
     process.stderr.write(`imprint: ${message.split('\n')[0]}\n`);
     process.exitCode = 1;
+    // A failed command has nothing left to do: should anything it started still hold the
+    // event loop (a listener, a worker's IPC channel), end anyway rather than linger.
+    setTimeout(() => process.exit(1), 500).unref();
   },
 );

@@ -10,6 +10,9 @@ UPDATE tokens SET may_reprovision = 1
   WHERE device_id IS NOT NULL
     AND (created_by NOT LIKE 'operator:%'
          OR substr(created_by, 10) IN (SELECT name FROM operators WHERE role = 'admin'));
+-- An id bound to a token still waiting for its device is reserved for that device.
+CREATE INDEX tokens_waiting_bound ON tokens (device_id)
+  WHERE device_id IS NOT NULL AND used_at IS NULL AND revoked_at IS NULL;
 -- Revoking an operator revokes the unused tokens it minted.
 CREATE INDEX tokens_unused_by_creator ON tokens (created_by) WHERE used_at IS NULL AND revoked_at IS NULL;
 

@@ -9,6 +9,8 @@ export interface Actor {
    * can read the store and the CA key anyway).
    */
   readonly role: OperatorRole;
+  /** The operator's name, when an operator certificate authenticated the request. */
+  readonly operator?: string | undefined;
   readonly source?: string | undefined;
 }
 

@@ -113,13 +113,16 @@ export class EnrollmentService {
         tokenId: token.id,
         now,
         csrSha256: csr.sha256,
-        mode: token.deviceId !== null && token.mayReprovision ? 'reprovision' : 'create',
+        mode: token.deviceId === null ? 'unbound' : token.mayReprovision ? 'reprovision' : 'create',
         certificate: this.newCertificate(issued, csr, deviceId, now, token.id),
         audit: { ...audit, serial: issued.serial },
       });
       if (outcome.ok) return { created: true, result: this.result(deviceId, issued.pem, issued.serial, issued.notAfter) };
 
-      if (outcome.conflict === 'device_exists') await this.refuseExistingDevice(deviceId);
+      if (outcome.conflict === 'device_exists') {
+        await this.refuseExistingDevice(deviceId);
+        throw new ImprintError('device_exists', `device id ${deviceId} is reserved for a token bound to it`);
+      }
       if (outcome.conflict === 'key_reused') throw keyReused();
       // Lost a race for the token with a concurrent request: answer as if we had arrived second.
       const current = await this.store.findTokenByHash(hashToken(request.token));
@@ -153,22 +156,24 @@ export class EnrollmentService {
       if (deviceId !== identity.deviceId) {
         throw new ImprintError('csr_subject_mismatch', `a renewal CSR must name ${identity.deviceId}`);
       }
+      // Cheap refusal before signing; the transaction guarantees it under concurrency.
+      const since = new Date(now.getTime() - DAY_MS);
+      const recent = await this.store.renewalCount(deviceId, since);
+      if (recent.count >= this.renewal.perDay) throw this.renewalLimited(deviceId, now, new Date((recent.oldest ?? since).getTime() + DAY_MS));
       const issued = this.issue(csr, deviceId, now);
       const outcome = await this.store.recordRenewal({
         now,
         presentedSerial: identity.certificate.serial,
         retireAt: new Date(now.getTime() + this.renewal.overlapMs),
-        limit: { max: this.renewal.perDay, since: new Date(now.getTime() - DAY_MS) },
+        limit: { max: this.renewal.perDay, since },
         certificate: this.newCertificate(issued, csr, deviceId, now, null),
         audit: { ...audit, serial: issued.serial },
       });
       if (outcome.ok) return this.result(deviceId, issued.pem, issued.serial, issued.notAfter);
       if (outcome.conflict === 'key_reused') throw keyReused();
-      if (outcome.conflict === 'renewal_limit') {
-        const seconds = Math.max(1, Math.ceil((outcome.retryAt.getTime() - now.getTime()) / 1000));
-        throw new ImprintError('rate_limited', `device ${deviceId} renewed ${this.renewal.perDay} times in the last 24 hours`, {
-          retryAfterSeconds: seconds,
-        });
+      if (outcome.conflict === 'renewal_limit') throw this.renewalLimited(deviceId, now, outcome.retryAt);
+      if (outcome.conflict === 'certificate_not_current') {
+        throw new ImprintError('client_cert_invalid', 'client certificate has been revoked or replaced');
       }
       throw new ImprintError('device_revoked', `device ${deviceId} has been revoked`);
     } catch (error) {
@@ -193,6 +198,12 @@ export class EnrollmentService {
       created: false,
       result: this.result(certificate.deviceId, toPem(certificate.der), certificate.serial, certificate.notAfter),
     };
+  }
+
+  private renewalLimited(deviceId: string, now: Date, retryAt: Date): ImprintError {
+    return new ImprintError('rate_limited', `device ${deviceId} renewed ${this.renewal.perDay} times in the last 24 hours`, {
+      retryAfterSeconds: Math.max(1, Math.ceil((retryAt.getTime() - now.getTime()) / 1000)),
+    });
   }
 
   private async refuseExistingDevice(deviceId: string): Promise<void> {

@@ -131,7 +131,7 @@ export class TokenService {
         deviceId: ids?.[i] ?? null,
       };
     });
-    await this.store.createTokens(
+    const { ok } = await this.store.createTokens(
       minted.map((t) => ({
         id: t.id,
         hash: t.hash,
@@ -150,7 +150,9 @@ export class TokenService {
         source: by.source,
         detail: { count, label, ttlSeconds: ttl, bound: ids !== undefined },
       },
+      by.operator,
     );
+    if (!ok) throw new ImprintError('client_cert_invalid', 'this operator has been revoked');
     return {
       tokens: minted.map((t) => ({ id: t.id, token: t.token, deviceId: t.deviceId, expiresAt: expiresAt.toISOString() })),
     };

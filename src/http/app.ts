@@ -137,7 +137,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     errorResponseBuilder: (_request, context) => rateLimited('requests', Math.max(1, Math.ceil(context.ttl / 1000))),
   });
   await app.register(publicRoutes, { services: options.services, limits, counters });
-  await app.register(deviceRoutes, { services: options.services });
+  await app.register(deviceRoutes, { services: options.services, limits });
   await app.register(adminRoutes, { services: options.services });
   await app.register(revocationRoutes, { services: options.services });
   return app as unknown as FastifyInstance;

@@ -18,7 +18,7 @@ export async function authenticateOperator(
   roles: readonly OperatorRole[],
 ): Promise<OperatorIdentity & Actor> {
   const identity = await services.clients.operator(presentedCertificate(request), roles);
-  return { ...identity, actor: operatorActor(identity.name), source: request.ip };
+  return { ...identity, actor: operatorActor(identity.name), operator: identity.name, source: request.ip };
 }
 
 /** The device behind a request; `renewing` lets a recently expired certificate renew when configured. */

@@ -20,6 +20,8 @@ export interface Limits {
   readonly enrollPerMinute: number | null;
   /** Refused token attempts per source address per minute before the source is shut out. */
   readonly failedTokensPerMinute: number | null;
+  /** `POST /v1/renew` requests per device certificate per minute (a refusal writes an audit event). */
+  readonly renewPerMinute: number | null;
   /** Open TCP connections per source address; further ones are closed at once. */
   readonly connectionsPerSource: number;
   /** Time to complete the TLS handshake. */
@@ -37,6 +39,8 @@ export const DEFAULT_LIMITS: Limits = {
   enrollPerMinute: 600,
   // ...strict for guesses: a token is 256 bits, so a source failing this often is not a device.
   failedTokensPerMinute: 30,
+  // A device renews a few times a year; this only stops one that hammers the route.
+  renewPerMinute: 30,
   connectionsPerSource: 256,
   handshakeTimeoutMs: 10_000,
   headersTimeoutMs: 10_000,
@@ -45,11 +49,12 @@ export const DEFAULT_LIMITS: Limits = {
 };
 
 /** The rate limits turned off (benchmarks: all load comes from one loopback address). */
-export const withoutRateLimits = (limits: Limits): Limits => ({ ...limits, enrollPerMinute: null, failedTokensPerMinute: null });
+export const withoutRateLimits = (limits: Limits): Limits => ({ ...limits, enrollPerMinute: null, failedTokensPerMinute: null, renewPerMinute: null });
 
 const ENV: Readonly<Record<string, keyof Limits>> = {
   IMPRINT_ENROLL_PER_MINUTE: 'enrollPerMinute',
   IMPRINT_FAILED_TOKENS_PER_MINUTE: 'failedTokensPerMinute',
+  IMPRINT_RENEW_PER_MINUTE: 'renewPerMinute',
   IMPRINT_CONNECTIONS_PER_SOURCE: 'connectionsPerSource',
   IMPRINT_HANDSHAKE_TIMEOUT_MS: 'handshakeTimeoutMs',
   IMPRINT_HEADERS_TIMEOUT_MS: 'headersTimeoutMs',

@@ -166,8 +166,6 @@ export class SqliteStore implements Store {
                            WHERE id = @id`),
       clearRetiring: s('UPDATE devices SET retiring_serial = NULL, retire_at = NULL WHERE id = ?'),
       overdueRetirements: s('SELECT id, retiring_serial FROM devices WHERE retire_at <= ?'),
-      renewalsSince: s(`SELECT count(*) AS count, min(issued_at) AS oldest FROM certificates
-                        WHERE device_id = @id AND issued_at > @since AND token_id IS NULL`),
       bumpRevocationSeq: s('UPDATE revocation_state SET seq = seq + 1 WHERE id = 1 RETURNING seq'),
       revocationSeq: s('SELECT seq FROM revocation_state WHERE id = 1'),
       nextCrlNumber: s('UPDATE revocation_state SET crl_number = crl_number + 1 WHERE id = 1 RETURNING crl_number'),
@@ -178,10 +176,11 @@ export class SqliteStore implements Store {
                      ON CONFLICT (scope) DO UPDATE SET revocation_seq = excluded.revocation_seq, crl_number = excluded.crl_number,
                        built_at = excluded.built_at, der = excluded.der
                      WHERE excluded.crl_number > published_crls.crl_number`),
-      activeDeviceCertificates: s(`SELECT serial FROM certificates
-                                   WHERE device_id = @id AND status = 'active' AND not_after > @now`),
-      otherActiveDeviceCertificates: s(`SELECT serial FROM certificates
-                                        WHERE device_id = @id AND status = 'active' AND not_after > @now AND serial <> @keep`),
+      // Expired certificates too: one may still renew (--renew-after-expiry), and a
+      // keyCompromise revocation must mark every key the device holds. The CRL lists only
+      // unexpired entries, so this costs it nothing.
+      activeDeviceCertificates: s(`SELECT serial FROM certificates WHERE device_id = @id AND status = 'active'`),
+      otherActiveDeviceCertificates: s(`SELECT serial FROM certificates WHERE device_id = @id AND status = 'active' AND serial <> @keep`),
       activeOperatorCertificates: s(`SELECT serial FROM certificates
                                      WHERE kind = 'operator' AND subject = @id AND status = 'active' AND not_after > @now`),
       revokeCertificate: s(`UPDATE certificates SET status = 'revoked', revoked_at = @now, revocation_reason = @reason,
@@ -208,6 +207,13 @@ export class SqliteStore implements Store {
       serverCertificateStatus: s(`SELECT 'active' AS status, NULL AS revoked_at, NULL AS revocation_reason FROM server_certificates WHERE serial = ?`),
       insertServerCertificate: s(`INSERT INTO server_certificates (serial, subject, not_before, not_after, issued_at, der)
                                   VALUES (@serial, @subject, @notBefore, @notAfter, @issuedAt, @der) ON CONFLICT (serial) DO NOTHING`),
+      // An id bound to a token still waiting for its device is that device's: an unbound
+      // token may not take it first.
+      reservedId: s(`SELECT 1 FROM tokens WHERE device_id = @id AND used_at IS NULL AND revoked_at IS NULL
+                       AND expires_at > @now LIMIT 1`),
+      activeOperator: s(`SELECT 1 FROM operators WHERE name = ? AND status = 'active'`),
+      renewalCount: s(`SELECT count(*) AS count, min(issued_at) AS oldest FROM certificates
+                       WHERE device_id = @id AND issued_at > @since AND token_id IS NULL`),
       // A key is never certified again once it was on another device, on an operator, or
       // on any certificate revoked for keyCompromise (this device's own included).
       keyTaken: s(`SELECT 1 FROM certificates WHERE spki_sha256 = ?
@@ -234,10 +240,11 @@ export class SqliteStore implements Store {
       });
       if (redeemed.changes !== 1) return 'token_unavailable';
       if (this.statements.keyTaken.get(r.certificate.spkiSha256, deviceId)) return abort('key_reused');
+      if (r.mode === 'unbound' && this.statements.reservedId.get({ id: deviceId, now })) return abort('device_exists');
       const inserted = this.statements.insertDevice.run({ id: deviceId, now, serial: r.certificate.serial });
       let audit = r.audit;
       if (inserted.changes !== 1) {
-        if (r.mode === 'create') return abort('device_exists');
+        if (r.mode !== 'reprovision') return abort('device_exists');
         const previous = deviceFromRow(this.statements.device.get(deviceId) as Row);
         const { revoked } = this.revokeAll(this.statements.activeDeviceCertificates, { id: deviceId, now }, 'superseded');
         this.statements.reactivateDevice.run({ id: deviceId, now, serial: r.certificate.serial });
@@ -258,13 +265,19 @@ export class SqliteStore implements Store {
       const now = r.now.getTime();
       const device = this.statements.device.get(deviceId) as Row | undefined;
       if (device?.status !== 'active') return { conflict: 'device_not_active' };
+      // What authenticated the request may have been revoked or superseded since (a
+      // re-provisioning, a retirement): only the current or the retiring certificate renews.
+      const keep = r.presentedSerial;
+      const presented = this.statements.certificateStatus.get(keep) as Row | undefined;
+      if (presented?.status !== 'active' || (keep !== device.current_serial && keep !== device.retiring_serial)) {
+        return { conflict: 'certificate_not_current' };
+      }
       if (this.statements.keyTaken.get(r.certificate.spkiSha256, deviceId)) return { conflict: 'key_reused' };
       const since = r.limit.since.getTime();
-      const recent = this.statements.renewalsSince.get({ id: deviceId, since }) as { count: number; oldest: number | null };
+      const recent = this.statements.renewalCount.get({ id: deviceId, since }) as { count: number; oldest: number | null };
       if (recent.count >= r.limit.max) return { conflict: 'renewal_limit', retryAt: new Date((recent.oldest ?? since) + (now - since)) };
       // The presented certificate stays until the new one is used (its deadline is not
       // pushed back by renewing again with it); any other is superseded now.
-      const keep = r.presentedSerial;
       const retireAt = device.retiring_serial === keep ? (device.retire_at as number) : r.retireAt.getTime();
       const { revoked } = this.revokeAll(this.statements.otherActiveDeviceCertificates, { id: deviceId, now, keep }, 'superseded');
       this.statements.setRenewedSerial.run({ id: deviceId, now, serial: r.certificate.serial, retiring: keep, retireAt });
@@ -359,8 +372,10 @@ export class SqliteStore implements Store {
     }).immediate();
   }
 
-  async createTokens(tokens: readonly NewToken[], audit: AuditEventInput): Promise<void> {
-    this.db.transaction(() => {
+  async createTokens(tokens: readonly NewToken[], audit: AuditEventInput, minter?: string): Promise<{ ok: boolean }> {
+    return this.db.transaction(() => {
+      // An operator revoked while its request was in flight mints nothing.
+      if (minter !== undefined && !this.statements.activeOperator.get(minter)) return { ok: false };
       for (const token of tokens) {
         this.statements.insertToken.run({
           ...token,
@@ -370,7 +385,13 @@ export class SqliteStore implements Store {
         });
       }
       this.insertAudit(audit);
+      return { ok: true };
     }).immediate();
+  }
+
+  async renewalCount(deviceId: string, since: Date): Promise<{ count: number; oldest: Date | null }> {
+    const row = this.statements.renewalCount.get({ id: deviceId, since: since.getTime() }) as { count: number; oldest: number | null };
+    return { count: row.count, oldest: date(row.oldest) };
   }
 
   async findTokenByHash(hash: Buffer): Promise<TokenRecord | undefined> {

@@ -171,10 +171,12 @@ export interface Redemption {
   readonly now: Date;
   readonly csrSha256: string;
   /**
-   * `create` requires the device not to exist; `reprovision` (bound tokens) reactivates an
-   * existing device and revokes its unexpired certificates as superseded.
+   * `unbound` requires the device not to exist and its id not to be bound to another
+   * token still waiting for its device; `create` (a bound token that may not re-provision)
+   * requires the device not to exist; `reprovision` reactivates an existing device and
+   * revokes its certificates as superseded.
    */
-  readonly mode: 'create' | 'reprovision';
+  readonly mode: 'unbound' | 'create' | 'reprovision';
   readonly certificate: NewCertificate & { readonly deviceId: string };
   readonly audit: AuditEventInput;
 }
@@ -200,7 +202,7 @@ export interface Renewal {
 
 /** Why a renewal did not commit; nothing was written. */
 export type RenewalConflict =
-  | { readonly conflict: 'device_not_active' | 'key_reused' }
+  | { readonly conflict: 'device_not_active' | 'certificate_not_current' | 'key_reused' }
   | { readonly conflict: 'renewal_limit'; readonly retryAt: Date };
 
 /** A server TLS certificate issued by the issuing CA (OCSP answers for it too). */
@@ -218,7 +220,11 @@ export interface Store {
   getSettings(): Promise<Record<string, string>>;
   putSettings(settings: Record<string, string>): Promise<void>;
 
-  createTokens(tokens: readonly NewToken[], audit: AuditEventInput): Promise<void>;
+  /**
+   * Inserts a batch of tokens; with `minter`, only while that operator is active (one
+   * revoked while its request was in flight mints nothing: `ok` is false).
+   */
+  createTokens(tokens: readonly NewToken[], audit: AuditEventInput, minter?: string): Promise<{ ok: boolean }>;
   findTokenByHash(hash: Buffer): Promise<TokenRecord | undefined>;
   listTokens(query: {
     status?: TokenStatus | undefined;
@@ -256,6 +262,8 @@ export interface Store {
     redemption: Redemption,
   ): Promise<{ ok: true } | { ok: false; conflict: RedemptionConflict }>;
   recordRenewal(renewal: Renewal): Promise<{ ok: true } | ({ ok: false } & RenewalConflict)>;
+  /** How many renewals of a device were issued after `since`, and when the oldest of them was. */
+  renewalCount(deviceId: string, since: Date): Promise<{ count: number; oldest: Date | null }>;
   /**
    * The device authenticated with its current certificate: revokes (superseded) the one
    * a renewal replaced, if it still waits. Nothing happens when `serial` is not current.

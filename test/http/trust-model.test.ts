@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildCsr, generateDeviceKey, loadDeviceKey, type DeviceKey } from '../../simulator/csr.js';
 import { query } from '../helpers/database.js';
 import { call, type Response } from '../helpers/https.js';
+import { DEFAULT_LIMITS, withoutRateLimits } from '../../src/http/limits.js';
 import { enrollDevice, issueOperator, recordExpiredDevice, startTestServer, type EnrolledDevice, type TestServer } from '../helpers/server.js';
 
 const DAY = 86_400_000;
@@ -80,7 +81,10 @@ describe('binding a token to an existing device is an admin act', () => {
   it("a provisioner's pre-bound token cannot take a device that appeared after minting", async () => {
     const minted = await asOperator(provisioner, '/v1/admin/tokens', { deviceIds: ['bind-race'] });
     expect(minted.status).toBe(201);
-    const owner = await enrolled('bind-race'); // the real device, enrolled with an unbound token
+    // The real device arrives with another token bound to the same id (an unbound one may
+    // not take a reserved id at all).
+    const [ownerToken] = (await asOperator(admin, '/v1/admin/tokens', { deviceIds: ['bind-race'] })).body.tokens;
+    const owner = await enrolled('bind-race', ownerToken.token);
     const taker = await enrollDevice(t, 'bind-race', minted.body.tokens[0].token);
     expect(taker.response.status).toBe(409);
     expect(taker.response.body.error).toBe('device_exists');
@@ -277,3 +281,80 @@ describe('renewal after expiry', () => {
     expect(off.response.body.error).toBe('client_cert_invalid');
   });
 });
+
+describe('races and leftovers an attacker would try', () => {
+  it('an id bound to a waiting token is reserved: an unbound token cannot squat it', async () => {
+    const minted = await asOperator(provisioner, '/v1/admin/tokens', { deviceIds: ['reserved-1'] });
+    const squat = await enrollDevice(t, 'reserved-1');
+    expect(squat.response.status).toBe(409);
+    expect(squat.response.body).toMatchObject({ error: 'device_exists', message: expect.stringContaining('reserved') });
+    expect((await enrollDevice(t, 'reserved-1', minted.body.tokens[0].token)).response.status).toBe(201);
+    // Once the bound token is gone (revoked), the id is free again.
+    const revoked = await asOperator(admin, '/v1/admin/tokens', { deviceIds: ['reserved-2'] });
+    expect((await asOperator(admin, `/v1/admin/tokens/${revoked.body.tokens[0].id}/revoke`, {})).status).toBe(200);
+    expect((await enrollDevice(t, 'reserved-2')).response.status).toBe(201);
+  });
+
+  it('an operator revoked while its mint was in flight mints nothing', async () => {
+    await issueOperator(t, 'line-gone', 'provisioner');
+    const authenticated = { actor: 'operator:line-gone', role: 'provisioner' as const, operator: 'line-gone' };
+    await t.server.instance.signing().operators.revoke('line-gone', { actor: 'cli:test', role: 'admin' });
+    const before = tokenCount();
+    await expect(t.server.instance.tokens.mint({ count: 5 }, authenticated)).rejects.toMatchObject({ code: 'client_cert_invalid' });
+    expect(tokenCount()).toBe(before);
+  });
+
+  it('a renewal authenticated before a re-provisioning cannot supersede the new owner', async () => {
+    const thief = await enrolled('race-1');
+    const { signing } = { signing: t.server.instance.signing() };
+    const identity = await signing.clients.device({ der: derOf(thief.cert), serial: thief.serial, verificationError: undefined });
+    const [bound] = (await asOperator(admin, '/v1/admin/tokens', { deviceIds: ['race-1'] })).body.tokens;
+    const owner = await enrollDevice(t, 'race-1', bound.token);
+    expect(owner.response.status).toBe(201);
+    const key = await generateDeviceKey();
+    await expect(signing.enrollment.renew(identity, { csr: buildCsr(key, 'race-1') })).rejects.toMatchObject({ code: 'client_cert_invalid' });
+    expect((await getDevice(owner)).status).toBe(200);
+  });
+
+  it('revoking a device revokes its expired certificates too: no renewal after expiry, and the key stays compromised', async () => {
+    const late = await startTestServer(undefined, undefined, { renewal: { overlapMs: DAY, perDay: 10, afterExpiryMs: 30 * DAY } });
+    try {
+      const stolen = await recordExpiredDevice(late, 'stolen-1', 2);
+      await late.server.instance.fleet.revokeDevice('stolen-1', 'keyCompromise', { actor: 'cli:test', role: 'admin' });
+      const [row] = query<{ status: string; revocation_reason: string }>(late.dataDir, 'SELECT status, revocation_reason FROM certificates WHERE serial = ?', stolen.serial);
+      expect(row).toEqual({ status: 'revoked', revocation_reason: 'keyCompromise' });
+      const { tokens } = await late.server.instance.tokens.mint({ deviceIds: ['stolen-1'] }, { actor: 'cli:test', role: 'admin' });
+      const owner = await enrollDevice(late, 'stolen-1', tokens[0]!.token);
+      expect(owner.response.status).toBe(201);
+      const back = await renew(stolen, stolen.key, late.url, late.rootPem);
+      expect(back.response.status).toBe(401);
+      expect(back.response.body.error).toBe('client_cert_invalid');
+      expect((await getDevice(owner, late.url, late.rootPem)).status).toBe(200);
+    } finally {
+      await late.destroy();
+    }
+  });
+
+  it('renewals are rate limited per device certificate before any signing', async () => {
+    const limited = await startTestServer(undefined, { ...withoutRateLimits(DEFAULT_LIMITS), renewPerMinute: 3 });
+    try {
+      const device = await enrollDevice(limited, 'hammer-1');
+      const statuses: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const response = await call(`${limited.url}/v1/renew`, { ca: limited.rootPem, json: { csr: 'garbage' }, cert: device.cert, key: device.key.privateKeyPem });
+        statuses.push(response.status);
+      }
+      expect(statuses).toEqual([400, 400, 400, 429, 429]);
+      // Another device behind the same address has its own budget.
+      const other = await enrollDevice(limited, 'hammer-2');
+      expect((await call(`${limited.url}/v1/renew`, { ca: limited.rootPem, json: { csr: 'garbage' }, cert: other.cert, key: other.key.privateKeyPem })).status).toBe(400);
+    } finally {
+      await limited.destroy();
+    }
+  });
+});
+
+/** The DER inside a PEM certificate. */
+function derOf(pem: string): Buffer {
+  return Buffer.from(pem.replace(/-----[A-Z ]+-----|\s/g, ''), 'base64');
+}

@@ -4,7 +4,9 @@ import { Type } from 'typebox';
 import type { SigningServices } from '../../instance.js';
 import { authenticateDevice } from '../authenticate.js';
 import { CsrBodySchema, EnrollmentResultSchema, errorResponses } from '../schemas.js';
-import { BODY_LIMITS } from '../limits.js';
+import { BODY_LIMITS, type Limits } from '../limits.js';
+import { presentedCertificate } from '../client-certificate.js';
+import type { FastifyRequest } from 'fastify';
 
 const DeviceSchema = Type.Object({
   deviceId: Type.String(),
@@ -14,7 +16,13 @@ const DeviceSchema = Type.Object({
   enrolledAt: Type.String(),
 });
 
-export const deviceRoutes: FastifyPluginAsyncTypebox<{ services: SigningServices }> = async (app, { services }) => {
+/** Renewals counted per device certificate (a NAT's devices share an address), else per address. */
+const renewRateKey = (request: FastifyRequest): string => {
+  const serial = presentedCertificate(request).serial;
+  return serial === undefined ? `ip:${request.ip}` : `cert:${serial}`;
+};
+
+export const deviceRoutes: FastifyPluginAsyncTypebox<{ services: SigningServices; limits: Limits }> = async (app, { services, limits }) => {
   app.get('/v1/device', { schema: { response: { 200: DeviceSchema, ...errorResponses(401, 403) } } }, async (request) => {
     const identity = await authenticateDevice(services, request);
     return {
@@ -28,7 +36,11 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ services: SigningServices
 
   app.post(
     '/v1/renew',
-    { bodyLimit: BODY_LIMITS.csr, schema: { body: CsrBodySchema, response: { 201: EnrollmentResultSchema, ...errorResponses(400, 401, 403, 409) } } },
+    {
+      bodyLimit: BODY_LIMITS.csr,
+      ...(limits.renewPerMinute === null ? {} : { config: { rateLimit: { max: limits.renewPerMinute, timeWindow: 60_000, keyGenerator: renewRateKey } } }),
+      schema: { body: CsrBodySchema, response: { 201: EnrollmentResultSchema, ...errorResponses(400, 401, 403, 409, 429) } },
+    },
     async (request, reply) => {
       const identity = await authenticateDevice(services, request, { renewing: true });
       const result = await services.enrollment.renew(identity, { csr: request.body.csr, source: request.ip });

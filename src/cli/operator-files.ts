@@ -4,7 +4,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { IssuedOperator } from '../enrollment/operator-service.js';
 import { writeFileAtomic } from '../files.js';
@@ -41,14 +41,15 @@ export function writeOperatorFiles({ pem, key, p12 }: OperatorFiles, issued: Iss
   const passphrase = given || randomBytes(12).toString('base64url');
   const result = spawnSync(
     'openssl',
-    ['pkcs12', '-export', '-inkey', key, '-in', pem, '-name', issued.name, '-passout', 'env:IMPRINT_P12_PASSPHRASE', '-out', p12],
-    { env: { ...process.env, IMPRINT_P12_PASSPHRASE: passphrase }, stdio: ['ignore', 'ignore', 'pipe'] },
+    // To stdout: the file itself is written 0600 from the start, like the key.
+    ['pkcs12', '-export', '-inkey', key, '-in', pem, '-name', issued.name, '-passout', 'env:IMPRINT_P12_PASSPHRASE'],
+    { env: { ...process.env, IMPRINT_P12_PASSPHRASE: passphrase }, stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1024 * 1024 },
   );
   if (result.error || result.status !== 0) {
     out.stderr(`warning: ${p12} not written (openssl pkcs12 failed: ${result.error?.message ?? result.stderr.toString().trim().split('\n')[0]})`);
     return [pem, key];
   }
-  chmodSync(p12, 0o600);
+  writeFileAtomic(p12, result.stdout, 0o600);
   if (!given) out.stderr(`PKCS#12 passphrase for ${p12} (shown once): ${passphrase}`);
   return [pem, key, p12];
 }

@@ -5,9 +5,10 @@
  */
 import Database from 'better-sqlite3';
 import { once } from 'node:events';
-import { chmodSync, existsSync, renameSync, rmSync, statSync } from 'node:fs';
+import { closeSync, existsSync, renameSync, rmSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { createTempBeside } from '../files.js';
 import { auditFields, auditHash, GENESIS_HASH } from './audit-hash.js';
 import { CURSOR_KEY_SETTING, CursorCodec } from './cursor.js';
 import { openDatabase, type Durability } from './database.js';
@@ -710,12 +711,14 @@ export class SqliteStore implements Store {
 
   async backup(file: string): Promise<{ readonly bytes: number }> {
     if (existsSync(file)) throw new Error(`${file} already exists`);
-    const temp = `${file}.${process.pid}.tmp`;
+    // Token hashes and the audit trail are nobody else's business: the copy goes into a
+    // fresh 0600 file nobody else can have prepared.
+    const { temp, fd } = createTempBeside(file, 0o600);
+    closeSync(fd);
     try {
       // The backup API copies page by page and restarts on concurrent writes from other
       // connections, so the copy is one consistent snapshot.
       await this.db.backup(temp);
-      chmodSync(temp, 0o600); // token hashes and the audit trail are nobody else's business
       // The copy is a WAL database like its source; as a rollback-journal file it is one
       // self-contained file, and closing it leaves no -wal or -shm beside it.
       const copy = new Database(temp);

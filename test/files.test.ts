@@ -1,5 +1,5 @@
 /** Atomic file writes: the final mode from the start, fresh temp files, nothing left behind. */
-import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createTempBeside, writeFileAtomic } from '../src/files.js';
@@ -27,7 +27,13 @@ describe('writeFileAtomic', () => {
 describe('createTempBeside', () => {
   it('makes a new, unpredictable name each time, with the mode from the start', () => {
     const dir = tempDir();
-    const names = new Set(Array.from({ length: 20 }, () => createTempBeside(join(dir, 'f'), 0o600).temp));
+    const names = new Set(
+      Array.from({ length: 20 }, () => {
+        const { temp, fd } = createTempBeside(join(dir, 'f'), 0o600);
+        closeSync(fd);
+        return temp;
+      }),
+    );
     expect(names.size).toBe(20);
     for (const name of names) expect(statSync(name).mode & 0o777).toBe(0o600);
   });

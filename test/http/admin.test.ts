@@ -33,6 +33,10 @@ describe('access control', () => {
   const deviceIdentity = () => ({ cert: device.cert, key: device.key.privateKeyPem });
   it.each([
     { name: 'no-certificate', who: () => undefined, method: 'GET', path: '/v1/admin/devices', status: 401, code: 'client_cert_required' },
+    // Authentication comes before the body and query are read: no schema talk for strangers.
+    { name: 'no-certificate/bad-body', who: () => undefined, method: 'POST', path: '/v1/admin/devices/x/revoke', json: { reason: 'boredom' }, status: 401, code: 'client_cert_required' },
+    { name: 'no-certificate/bad-query', who: () => undefined, method: 'GET', path: '/v1/admin/devices?sort=id', status: 401, code: 'client_cert_required' },
+    { name: 'provisioner/bad-body', who: () => provisioner, method: 'POST', path: '/v1/admin/tokens/revoke', json: { nope: 1 }, status: 403, code: 'forbidden' },
     { name: 'device-certificate', who: deviceIdentity, method: 'GET', path: '/v1/admin/devices', status: 403, code: 'forbidden' },
     { name: 'device-certificate/mint', who: deviceIdentity, method: 'POST', path: '/v1/admin/tokens', json: {}, status: 403, code: 'forbidden' },
     { name: 'revoked-operator', who: () => retired, method: 'GET', path: '/v1/admin/tokens', status: 401, code: 'client_cert_invalid' },
@@ -59,6 +63,13 @@ describe('access control', () => {
 
   it('the device is still active after every refused revocation', async () => {
     expect((await as(admin, 'GET', '/v1/admin/devices/admin-test-device')).body.status).toBe('active');
+  });
+
+  it('a revocation without a body is a revocation without a reason', async () => {
+    await enroll('no-body-device');
+    const response = await as(admin, 'POST', '/v1/admin/devices/no-body-device/revoke');
+    expect(response.status).toBe(200);
+    expect(response.body).toMatchObject({ id: 'no-body-device', status: 'revoked', revocationReason: 'unspecified' });
   });
 });
 

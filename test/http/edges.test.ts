@@ -224,10 +224,10 @@ describe('control characters in query parameters', () => {
     expect(response.body).toEqual(errorBody('bad_request'));
   });
 
-  it('is refused before authentication: no client certificate still gets 400, not 401', async () => {
+  it('on an operator route, authentication comes first: no client certificate gets 401, whatever the query', async () => {
     const response = await call(`${t.url}/v1/admin/devices?q=%00`, { ca: t.rootPem });
-    expect(response.status).toBe(400);
-    expect(response.body).toEqual(errorBody('bad_request'));
+    expect(response.status).toBe(401);
+    expect(response.body).toEqual(errorBody('client_cert_required'));
   });
 
   it('printable text still reaches the store (the check refuses only controls)', async () => {

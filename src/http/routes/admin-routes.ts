@@ -6,7 +6,7 @@ import { MAX_PAGE_SIZE } from '../../enrollment/paging.js';
 import type { AppServices } from '../../instance.js';
 import { REVOCATION_REASONS } from '../../store/store.js';
 import { BODY_LIMITS } from '../limits.js';
-import { ADMIN_ONLY, ANY_OPERATOR, authenticateOperator } from '../authenticate.js';
+import { ADMIN_ONLY, ANY_OPERATOR, operatorOf, requireOperator } from '../authenticate.js';
 
 const Limit = Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE }));
 const Cursor = Type.Optional(Type.String({ minLength: 1, maxLength: 64 }));
@@ -16,10 +16,20 @@ const Reason = Type.Object(
 );
 const IdParam = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) });
 
+/** A revocation without a body is a revocation without a reason (the reason is optional). */
+async function emptyBodyIsNoReason(request: { body: unknown }): Promise<void> {
+  request.body ??= {};
+}
+
 export const adminRoutes: FastifyPluginAsyncTypebox<{ services: AppServices }> = async (app, { services }) => {
+  app.decorateRequest('operator', undefined);
+  const anyOperator = requireOperator(services, ANY_OPERATOR);
+  const adminOnly = requireOperator(services, ADMIN_ONLY);
+
   app.post(
     '/v1/admin/tokens',
     {
+      onRequest: anyOperator,
       bodyLimit: BODY_LIMITS.tokenBatch,
       schema: {
         body: Type.Object(
@@ -33,15 +43,13 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ services: AppServices }> =
         ),
       },
     },
-    async (request, reply) => {
-      const operator = await authenticateOperator(services, request, ANY_OPERATOR);
-      return reply.code(201).send(await services.tokens.mint(request.body, operator));
-    },
+    async (request, reply) => reply.code(201).send(await services.tokens.mint(request.body, operatorOf(request))),
   );
 
   app.get(
     '/v1/admin/tokens',
     {
+      onRequest: anyOperator,
       schema: {
         querystring: Type.Object(
           {
@@ -54,33 +62,28 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ services: AppServices }> =
         ),
       },
     },
-    async (request) => {
-      await authenticateOperator(services, request, ANY_OPERATOR);
-      return services.tokens.list(request.query);
-    },
+    async (request) => services.tokens.list(request.query),
   );
 
   app.post(
     '/v1/admin/tokens/revoke',
     {
+      onRequest: adminOnly,
       schema: {
         body: Type.Object({ label: Type.String({ minLength: 1, maxLength: 64 }) }, { additionalProperties: false }),
       },
     },
-    async (request) => {
-      const operator = await authenticateOperator(services, request, ADMIN_ONLY);
-      return services.tokens.revokeBatch(request.body.label, operator);
-    },
+    async (request) => services.tokens.revokeBatch(request.body.label, operatorOf(request)),
   );
 
-  app.post('/v1/admin/tokens/:id/revoke', { schema: { params: IdParam } }, async (request) => {
-    const operator = await authenticateOperator(services, request, ADMIN_ONLY);
-    return services.tokens.revoke(request.params.id, operator);
-  });
+  app.post('/v1/admin/tokens/:id/revoke', { onRequest: adminOnly, schema: { params: IdParam } }, async (request) =>
+    services.tokens.revoke(request.params.id, operatorOf(request)),
+  );
 
   app.get(
     '/v1/admin/devices',
     {
+      onRequest: adminOnly,
       schema: {
         querystring: Type.Object(
           {
@@ -93,43 +96,33 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ services: AppServices }> =
         ),
       },
     },
-    async (request) => {
-      await authenticateOperator(services, request, ADMIN_ONLY);
-      return services.fleet.listDevices(request.query);
-    },
+    async (request) => services.fleet.listDevices(request.query),
   );
 
-  app.get('/v1/admin/devices/:id', { schema: { params: IdParam } }, async (request) => {
-    await authenticateOperator(services, request, ADMIN_ONLY);
-    return services.fleet.getDevice(request.params.id);
-  });
+  app.get('/v1/admin/devices/:id', { onRequest: adminOnly, schema: { params: IdParam } }, async (request) =>
+    services.fleet.getDevice(request.params.id),
+  );
 
   app.post(
     '/v1/admin/devices/:id/revoke',
-    { schema: { params: IdParam, body: Type.Optional(Reason)} },
-    async (request) => {
-      const operator = await authenticateOperator(services, request, ADMIN_ONLY);
-      return services.fleet.revokeDevice(request.params.id, request.body?.reason, operator);
-    },
+    { onRequest: adminOnly, preValidation: emptyBodyIsNoReason, schema: { params: IdParam, body: Reason } },
+    async (request) => services.fleet.revokeDevice(request.params.id, request.body.reason, operatorOf(request)),
   );
 
   app.post(
     '/v1/admin/certificates/:serial/revoke',
     {
-      schema: {
-        params: Type.Object({ serial: Type.String({ minLength: 1, maxLength: 64 }) }),
-        body: Type.Optional(Reason)
-      },
+      onRequest: adminOnly,
+      preValidation: emptyBodyIsNoReason,
+      schema: { params: Type.Object({ serial: Type.String({ minLength: 1, maxLength: 64 }) }), body: Reason },
     },
-    async (request) => {
-      const operator = await authenticateOperator(services, request, ADMIN_ONLY);
-      return services.fleet.revokeCertificate(request.params.serial, request.body?.reason, operator);
-    },
+    async (request) => services.fleet.revokeCertificate(request.params.serial, request.body.reason, operatorOf(request)),
   );
 
   app.get(
     '/v1/admin/audit',
     {
+      onRequest: adminOnly,
       schema: {
         querystring: Type.Object(
           {
@@ -141,9 +134,6 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ services: AppServices }> =
         ),
       },
     },
-    async (request) => {
-      await authenticateOperator(services, request, ADMIN_ONLY);
-      return services.audit.list(request.query);
-    },
+    async (request) => services.audit.list(request.query),
   );
 };

@@ -3,7 +3,8 @@
  * on one HTTPS listener, and CRLs and OCSP also over plain HTTP when asked, until
  * SIGINT/SIGTERM.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyServerOptions } from 'fastify';
+import cluster from 'node:cluster';
 import type { Server } from 'node:https';
 import { dirname } from 'node:path';
 import {
@@ -20,7 +21,8 @@ import { buildApp, buildStatusApp } from './http/app.js';
 import { ClientConnections } from './http/client-connections.js';
 import type { Limits } from './http/limits.js';
 import type { WindowCounters } from './http/window-counters.js';
-import { initInstance, openInstance, serverNames, type InitOptions, type Instance, type SigningServices } from './instance.js';
+import { databasePath, initInstance, openInstance, serverNames, type InitOptions, type Instance, type SigningServices } from './instance.js';
+import { VERSION } from './version.js';
 
 /** Options of `imprint serve`. */
 export interface ServeOptions {
@@ -33,6 +35,12 @@ export interface ServeOptions {
   /** Used only when the data directory is empty and gets initialised. */
   readonly init?: InitOptions | undefined;
   readonly logger?: boolean | undefined;
+  /** pino level (fatal, error, warn, info, debug, trace, silent); IMPRINT_LOG_LEVEL, else info, when absent. */
+  readonly logLevel?: string | undefined;
+  /** Where log lines go (one JSON object per line); stdout when absent. */
+  readonly logStream?: { write(line: string): void } | undefined;
+  /** How many worker processes serve (for the start-up line); 1 when absent. */
+  readonly workers?: number | undefined;
   /** Rate limits, connection cap and timeouts; the defaults when absent. */
   readonly limits?: Limits | undefined;
   /** Where rate limits count; this process's own when absent. */
@@ -107,6 +115,13 @@ async function listen(app: FastifyInstance, host: string, port: number, flag: st
   }
 }
 
+/** Fastify's logger: JSON lines at the configured level, or none. */
+function loggerOptions(options: ServeOptions): FastifyServerOptions['logger'] {
+  if (!options.logger) return false;
+  const level = options.logLevel ?? process.env.IMPRINT_LOG_LEVEL ?? 'info';
+  return options.logStream ? { level, stream: options.logStream } : { level };
+}
+
 /** Starts serving; resolves once the listeners are up. */
 export async function startServer(options: ServeOptions): Promise<RunningServer> {
   const initialised = !caExists(options.dataDir);
@@ -121,17 +136,24 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     const identity = serverIdentity(instance);
     // Relying parties ask OCSP about the server's certificate too: it is the same CA's.
     await instance.store.recordServerCertificate({ ...identity.leaf, issuedAt: identity.leaf.notBefore });
-    const logger = options.logger ? { level: 'info' } : false;
+    const logger = loggerOptions(options);
+    const probes = {
+      store: () => instance.store.revocationSeq(),
+      caKeyLoaded: () => services.ca.material.issuerKey !== undefined,
+    };
     const app = await buildApp({
       services,
       tls: { ...identity, clientCaPem: services.ca.chainPem },
       logger,
       limits: options.limits,
       counters: options.counters,
+      probes,
     });
     apps.push(app);
     const status =
-      options.statusPort === undefined ? undefined : { app: await buildStatusApp({ services, logger, limits: options.limits }), port: options.statusPort };
+      options.statusPort === undefined
+        ? undefined
+        : { app: await buildStatusApp({ services, logger, limits: options.limits, probes }), port: options.statusPort };
     if (status) apps.push(status.app);
     const connections = new ClientConnections(app.server as Server);
     watcher = new RevocationWatcher(
@@ -145,11 +167,26 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     await watcher.start();
     await listen(app, options.host, options.port, '');
     if (status) await listen(status.app, options.host, status.port, '--status-port');
+    const url = listenerUrl('https', options.host, app);
+    const statusUrl = status && listenerUrl('http', options.host, status.app);
+    app.log.info(
+      {
+        event: 'start',
+        version: VERSION,
+        publicUrl: instance.settings.publicUrl,
+        listeners: { https: url, ...(statusUrl ? { status: statusUrl } : {}) },
+        workers: options.workers ?? 1,
+        ...(cluster.isWorker ? { worker: cluster.worker!.id } : {}),
+        store: { kind: 'sqlite', path: databasePath(options.dataDir) },
+        dataDir: options.dataDir,
+      },
+      'imprint started',
+    );
     return {
       app,
       instance,
-      url: listenerUrl('https', options.host, app),
-      statusUrl: status && listenerUrl('http', options.host, status.app),
+      url,
+      statusUrl,
       initialised,
       async close() {
         watcher?.stop();

@@ -12,6 +12,9 @@ import type { AppServices } from '../instance.js';
 import { limitConnectionsPerSource } from './connection-limit.js';
 import { rateLimited, rateLimitStore } from './enroll-limits.js';
 import { installErrorHandling, refuseConnect, refuseExpectation, renderClientError, renderFrameworkError } from './error-handler.js';
+import { installHealth, type ReadinessProbes } from './health.js';
+import { installObservability, REQUEST_ID_HEADER, requestIdOf } from './observability.js';
+import { metricsRoute } from './routes/metrics-routes.js';
 import { BODY_LIMITS, DEFAULT_LIMITS, type Limits } from './limits.js';
 import { installRequestChecks, installValidation } from './validation.js';
 import { LocalWindowCounters, type WindowCounters } from './window-counters.js';
@@ -30,6 +33,8 @@ export interface AppOptions {
   readonly limits?: Limits | undefined;
   /** Where rate limits count; this process's own when absent (a cluster worker passes the primary's). */
   readonly counters?: WindowCounters | undefined;
+  /** What /readyz checks besides the listener; unchecked when absent. */
+  readonly probes?: ReadinessProbes | undefined;
 }
 
 /** The Node server's timeouts against slow clients. */
@@ -85,13 +90,16 @@ function httpsOptions(tls: NonNullable<AppOptions['tls']>, limits: Limits): Secu
  * Node's own), timeouts and the per-source connection cap, and connections that end once
  * the server is closing.
  */
-function baseApp(options: Pick<AppOptions, 'tls' | 'logger'>, limits: Limits): FastifyInstance {
+function baseApp(options: Pick<AppOptions, 'tls' | 'logger' | 'probes'>, limits: Limits): FastifyInstance {
   const app = Fastify({
     logger: options.logger ?? false,
+    // The client's X-Request-Id when well-formed, else a new one; logged as requestId.
+    genReqId: requestIdOf,
     bodyLimit: BODY_LIMITS.default,
     // Per-request access lines cost more than the enrollment they describe; every
     // enrollment attempt is in the audit log, and failures are logged by the error handler.
-    logController: new LogController({ disableRequestLogging: true }),
+    // Operations that matter get one line each from observability's onResponse hook.
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
     // OCSP GET requests carry the base64 request in the path.
     routerOptions: { maxParamLength: 2048 },
     // A URL that does not decode never reaches routing: answer it in the contract's shape too.
@@ -112,12 +120,15 @@ function baseApp(options: Pick<AppOptions, 'tls' | 'logger'>, limits: Limits): F
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onSend', async (_request, reply, payload) => {
+  app.addHook('onSend', async (request, reply, payload) => {
+    reply.header(REQUEST_ID_HEADER, request.id);
     if (closing) reply.header('connection', 'close');
     return payload;
   });
   installErrorHandling(app);
   installRequestChecks(app);
+  installObservability(app);
+  installHealth(app, options.probes ?? {});
   return app;
 }
 
@@ -134,8 +145,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(rateLimit, {
     global: false,
     store: rateLimitStore(counters),
-    errorResponseBuilder: (_request, context) => rateLimited('requests', Math.max(1, Math.ceil(context.ttl / 1000))),
+    errorResponseBuilder: (request, context) => {
+      request.rateLimitedByPlugin = true;
+      return rateLimited('requests', Math.max(1, Math.ceil(context.ttl / 1000)));
+    },
   });
+  await app.register(metricsRoute, { services: options.services, operatorsOnly: true });
   await app.register(publicRoutes, { services: options.services, limits, counters });
   await app.register(deviceRoutes, { services: options.services, limits });
   await app.register(adminRoutes, { services: options.services });
@@ -144,12 +159,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 }
 
 /**
- * The optional plain-HTTP listener for relying parties: CRLs and OCSP, nothing else.
+ * The optional plain-HTTP listener for relying parties and monitoring: CRLs and OCSP,
+ * health and metrics, nothing else.
  * Certificate status is signed, so it needs no TLS, and many of its clients cannot use
  * TLS for it (nginx's OCSP client speaks only http://; RFC 5280 and 6960 expect http URIs).
  */
-export async function buildStatusApp(options: Pick<AppOptions, 'services' | 'logger' | 'limits'>): Promise<FastifyInstance> {
+export async function buildStatusApp(options: Pick<AppOptions, 'services' | 'logger' | 'limits' | 'probes'>): Promise<FastifyInstance> {
   const app = baseApp(options, options.limits ?? DEFAULT_LIMITS);
+  // Whoever can reach this listener may scrape it: bind it to a private address.
+  await app.register(metricsRoute, { services: options.services, operatorsOnly: false });
   await app.register(revocationRoutes, { services: options.services });
   return app;
 }

@@ -58,6 +58,7 @@ export function toClientError(error: unknown): ImprintError {
 /** Writes an error reply with the contract's body and headers. */
 export function sendError(reply: FastifyReply, error: ImprintError): FastifyReply {
   if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
+  reply.request.errorCode = error.code;
   const body: ErrorBody = { error: error.code, message: error.message };
   return reply.code(error.status).type('application/json; charset=utf-8').send(body);
 }

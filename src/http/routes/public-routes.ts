@@ -14,10 +14,6 @@ export function bearerToken(header: string | undefined): string | undefined {
 }
 
 export const publicRoutes: FastifyPluginAsyncTypebox<{ services: SigningServices; limits: Limits; counters: WindowCounters }> = async (app, { services, limits, counters }) => {
-  app.get('/healthz', { schema: { response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({
-    status: 'ok' as const,
-  }));
-
   app.get('/v1/ca', async (_request, reply) =>
     reply.type('application/pem-certificate-chain').send(services.ca.chainPem.join('')),
   );

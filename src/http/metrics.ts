@@ -1,0 +1,323 @@
+/**
+ * Prometheus metrics (prom-client), one set per process. Label children are created once
+ * per label set and kept, so a request costs a counter increment and a histogram observe,
+ * with no allocation. With `serve --workers N` the worker that answers a scrape asks the
+ * primary, which gathers every worker's metrics (prom-client's AggregatorRegistry) and
+ * answers the sum: counters and histograms add up; gauges that every worker reads from
+ * the same store (CRL, certificates expiring) take the maximum; the process metrics keep
+ * one series per worker under a `worker` label.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
+import cluster, { type Worker } from 'node:cluster';
+import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+type CounterChild = ReturnType<Counter['labels']>;
+type HistogramChild = ReturnType<Histogram['labels']>;
+
+/** One histogram child per status class (index 1-5), made on first use. */
+type DurationChildren = (HistogramChild | undefined)[];
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** This route's request-duration children by method, made when the route is added. */
+    durations?: Record<string, DurationChildren>;
+  }
+}
+
+/** Certificates that expire soon, counted by the store at scrape time. */
+export interface ExpiringCounts {
+  readonly within7d: number;
+  readonly within30d: number;
+}
+
+/** The OCSP answer statuses and how the answer was made, as counted. */
+export type OcspAnswerStatus = 'good' | 'revoked' | 'unknown' | 'malformed';
+export type OcspAnswerKind = 'nonce' | 'cached' | 'fresh' | 'none';
+
+const OCSP_STATUSES: readonly OcspAnswerStatus[] = ['good', 'revoked', 'unknown', 'malformed'];
+const OCSP_KINDS: readonly OcspAnswerKind[] = ['nonce', 'cached', 'fresh', 'none'];
+
+/** Request latencies: an enrollment is ~1 ms of CPU, a slow admin listing may take a second. */
+const REQUEST_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+/** Group commits: ~100 us on a quiet disk, tens of ms when fsync is slow. */
+const TRANSACTION_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+/** Revocation propagation: promised within 1 s, polled every 200 ms. */
+const PROPAGATION_BUCKETS = [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 5];
+
+/** Scrapes answered from a stale expiry count: the count reads the certificate table. */
+const EXPIRING_CACHE_MS = 30_000;
+
+/** Keeps a child per key, made once. */
+function cached<T>(make: (key: string) => T): (key: string) => T {
+  const children = new Map<string, T>();
+  return (key) => {
+    let child = children.get(key);
+    if (child === undefined) {
+      child = make(key);
+      children.set(key, child);
+    }
+    return child;
+  };
+}
+
+/** imprint's metrics in this process. */
+export class ImprintMetrics {
+  readonly registry = new Registry();
+  private readonly requestDuration: Histogram;
+  private readonly unmatched: (method: string) => DurationChildren;
+  private readonly enrollments: (protocol: string) => (outcome: string) => CounterChild;
+  private readonly renewals: (outcome: string) => CounterChild;
+  private readonly rateLimits: (limit: string) => CounterChild;
+  private readonly ocsp: Record<OcspAnswerStatus, Record<OcspAnswerKind, CounterChild>>;
+  private readonly crlNumber: Gauge;
+  private readonly crlSize: Gauge;
+  private readonly crlBuild: Gauge;
+  private readonly propagation: Histogram;
+  private readonly transactions: Histogram;
+  private expiringSource: (() => Promise<ExpiringCounts>) | undefined;
+  private expiringCache: { readonly at: number; readonly counts: ExpiringCounts } | undefined;
+
+  constructor() {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, ...(cluster.isWorker ? { labels: { worker: String(cluster.worker!.id) } } : {}) });
+
+    this.requestDuration = new Histogram({
+      name: 'imprint_http_request_duration_seconds',
+      help: 'HTTP request duration by route, method and status class',
+      labelNames: ['route', 'method', 'status_class'],
+      buckets: REQUEST_BUCKETS,
+      registers,
+    });
+    this.unmatched = cached(() => []);
+
+    const enrollments = new Counter({
+      name: 'imprint_enrollments_total',
+      help: 'Enrollment requests by protocol and outcome ("ok" or the error code)',
+      labelNames: ['protocol', 'outcome'],
+      registers,
+    });
+    this.enrollments = cached((protocol) => cached((outcome) => enrollments.labels(protocol, outcome)));
+    this.enrollments('json')('ok');
+
+    const renewals = new Counter({
+      name: 'imprint_renewals_total',
+      help: 'Renewal requests by outcome ("ok" or the error code)',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.renewals = cached((outcome) => renewals.labels(outcome));
+    this.renewals('ok');
+
+    const rateLimited = new Counter({
+      name: 'imprint_rate_limited_total',
+      help: 'Requests refused by a rate limit, by limit',
+      labelNames: ['limit'],
+      registers,
+    });
+    this.rateLimits = cached((limit) => rateLimited.labels(limit));
+
+    const ocsp = new Counter({
+      name: 'imprint_ocsp_responses_total',
+      help: 'OCSP responses by status (good/revoked/unknown/malformed) and kind (nonce: signed for a nonce; cached: reused; fresh: signed and kept; none: an error response)',
+      labelNames: ['status', 'kind'],
+      registers,
+    });
+    const byKind = (status: OcspAnswerStatus) =>
+      Object.fromEntries(OCSP_KINDS.map((kind) => [kind, ocsp.labels(status, kind)])) as Record<OcspAnswerKind, CounterChild>;
+    this.ocsp = Object.fromEntries(OCSP_STATUSES.map((status) => [status, byKind(status)])) as ImprintMetrics['ocsp'];
+
+    // Every worker serves the same published CRL: the maximum is the server's.
+    this.crlNumber = new Gauge({ name: 'imprint_crl_number', help: 'CRL number of the CRL last served or built, by scope (issuer, root)', labelNames: ['scope'], registers, aggregator: 'max' });
+    this.crlSize = new Gauge({ name: 'imprint_crl_size_bytes', help: 'Size of the CRL last served or built, by scope', labelNames: ['scope'], registers, aggregator: 'max' });
+    this.crlBuild = new Gauge({ name: 'imprint_crl_build_duration_seconds', help: 'How long the last CRL build in this process took, by scope', labelNames: ['scope'], registers, aggregator: 'max' });
+
+    this.propagation = new Histogram({
+      name: 'imprint_revocation_propagation_seconds',
+      help: 'Time from a revocation being recorded to this process enforcing it (closing connections, refusing requests)',
+      buckets: PROPAGATION_BUCKETS,
+      registers,
+    });
+    this.transactions = new Histogram({
+      name: 'imprint_db_transaction_duration_seconds',
+      help: 'Duration of one group-committed database transaction, fsync included',
+      buckets: TRANSACTION_BUCKETS,
+      registers,
+    });
+
+    const expiring = new Gauge({
+      name: 'imprint_certificates_expiring',
+      help: 'Active certificates that expire within 7 or 30 days (counted at most every 30 s)',
+      labelNames: ['within'],
+      registers,
+      aggregator: 'max',
+      collect: async () => {
+        const counts = await this.expiringCounts();
+        if (!counts) return;
+        expiring.labels('7d').set(counts.within7d);
+        expiring.labels('30d').set(counts.within30d);
+      },
+    });
+  }
+
+  /** Makes each route's duration children as it is added: call before any route. */
+  instrument(app: FastifyInstance): void {
+    app.addHook('onRoute', (route: RouteOptions) => {
+      const methods = Array.isArray(route.method) ? route.method : [route.method];
+      const durations: Record<string, DurationChildren> = {};
+      for (const method of methods) durations[method] = [];
+      route.config = { ...route.config, durations };
+    });
+  }
+
+  /** Observes one finished request. */
+  observeRequest(request: FastifyRequest, reply: FastifyReply): void {
+    const statusClass = Math.min(5, Math.max(1, Math.floor(reply.statusCode / 100)));
+    const children = request.routeOptions.config.durations?.[request.method] ?? this.unmatched(request.method);
+    let child = children[statusClass];
+    if (child === undefined) {
+      const route = request.routeOptions.config.durations ? (request.routeOptions.url ?? 'unmatched') : 'unmatched';
+      child = this.requestDuration.labels(route, request.method, `${statusClass}xx`);
+      children[statusClass] = child;
+    }
+    child.observe(reply.elapsedTime / 1000);
+  }
+
+  enrollment(protocol: string, outcome: string): void {
+    this.enrollments(protocol)(outcome).inc();
+  }
+
+  renewal(outcome: string): void {
+    this.renewals(outcome).inc();
+  }
+
+  rateLimited(limit: string): void {
+    this.rateLimits(limit).inc();
+  }
+
+  ocspAnswered(status: OcspAnswerStatus, kind: OcspAnswerKind): void {
+    this.ocsp[status][kind].inc();
+  }
+
+  /** A CRL served (or built, with how long it took). */
+  crl(scope: string, crlNumber: number, bytes: number, buildSeconds?: number): void {
+    this.crlNumber.labels(scope).set(crlNumber);
+    this.crlSize.labels(scope).set(bytes);
+    if (buildSeconds !== undefined) this.crlBuild.labels(scope).set(buildSeconds);
+  }
+
+  revocationPropagated(seconds: number): void {
+    this.propagation.observe(Math.max(0, seconds));
+  }
+
+  transaction(seconds: number): void {
+    this.transactions.observe(seconds);
+  }
+
+  /** Where the expiring-certificate counts come from (the server's store). */
+  countExpiringWith(source: (() => Promise<ExpiringCounts>) | undefined): void {
+    this.expiringSource = source;
+    this.expiringCache = undefined;
+  }
+
+  private async expiringCounts(): Promise<ExpiringCounts | undefined> {
+    if (!this.expiringSource) return undefined;
+    const now = Date.now();
+    if (this.expiringCache && now - this.expiringCache.at < EXPIRING_CACHE_MS) return this.expiringCache.counts;
+    try {
+      const counts = await this.expiringSource();
+      this.expiringCache = { at: now, counts };
+      return counts;
+    } catch {
+      return this.expiringCache?.counts; // a store that cannot answer leaves the last count (readyz says why)
+    }
+  }
+
+  /** The exposition text: this process's, or the whole cluster's from a worker. */
+  async exposition(): Promise<string> {
+    return cluster.isWorker ? askPrimary() : this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
+
+let current: ImprintMetrics | undefined;
+
+/** This process's metrics, made on first use (a CLI command that serves nothing never makes them). */
+export function metrics(): ImprintMetrics {
+  if (!current) {
+    current = new ImprintMetrics();
+    if (cluster.isWorker) {
+      // Answers the primary's gathering requests with this registry (prom-client's own IPC).
+      new AggregatorRegistry();
+      AggregatorRegistry.setRegistries([current.registry]);
+    }
+  }
+  return current;
+}
+
+/** Worker to primary: gather the cluster's metrics. */
+interface GatherRequest {
+  readonly type: 'imprint:metrics';
+  readonly id: number;
+}
+
+/** Primary to worker: the gathered exposition text, or why not. */
+interface GatherResponse {
+  readonly type: 'imprint:metrics-text';
+  readonly id: number;
+  readonly text?: string;
+  readonly error?: string;
+}
+
+/** A scrape waits at most this long for the workers (prom-client gives them 5 s). */
+const GATHER_TIMEOUT_MS = 6_000;
+let nextGather = 0;
+const waiting = new Map<number, { resolve(text: string): void; reject(error: Error): void }>();
+let listening = false;
+
+function askPrimary(): Promise<string> {
+  if (!listening) {
+    listening = true;
+    process.on('message', (message: GatherResponse) => {
+      if (message?.type !== 'imprint:metrics-text') return;
+      const pending = waiting.get(message.id);
+      waiting.delete(message.id);
+      if (message.text !== undefined) pending?.resolve(message.text);
+      else pending?.reject(new Error(`cannot gather the workers' metrics: ${message.error}`));
+    });
+  }
+  const id = nextGather++;
+  return new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      waiting.delete(id);
+      reject(new Error('the primary did not answer the metrics request in time'));
+    }, GATHER_TIMEOUT_MS);
+    waiting.set(id, {
+      resolve: (text) => (clearTimeout(timer), resolve(text)),
+      reject: (error) => (clearTimeout(timer), reject(error)),
+    });
+    process.send?.({ type: 'imprint:metrics', id } satisfies GatherRequest, undefined, {}, (error: Error | null) => {
+      if (error) waiting.get(id)?.reject(error);
+    });
+  });
+}
+
+/** In the primary: answers a worker's scrape with every worker's metrics, aggregated. */
+export class MetricsPrimary {
+  private readonly aggregator = new AggregatorRegistry();
+
+  adopt(worker: Worker): void {
+    worker.on('message', (message: GatherRequest) => {
+      if (message?.type !== 'imprint:metrics') return;
+      const reply = (answer: Omit<GatherResponse, 'type' | 'id'>) => {
+        if (worker.isConnected()) worker.send({ type: 'imprint:metrics-text', id: message.id, ...answer } satisfies GatherResponse);
+      };
+      this.aggregator.clusterMetrics().then(
+        (text) => reply({ text }),
+        (error: Error) => reply({ error: error.message }),
+      );
+    });
+  }
+}

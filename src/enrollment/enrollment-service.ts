@@ -10,7 +10,7 @@ import { decodeCsrText, parseCsr, type ParsedCsr } from '../ca/csr.js';
 import { toPem } from '../ca/pem.js';
 import type { Clock } from '../clock.js';
 import { ImprintError } from '../errors.js';
-import type { AuditEventInput, Store, TokenRecord } from '../store/store.js';
+import type { AuditEventInput, Redemption, Store, TokenRecord } from '../store/store.js';
 import type { DeviceIdentity } from './client-authenticator.js';
 import { checkCsr } from './csr-policy.js';
 import type { DeviceIdPolicy } from './device-id.js';
@@ -86,10 +86,25 @@ export class EnrollmentService {
     private readonly renewal: RenewalPolicy = DEFAULT_RENEWAL_POLICY,
   ) {}
 
-  /** POST /v1/enroll: one token, one CSR, one device certificate. */
-  async enroll(request: { token: string | undefined; csr: string; source?: string | undefined }): Promise<EnrollmentOutcome> {
+  /**
+   * POST /v1/enroll (and EST simpleenroll, SCEP PKCSReq): one token, one CSR, one device
+   * certificate. `via` names the protocol (and EST label) recorded with the device.
+   */
+  async enroll(request: {
+    token: string | undefined;
+    csr: string;
+    source?: string | undefined;
+    via?: Redemption['via'];
+  }): Promise<EnrollmentOutcome> {
     const now = this.clock.now();
-    let audit: AuditEventInput = { at: now, actor: 'anonymous', action: 'enroll', outcome: 'ok', source: request.source };
+    let audit: AuditEventInput = {
+      at: now,
+      actor: 'anonymous',
+      action: 'enroll',
+      outcome: 'ok',
+      source: request.source,
+      ...(request.via ? { detail: { protocol: request.via.protocol, ...(request.via.label ? { label: request.via.label } : {}) } } : {}),
+    };
     try {
       if (!request.token) throw new ImprintError('token_missing', 'Authorization: Bearer <token> is required');
       if (!isWellFormedToken(request.token)) throw new ImprintError('token_invalid', 'token is not valid');
@@ -116,6 +131,7 @@ export class EnrollmentService {
         mode: token.deviceId === null ? 'unbound' : token.mayReprovision ? 'reprovision' : 'create',
         certificate: this.newCertificate(issued, csr, deviceId, now, token.id),
         audit: { ...audit, serial: issued.serial },
+        via: request.via,
       });
       if (outcome.ok) return { created: true, result: this.result(deviceId, issued.pem, issued.serial, issued.notAfter) };
 

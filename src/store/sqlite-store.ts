@@ -74,6 +74,8 @@ function deviceFromRow(row: Row): DeviceRecord {
     revocationReason: text(row.revocation_reason),
     retiringSerial: text(row.retiring_serial),
     retireAt: date(row.retire_at),
+    enrolledVia: (text(row.enrolled_via) ?? 'json') as DeviceRecord['enrolledVia'],
+    enrollmentLabel: text(row.enrollment_label),
   };
 }
 
@@ -159,10 +161,11 @@ export class SqliteStore implements Store {
                       WHERE id = @tokenId AND used_at IS NULL AND revoked_at IS NULL AND expires_at > @now`),
       device: s('SELECT * FROM devices WHERE id = ?'),
       existingDevices: s('SELECT id FROM devices WHERE id IN (SELECT value FROM json_each(?))'),
-      insertDevice: s(`INSERT INTO devices (id, status, enrolled_at, updated_at, current_serial)
-                       VALUES (@id, 'active', @now, @now, @serial) ON CONFLICT (id) DO NOTHING`),
+      insertDevice: s(`INSERT INTO devices (id, status, enrolled_at, updated_at, current_serial, enrolled_via, enrollment_label)
+                       VALUES (@id, 'active', @now, @now, @serial, @via, @label) ON CONFLICT (id) DO NOTHING`),
       reactivateDevice: s(`UPDATE devices SET status = 'active', updated_at = @now, current_serial = @serial,
-                           revoked_at = NULL, revocation_reason = NULL, retiring_serial = NULL, retire_at = NULL WHERE id = @id`),
+                           revoked_at = NULL, revocation_reason = NULL, retiring_serial = NULL, retire_at = NULL,
+                           enrolled_via = @via, enrollment_label = @label WHERE id = @id`),
       setRenewedSerial: s(`UPDATE devices SET current_serial = @serial, updated_at = @now, retiring_serial = @retiring, retire_at = @retireAt
                            WHERE id = @id`),
       clearRetiring: s('UPDATE devices SET retiring_serial = NULL, retire_at = NULL WHERE id = ?'),
@@ -242,13 +245,14 @@ export class SqliteStore implements Store {
       if (redeemed.changes !== 1) return 'token_unavailable';
       if (this.statements.keyTaken.get(r.certificate.spkiSha256, deviceId)) return abort('key_reused');
       if (r.mode === 'unbound' && this.statements.reservedId.get({ id: deviceId, now })) return abort('device_exists');
-      const inserted = this.statements.insertDevice.run({ id: deviceId, now, serial: r.certificate.serial });
+      const via = { via: r.via?.protocol ?? 'json', label: r.via?.label ?? null };
+      const inserted = this.statements.insertDevice.run({ id: deviceId, now, serial: r.certificate.serial, ...via });
       let audit = r.audit;
       if (inserted.changes !== 1) {
         if (r.mode !== 'reprovision') return abort('device_exists');
         const previous = deviceFromRow(this.statements.device.get(deviceId) as Row);
         const { revoked } = this.revokeAll(this.statements.activeDeviceCertificates, { id: deviceId, now }, 'superseded');
-        this.statements.reactivateDevice.run({ id: deviceId, now, serial: r.certificate.serial });
+        this.statements.reactivateDevice.run({ id: deviceId, now, serial: r.certificate.serial, ...via });
         audit = {
           ...audit,
           action: `${audit.action}.reprovision`,

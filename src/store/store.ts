@@ -50,7 +50,14 @@ export interface DeviceRecord {
   /** After a renewal: the certificate it replaced, honoured until the new one is used or `retireAt`. */
   readonly retiringSerial: string | null;
   readonly retireAt: Date | null;
+  /** How the device last enrolled: imprint's JSON API, EST or SCEP. */
+  readonly enrolledVia: EnrollmentProtocol;
+  /** The EST path label (RFC 7030 3.2.2) it enrolled through, if any. */
+  readonly enrollmentLabel: string | null;
 }
+
+/** The protocols a device may enroll with. */
+export type EnrollmentProtocol = 'json' | 'est' | 'scep';
 
 /** A certificate imprint issued. */
 export interface CertificateRecord {
@@ -179,6 +186,8 @@ export interface Redemption {
   readonly mode: 'unbound' | 'create' | 'reprovision';
   readonly certificate: NewCertificate & { readonly deviceId: string };
   readonly audit: AuditEventInput;
+  /** Recorded with the device; `json` and no label when absent. */
+  readonly via?: { readonly protocol: EnrollmentProtocol; readonly label?: string | undefined } | undefined;
 }
 
 /** Why a redemption did not commit; nothing was written. */

@@ -20,6 +20,7 @@ import { installRequestChecks, installValidation } from './validation.js';
 import { LocalWindowCounters, type WindowCounters } from './window-counters.js';
 import { adminRoutes } from './routes/admin-routes.js';
 import { deviceRoutes } from './routes/device-routes.js';
+import { estRoutes } from './routes/est-routes.js';
 import { publicRoutes } from './routes/public-routes.js';
 import { revocationRoutes } from './routes/revocation-routes.js';
 
@@ -155,6 +156,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(deviceRoutes, { services: options.services, limits });
   await app.register(adminRoutes, { services: options.services });
   await app.register(revocationRoutes, { services: options.services });
+  await app.register(estRoutes, { services: options.services, limits, counters });
   return app as unknown as FastifyInstance;
 }
 

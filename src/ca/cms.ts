@@ -1,0 +1,72 @@
+/**
+ * CMS (RFC 5652) structures for the standard enrollment protocols, built with pkijs and
+ * asn1js: they are assembled once per response, not on a measured hot path, and these
+ * libraries are what we test our hand-written DER against anyway. Pure PKI: no HTTP, no SQL.
+ */
+import * as asn1js from 'asn1js';
+import * as pkijs from 'pkijs';
+import { OID } from './oids.js';
+
+/** CMS content types (RFC 5652 4 and 5.1). */
+export const CMS_OID = {
+  data: '1.2.840.113549.1.7.1',
+  signedData: '1.2.840.113549.1.7.2',
+  envelopedData: '1.2.840.113549.1.7.3',
+} as const;
+
+/** The PKCS#9 challengePassword attribute (RFC 2985 5.4.1). */
+export const CHALLENGE_PASSWORD_OID = '1.2.840.113549.1.9.7';
+
+const toArrayBuffer = (bytes: Buffer): ArrayBuffer => bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+
+/** Parses one DER certificate we hold ourselves (never client input). */
+function certificateOf(der: Buffer): pkijs.Certificate {
+  return pkijs.Certificate.fromBER(toArrayBuffer(der));
+}
+
+/**
+ * A "certs-only" CMS message (RFC 5652 5.1 degenerate SignedData; RFC 7030 4.1.3 and
+ * 4.2.3, RFC 8894 3.4): version 1, no content, no signers, just the certificates in the
+ * order given. Readable by `openssl pkcs7 -inform DER -print_certs`.
+ */
+export function certsOnlyCms(certificates: readonly Buffer[]): Buffer {
+  const signedData = new pkijs.SignedData({
+    version: 1,
+    encapContentInfo: new pkijs.EncapsulatedContentInfo({ eContentType: CMS_OID.data }),
+    certificates: certificates.map(certificateOf),
+    signerInfos: [],
+  });
+  const contentInfo = new pkijs.ContentInfo({ contentType: CMS_OID.signedData, content: signedData.toSchema(true) });
+  return Buffer.from(contentInfo.toSchema().toBER(false));
+}
+
+/**
+ * The CsrAttrs of RFC 7030 4.5.2 telling a client what CSR we want:
+ *
+ *     CsrAttrs ::= SEQUENCE SIZE (0..MAX) OF AttrOrOID
+ *     AttrOrOID ::= CHOICE { oid OBJECT IDENTIFIER, attribute Attribute }
+ *
+ * We ask for an EC key on P-256 (the attribute form RFC 7030's own example uses for the
+ * curve: id-ecPublicKey with the curve OID as its value) signed with ecdsa-with-SHA256.
+ * P-256 because DESIGN chose it for every link of the chain; other keys the CSR policy
+ * allows are still accepted, this is only the preference.
+ */
+export function csrAttributes(): Buffer {
+  const sequence = new asn1js.Sequence({
+    value: [
+      new asn1js.Sequence({
+        value: [
+          new asn1js.ObjectIdentifier({ value: OID.ecPublicKey }),
+          new asn1js.Set({ value: [new asn1js.ObjectIdentifier({ value: OID.prime256v1 })] }),
+        ],
+      }),
+      new asn1js.ObjectIdentifier({ value: OID.ecdsaWithSha256 }),
+    ],
+  });
+  return Buffer.from(sequence.toBER(false));
+}
+
+/** Base64 in 64-character lines, as RFC 7030/8951 bodies are sent (and `openssl base64 -d` reads). */
+export function base64Lines(der: Buffer): string {
+  return (der.toString('base64').match(/.{1,64}/g) ?? []).join('\n') + '\n';
+}

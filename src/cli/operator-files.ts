@@ -8,7 +8,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { IssuedOperator } from '../enrollment/operator-service.js';
 import { writeFileAtomic } from '../files.js';
-import type { Output } from './commands.js';
+import type { Output } from './command.js';
 
 /** Where an operator's files go. */
 export interface OperatorFiles {
@@ -30,14 +30,16 @@ export function operatorFiles(dir: string, name: string): OperatorFiles {
   return files;
 }
 
-/** Writes the files; returns the paths written. The PKCS#12 passphrase is shown once when generated. */
-export function writeOperatorFiles({ pem, key, p12 }: OperatorFiles, issued: IssuedOperator, out: Output): string[] {
+/**
+ * Writes the files; returns the paths written. The PKCS#12 passphrase is `given`
+ * (IMPRINT_P12_PASSPHRASE, or its _FILE), else generated and shown once.
+ */
+export function writeOperatorFiles({ pem, key, p12 }: OperatorFiles, issued: IssuedOperator, out: Output, given: string | undefined): string[] {
   writeFileAtomic(key, issued.keyPem, 0o600);
   writeFileAtomic(pem, issued.certificatePem + issued.chainPem[0]!);
 
   // PKCS#12 through the openssl binary: Node has no PKCS#12 writer, and the file is
   // written once per operator, off any hot path.
-  const given = process.env.IMPRINT_P12_PASSPHRASE;
   const passphrase = given || randomBytes(12).toString('base64url');
   const result = spawnSync(
     'openssl',

@@ -51,7 +51,8 @@ export const DEFAULT_LIMITS: Limits = {
 /** The rate limits turned off (benchmarks: all load comes from one loopback address). */
 export const withoutRateLimits = (limits: Limits): Limits => ({ ...limits, enrollPerMinute: null, failedTokensPerMinute: null, renewPerMinute: null });
 
-const ENV: Readonly<Record<string, keyof Limits>> = {
+/** The variable (and, in the configuration module, the setting) behind each limit. */
+export const LIMIT_VARIABLES: Readonly<Record<string, keyof Limits>> = {
   IMPRINT_ENROLL_PER_MINUTE: 'enrollPerMinute',
   IMPRINT_FAILED_TOKENS_PER_MINUTE: 'failedTokensPerMinute',
   IMPRINT_RENEW_PER_MINUTE: 'renewPerMinute',
@@ -63,12 +64,13 @@ const ENV: Readonly<Record<string, keyof Limits>> = {
 };
 
 /**
- * Limits from the environment (`IMPRINT_RATE_LIMIT=off` and the variables above), then the
- * command line's `--rate-limit on|off`, which wins.
+ * Limits from the values of the variables above and `IMPRINT_RATE_LIMIT=off`, then
+ * `--rate-limit on|off`, which wins. A pure function of what it is given: the
+ * configuration module (src/config.ts) reads flags, environment and file, and calls it.
  */
-export function limitsFrom(env: NodeJS.ProcessEnv, rateLimitFlag?: string): Limits {
+export function limitsFrom(env: Readonly<Record<string, string | undefined>>, rateLimitFlag?: string): Limits {
   let limits: Limits = DEFAULT_LIMITS;
-  for (const [variable, field] of Object.entries(ENV)) {
+  for (const [variable, field] of Object.entries(LIMIT_VARIABLES)) {
     const text = env[variable];
     if (text === undefined || text === '') continue;
     if (!/^\d{1,9}$/.test(text) || Number(text) < 1) throw new Error(`${variable} must be a positive whole number`);

@@ -1,6 +1,6 @@
 /** serve's renewal flags and variables: flag over environment over default, and refusals. */
 import { describe, expect, it } from 'vitest';
-import { renewalPolicyFrom } from '../../src/cli/renewal-options.js';
+import { renewalPolicyFrom } from '../../src/config.js';
 
 const H = 3_600_000;
 

@@ -2,7 +2,7 @@
  * The composition root: a data directory opened into a store, a CA and the services on
  * top of them. The server and every CLI command start here, so both run the same code.
  */
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { CertificateAuthority } from './ca/authority.js';
 import { caExists, createCa, importCa, issueServerCertificate, loadCa, type ImportCaOptions } from './ca/ca-directory.js';
 import { systemClock, type Clock } from './clock.js';
@@ -18,11 +18,6 @@ import { TokenService } from './enrollment/tokens.js';
 import type { Durability } from './store/database.js';
 import { SqliteStore } from './store/sqlite-store.js';
 import type { Store } from './store/store.js';
-
-/** The data directory: --data, else IMPRINT_DATA, else ./data. */
-export function resolveDataDir(flag: string | undefined, env = process.env): string {
-  return resolve(flag ?? env.IMPRINT_DATA ?? 'data');
-}
 
 /** The SQLite file inside a data directory. */
 export const databasePath = (dataDir: string): string => join(dataDir, 'imprint.db');

@@ -5,6 +5,7 @@ import { showConfig, type Config } from '../../config.js';
 import { backupStore } from '../../enrollment/backup.js';
 import { databasePath, initInstance, openInstance, type InitOptions } from '../../instance.js';
 import { serve } from '../../serve.js';
+import type { ServeOptions } from '../../server.js';
 import { SqliteStore } from '../../store/sqlite-store.js';
 import { cliActor } from '../fleet-client.js';
 import { JSON_OPTION, settingOptions, str, UsageError, type Command, type Options } from '../command.js';
@@ -94,7 +95,7 @@ export const SETUP_COMMANDS: Readonly<Record<string, Command>> = {
     notes: 'Logs are JSON lines on stdout; the banner and failures go to stderr.',
     async run({ config, out }) {
       checkFirstPublicUrl(config);
-      const options = {
+      const options: ServeOptions = {
         dataDir: config.dataDir,
         host: config.host,
         port: config.port,
@@ -102,7 +103,6 @@ export const SETUP_COMMANDS: Readonly<Record<string, Command>> = {
         passphrase: config.caPassphrase,
         init: initOptions(config, config.port, config.statusPort),
         logger: true,
-        // Passed whichever way the server reads it: a field of ServeOptions once it has one.
         logLevel: config.logLevel,
         limits: config.limits,
         renewal: config.renewal,

@@ -22,9 +22,9 @@ const cli = async (...args: string[]) => {
   return { ...result, json: () => JSON.parse(result.stdout) };
 };
 
-/** Asserts the contract for a failed command: exit 1, nothing on stdout, one line on stderr. */
-function failed(result: { code: number | null; stdout: string; stderr: string }, message: RegExp) {
-  expect(result.code).toBe(1);
+/** Asserts the contract for a failed command: exit 1 (2 for a usage mistake), nothing on stdout, one line on stderr. */
+function failed(result: { code: number | null; stdout: string; stderr: string }, message: RegExp, code = 1) {
+  expect(result.code).toBe(code);
   expect(result.stdout).toBe('');
   expect(result.stderr.trim().split('\n')).toHaveLength(1);
   expect(result.stderr).toMatch(message);
@@ -72,12 +72,12 @@ describe('imprint operators', () => {
   });
 
   it.each([
-    { name: 'existing files', args: ['alice', '--role', 'admin'], message: /alice\.pem already exists/ },
-    { name: 'path in the name', args: ['../evil', '--role', 'admin'], message: /bad_request: operator name must match/ },
-    { name: 'unknown role', args: ['carol', '--role', 'root'], message: /bad_request: role must be one of admin, provisioner/ },
-  ])('issue refuses $name and records nothing', async ({ args, message }) => {
+    { name: 'existing files', args: ['alice', '--role', 'admin'], message: /alice\.pem already exists/, code: 1 },
+    { name: 'path in the name', args: ['../evil', '--role', 'admin'], message: /bad_request: operator name must match/, code: 1 },
+    { name: 'unknown role', args: ['carol', '--role', 'root'], message: /--role must be one of admin, provisioner/, code: 2 },
+  ])('issue refuses $name and records nothing', async ({ args, message, code }) => {
     const before = query(t.dataDir, 'SELECT count(*) AS n FROM operators');
-    failed(await cli('operators', 'issue', ...args, '--out', out), message);
+    failed(await cli('operators', 'issue', ...args, '--out', out), message, code);
     expect(query(t.dataDir, 'SELECT count(*) AS n FROM operators')).toEqual(before);
   });
 
@@ -141,15 +141,15 @@ describe('imprint devices and certs', () => {
   });
 
   it.each([
-    { name: 'unknown device', args: ['devices', 'show', 'nope'], message: /not_found/ },
-    { name: 'bad reason', args: ['devices', 'revoke', 'valve-001', '--reason', 'boredom'], message: /bad_request: .*reason/ },
-    { name: 'bad status', args: ['devices', 'list', '--status', 'lost'], message: /--status must be one of/ },
-    { name: 'bad cursor', args: ['devices', 'list', '--cursor', 'garbage'], message: /bad_request: .*cursor/ },
-    { name: 'bad serial', args: ['certs', 'revoke', 'xyz'], message: /bad_request: .*serial/ },
-    { name: 'two device ids', args: ['devices', 'revoke', 'a', 'b'], message: /usage/ },
-  ])('$name fails with one line and changes nothing', async ({ args, message }) => {
+    { name: 'unknown device', args: ['devices', 'show', 'nope'], message: /not_found/, code: 1 },
+    { name: 'bad reason', args: ['devices', 'revoke', 'valve-001', '--reason', 'boredom'], message: /--reason must be one of/, code: 2 },
+    { name: 'bad status', args: ['devices', 'list', '--status', 'lost'], message: /--status must be one of/, code: 2 },
+    { name: 'bad cursor', args: ['devices', 'list', '--cursor', 'garbage'], message: /bad_request: .*cursor/, code: 1 },
+    { name: 'bad serial', args: ['certs', 'revoke', 'xyz'], message: /bad_request: .*serial/, code: 1 },
+    { name: 'two device ids', args: ['devices', 'revoke', 'a', 'b'], message: /unexpected argument "b"/, code: 2 },
+  ])('$name fails with one line and changes nothing', async ({ args, message, code }) => {
     const before = snapshot(t.dataDir).state;
-    failed(await cli(...args), message);
+    failed(await cli(...args), message, code);
     expect(snapshot(t.dataDir).state).toBe(before);
   });
 });

@@ -71,18 +71,18 @@ describe('imprint tokens create', () => {
   });
 
   it.each([
-    { name: 'count/zero', args: ['--count', '0'], message: /count must be between 1 and 10000/ },
-    { name: 'count/too-many', args: ['--count', '10001'], message: /count must be between 1 and 10000/ },
-    { name: 'ttl/garbage', args: ['--ttl', 'soon'], message: /invalid duration/ },
-    { name: 'ttl/too-short', args: ['--ttl', '5s'], message: /ttlSeconds must be between/ },
-    { name: 'device-id/invalid', args: ['--device-id', 'bad id'], message: /does not match/ },
-    { name: 'device-id/duplicate', args: ['--device-id', 'x1', '--device-id', 'x1'], message: /duplicates/ },
-    { name: 'format/unknown', args: ['--format', 'xml'], message: /--format must be/ },
-    { name: 'flag/unknown', args: ['--colour'], message: /Unknown option/ },
-  ])('$name fails with exit 1, one line on stderr and nothing minted', async ({ args, message }) => {
+    { name: 'count/zero', args: ['--count', '0'], message: /--count must be a whole number from 1 to 10000/, code: 2 },
+    { name: 'count/too-many', args: ['--count', '10001'], message: /--count must be a whole number from 1 to 10000/, code: 2 },
+    { name: 'ttl/garbage', args: ['--ttl', 'soon'], message: /--ttl: invalid duration/, code: 2 },
+    { name: 'ttl/too-short', args: ['--ttl', '5s'], message: /--ttl must be between/, code: 2 },
+    { name: 'device-id/invalid', args: ['--device-id', 'bad id'], message: /does not match/, code: 1 },
+    { name: 'device-id/duplicate', args: ['--device-id', 'x1', '--device-id', 'x1'], message: /duplicates/, code: 1 },
+    { name: 'format/unknown', args: ['--format', 'xml'], message: /--format must be one of/, code: 2 },
+    { name: 'flag/unknown', args: ['--colour'], message: /^imprint: unknown flag --colour for tokens create/, code: 2 },
+  ])('$name fails with exit $code, one line on stderr and nothing minted', async ({ args, message, code }) => {
     const before = query(dataDir, 'SELECT count(*) AS n FROM tokens');
     const result = await imprint(['tokens', 'create', '--data', dataDir, ...args]);
-    expect(result.code).toBe(1);
+    expect(result.code).toBe(code);
     expect(result.stdout).toBe('');
     expect(result.stderr.trim().split('\n')).toHaveLength(1);
     expect(result.stderr).toMatch(message);

@@ -14,6 +14,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { caExists } from './ca/ca-directory.js';
 import { ImprintError } from './errors.js';
 import { DEFAULT_LIMITS } from './http/limits.js';
+import { MetricsPrimary } from './http/metrics.js';
 import { ClusterWindowCounters, CountingPrimary } from './http/window-counters.js';
 import { initInstance, openInstance } from './instance.js';
 import { banner, loadSigning, serverIdentity, startServer, type RunningServer, type ServeOptions } from './server.js';
@@ -112,6 +113,8 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
     const startedAt = new Map<Worker, number>();
     // The whole server's rate-limit counts: a source's requests spread over the workers.
     const counting = new CountingPrimary();
+    // A scrape answered by any worker shows the whole server: the primary gathers every worker's metrics.
+    const gathering = new MetricsPrimary();
 
     /** Stops every worker, then rejects with the one line: the primary never runs without its workers. */
     const fail = (message: string) => {
@@ -124,6 +127,7 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
       const worker = cluster.fork();
       startedAt.set(worker, Date.now());
       counting.adopt(worker);
+      gathering.adopt(worker);
       worker.on('message', (message: WorkerMessage) => {
         // A stop asked for before the worker could hear it: ask again.
         if (message?.type === 'started' && (stopping || failing)) return void worker.send('shutdown', () => undefined);
@@ -202,6 +206,7 @@ async function runWorker(options: ServeOptions, workers: number): Promise<never>
     server = await startServer({
       ...options,
       init: undefined,
+      workers,
       // The primary hands new connections to the workers in turn, so each gets its share of
       // the per-source connection cap; rate limits count in the primary, for the whole server.
       limits: { ...limits, connectionsPerSource: Math.ceil(limits.connectionsPerSource / workers) },

@@ -16,12 +16,15 @@ import {
   type ServerIdentity,
 } from './ca/ca-directory.js';
 import type { RenewalPolicy } from './enrollment/enrollment-service.js';
-import { RevocationWatcher } from './enrollment/revocation-watcher.js';
+import { REVOCATION_POLL_MS, RevocationWatcher } from './enrollment/revocation-watcher.js';
 import { buildApp, buildStatusApp } from './http/app.js';
 import { ClientConnections } from './http/client-connections.js';
 import type { Limits } from './http/limits.js';
+import { metrics } from './http/metrics.js';
 import type { WindowCounters } from './http/window-counters.js';
 import { databasePath, initInstance, openInstance, serverNames, type InitOptions, type Instance, type SigningServices } from './instance.js';
+import { observeCommits } from './store/group-commit.js';
+import type { Store } from './store/store.js';
 import { VERSION } from './version.js';
 
 /** Options of `imprint serve`. */
@@ -115,6 +118,23 @@ async function listen(app: FastifyInstance, host: string, port: number, flag: st
   }
 }
 
+const DAY_MS = 86_400_000;
+
+/** Connects the services' measurement hooks to this process's metrics; returns the disconnection. */
+function measure(services: SigningServices, store: Store): () => void {
+  const m = metrics();
+  services.ocsp.observer = (status, kind) => m.ocspAnswered(status, kind);
+  services.crls.observer = (scope, crlNumber, bytes, buildSeconds) => m.crl(scope, crlNumber, bytes, buildSeconds);
+  observeCommits((seconds) => m.transaction(seconds));
+  const count = store.countExpiring?.bind(store);
+  if (!count) return () => undefined;
+  return m.countExpiringWith(async () => {
+    const now = Date.now();
+    const { soon, later } = await count(new Date(now), new Date(now + 7 * DAY_MS), new Date(now + 30 * DAY_MS));
+    return { within7d: soon, within30d: later };
+  });
+}
+
 /** Fastify's logger: JSON lines at the configured level, or none. */
 function loggerOptions(options: ServeOptions): FastifyServerOptions['logger'] {
   if (!options.logger) return false;
@@ -130,9 +150,11 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   }
   const instance = await openInstance(options.dataDir, { passphrase: options.passphrase, backgroundCheckpoints: true, renewal: options.renewal });
   let watcher: RevocationWatcher | undefined;
+  let unmeasure = () => undefined as void;
   const apps: FastifyInstance[] = [];
   try {
     const services = { ...loadSigning(instance), tokens: instance.tokens, fleet: instance.fleet, audit: instance.audit };
+    unmeasure = measure(services, instance.store);
     const identity = serverIdentity(instance);
     // Relying parties ask OCSP about the server's certificate too: it is the same CA's.
     await instance.store.recordServerCertificate({ ...identity.leaf, issuedAt: identity.leaf.notBefore });
@@ -163,6 +185,9 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
         if (closed) app.log.info({ closed, revoked: serials.length }, 'closed connections of revoked certificates');
       },
       (error) => app.log.error({ err: error }, 'revocation watch failed'),
+      REVOCATION_POLL_MS,
+      instance.clock,
+      (seconds) => metrics().revocationPropagated(seconds),
     );
     await watcher.start();
     await listen(app, options.host, options.port, '');
@@ -190,12 +215,14 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       initialised,
       async close() {
         watcher?.stop();
+        unmeasure();
         await Promise.all(apps.map((each) => each.close()));
         await instance.close();
       },
     };
   } catch (error) {
     watcher?.stop();
+    unmeasure();
     await Promise.all(apps.map((each) => each.close()));
     await instance.close();
     throw error;

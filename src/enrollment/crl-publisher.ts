@@ -22,10 +22,15 @@ function fresh(crl: PublishedCrl, now: Date): boolean {
   return age >= 0 && age < REISSUE_AFTER_MS;
 }
 
+/** Told of every CRL served (for metrics), with the build time when this process built it; must not throw. */
+export type CrlObserver = (scope: CrlScope, crlNumber: number, bytes: number, buildSeconds?: number) => void;
+
 /** Builds, publishes and caches the issuing CA's and the root's CRLs. */
 export class CrlPublisher {
   /** The published CRLs this process read last: a request costs two small reads, not the DER. */
   private readonly held = new Map<CrlScope, PublishedCrl>();
+  /** Told of every CRL served; none when absent. */
+  observer: CrlObserver | undefined;
 
   constructor(
     private readonly store: Store,
@@ -58,12 +63,16 @@ export class CrlPublisher {
     const number = await this.store.publishedCrlNumber(scope);
     const held = this.held.get(scope);
     let published = held && held.crlNumber === number ? held : await this.store.publishedCrl(scope);
+    let buildSeconds: number | undefined;
     if (!published || published.revocationSeq < seq || !fresh(published, now)) {
+      const started = performance.now();
       const crlNumber = await this.store.nextCrlNumber();
       const der = await build(crlNumber, now);
+      buildSeconds = (performance.now() - started) / 1000;
       published = await this.store.publishCrl({ scope, revocationSeq: seq, crlNumber, builtAt: now, der });
     }
     this.held.set(scope, published);
+    this.observer?.(scope, published.crlNumber, published.der.length, buildSeconds);
     return published.der;
   }
 

@@ -32,13 +32,26 @@ const MAX_CACHED_ANSWERS = 10_000;
 interface CachedAnswer {
   readonly der: Buffer;
   readonly producedAt: number;
+  readonly status: OcspAnswerSummary;
 }
+
+/** One answer's status for counting: revoked if any asked certificate is, else unknown if any is, else good. */
+export type OcspAnswerSummary = 'good' | 'revoked' | 'unknown' | 'malformed';
+/** How an answer was made: signed for a nonce, reused, signed and kept, or an error response. */
+export type OcspAnswerKind = 'nonce' | 'cached' | 'fresh' | 'none';
+/** Told of every answer (for metrics); must not throw. */
+export type OcspAnswerObserver = (status: OcspAnswerSummary, kind: OcspAnswerKind) => void;
+
+const summary = (statuses: readonly OcspStatus[]): OcspAnswerSummary =>
+  statuses.some((each) => each.status === 'revoked') ? 'revoked' : statuses.some((each) => each.status === 'unknown') ? 'unknown' : 'good';
 
 /** Answers OCSP requests for the issuing CA. */
 export class OcspService {
   private readonly cache = new Map<string, CachedAnswer>();
   /** The revocation sequence the cached answers were read at. */
   private cacheSeq = -1;
+  /** Told of every answer; none when absent. */
+  observer: OcspAnswerObserver | undefined;
 
   constructor(
     private readonly store: Store,
@@ -52,10 +65,17 @@ export class OcspService {
     try {
       request = parseOcspRequest(requestDer);
     } catch (error) {
-      if (error instanceof MalformedOcspRequestError) return ocspErrorResponse(OcspResponseStatus.malformedRequest);
+      if (error instanceof MalformedOcspRequestError) {
+        this.observer?.('malformed', 'none');
+        return ocspErrorResponse(OcspResponseStatus.malformedRequest);
+      }
       throw error;
     }
-    if (request.nonce) return (await this.answer(request)).der;
+    if (request.nonce) {
+      const answer = await this.answer(request);
+      this.observer?.(answer.status, 'nonce');
+      return answer.der;
+    }
 
     // Read before the statuses, so an answer is never filed under a later sequence than its data.
     const seq = await this.store.revocationSeq();
@@ -66,19 +86,23 @@ export class OcspService {
     const key = requestDer.toString('latin1');
     const cached = this.cache.get(key);
     const age = cached && this.clock.now().getTime() - cached.producedAt;
-    if (cached && age! >= 0 && age! < REUSE_MS) return cached.der;
+    if (cached && age! >= 0 && age! < REUSE_MS) {
+      this.observer?.(cached.status, 'cached');
+      return cached.der;
+    }
 
-    const { der, producedAt, known } = await this.answer(request);
+    const { der, producedAt, known, status } = await this.answer(request);
+    this.observer?.(status, 'fresh');
     // Unknown serials are not kept: anyone can ask about any serial, and they would crowd out real ones.
     if (known && seq === this.cacheSeq) {
       this.cache.delete(key);
       if (this.cache.size >= MAX_CACHED_ANSWERS) this.cache.delete(this.cache.keys().next().value!);
-      this.cache.set(key, { der, producedAt: producedAt.getTime() });
+      this.cache.set(key, { der, producedAt: producedAt.getTime(), status });
     }
     return der;
   }
 
-  private async answer(request: OcspRequest): Promise<{ der: Buffer; producedAt: Date; known: boolean }> {
+  private async answer(request: OcspRequest): Promise<{ der: Buffer; producedAt: Date; known: boolean; status: OcspAnswerSummary }> {
     const answers = [];
     for (const certId of request.certIds) answers.push({ certIdDer: certId.der, status: await this.status(certId) });
     const now = this.clock.now();
@@ -87,7 +111,8 @@ export class OcspService {
       { producedAt: now, thisUpdate: now, nextUpdate: new Date(now.getTime() + OCSP_VALIDITY_MS) },
       request.nonce,
     );
-    return { der, producedAt: now, known: answers.every((answer) => answer.status.status !== 'unknown') };
+    const statuses = answers.map((answer) => answer.status);
+    return { der, producedAt: now, known: statuses.every((each) => each.status !== 'unknown'), status: summary(statuses) };
   }
 
   private async status(certId: OcspCertId): Promise<OcspStatus> {

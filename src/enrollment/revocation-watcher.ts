@@ -9,6 +9,8 @@ import type { Store } from '../store/store.js';
 
 /** Polling interval: well inside the one-second promise, and one indexed read per tick. */
 export const REVOCATION_POLL_MS = 200;
+/** Revocations timed per poll at most: a mass revocation is one event, not ten thousand reads. */
+const TIMED_PER_POLL = 8;
 
 /** Calls `onRevoked` with the serials revoked since the last look. */
 export class RevocationWatcher {
@@ -22,6 +24,8 @@ export class RevocationWatcher {
     private readonly onError: (error: unknown) => void,
     private readonly intervalMs = REVOCATION_POLL_MS,
     private readonly clock: Clock = systemClock,
+    /** Told, per revocation enforced, the seconds since it was recorded (for metrics). */
+    private readonly onPropagated?: (seconds: number) => void,
   ) {}
 
   /** Starts watching from the current sequence (earlier revocations are enforced per request). */
@@ -41,9 +45,24 @@ export class RevocationWatcher {
       if (seq === this.seq) return;
       const serials = await this.store.revokedSince(this.seq);
       this.seq = seq;
-      if (serials.length) this.onRevoked(serials);
+      if (serials.length) {
+        this.onRevoked(serials);
+        if (this.onPropagated) await this.timePropagation(serials);
+      }
     } finally {
       this.polling = false;
+    }
+  }
+
+  /** How long the newest revocations took to reach this process: one observation per revocation time. */
+  private async timePropagation(serials: readonly string[]): Promise<void> {
+    const now = this.clock.now().getTime();
+    const seen = new Set<number>();
+    for (const serial of serials.slice(-TIMED_PER_POLL)) {
+      const revokedAt = (await this.store.certificateStatus(serial))?.revokedAt?.getTime();
+      if (revokedAt === undefined || seen.has(revokedAt)) continue;
+      seen.add(revokedAt);
+      this.onPropagated!((now - revokedAt) / 1000);
     }
   }
 

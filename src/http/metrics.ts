@@ -74,7 +74,8 @@ export class ImprintMetrics {
   private readonly crlBuild: Gauge;
   private readonly propagation: Histogram;
   private readonly transactions: Histogram;
-  private expiringSource: (() => Promise<ExpiringCounts>) | undefined;
+  /** Servers in this process that can count; the newest answers (tests run several). */
+  private readonly expiringSources: (() => Promise<ExpiringCounts>)[] = [];
   private expiringCache: { readonly at: number; readonly counts: ExpiringCounts } | undefined;
 
   constructor() {
@@ -213,18 +214,24 @@ export class ImprintMetrics {
     this.transactions.observe(seconds);
   }
 
-  /** Where the expiring-certificate counts come from (the server's store). */
-  countExpiringWith(source: (() => Promise<ExpiringCounts>) | undefined): void {
-    this.expiringSource = source;
+  /** Where the expiring-certificate counts come from (a server's store) until the returned function is called. */
+  countExpiringWith(source: () => Promise<ExpiringCounts>): () => void {
+    this.expiringSources.push(source);
     this.expiringCache = undefined;
+    return () => {
+      const at = this.expiringSources.indexOf(source);
+      if (at >= 0) this.expiringSources.splice(at, 1);
+      this.expiringCache = undefined;
+    };
   }
 
   private async expiringCounts(): Promise<ExpiringCounts | undefined> {
-    if (!this.expiringSource) return undefined;
+    const source = this.expiringSources.at(-1);
+    if (!source) return undefined;
     const now = Date.now();
     if (this.expiringCache && now - this.expiringCache.at < EXPIRING_CACHE_MS) return this.expiringCache.counts;
     try {
-      const counts = await this.expiringSource();
+      const counts = await source();
       this.expiringCache = { at: now, counts };
       return counts;
     } catch {

@@ -88,6 +88,7 @@ export function installObservability(app: FastifyInstance): void {
   metrics().instrument(app);
 
   app.addHook('onResponse', function logOperation(request: FastifyRequest, reply: FastifyReply, done: () => void) {
+    metrics().observeRequest(request, reply);
     const operation = request.routeOptions.config.audit;
     if (operation === undefined) return done();
     const status = reply.statusCode;

@@ -23,3 +23,86 @@ export const EnrollmentResultSchema = Type.Object({
 /** Error responses a route may give, for the schema's `response` map. */
 export const errorResponses = (...statuses: number[]) =>
   Object.fromEntries(statuses.map((status) => [status, ErrorBodySchema]));
+
+/** A value or null (a JSON field that is always present). */
+const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T) => Type.Union([schema, Type.Null()]);
+
+/** A page of a listing: the items and the opaque cursor of the next page (null on the last). */
+const Page = <T extends Parameters<typeof Type.Array>[0]>(item: T) => Type.Object({ items: Type.Array(item), nextCursor: Nullable(Type.String()) });
+
+/** `POST /v1/admin/tokens`: the tokens, shown this once. */
+export const MintedTokensSchema = Type.Object({
+  tokens: Type.Array(Type.Object({ id: Type.String(), token: Type.String(), deviceId: Nullable(Type.String()), expiresAt: Type.String() })),
+});
+
+/** A token as listed (never the secret). */
+export const TokenViewSchema = Type.Object({
+  id: Type.String(),
+  status: Type.String(),
+  label: Nullable(Type.String()),
+  deviceId: Nullable(Type.String()),
+  createdAt: Type.String(),
+  createdBy: Type.String(),
+  expiresAt: Type.String(),
+  usedAt: Nullable(Type.String()),
+  usedByDevice: Nullable(Type.String()),
+  revokedAt: Nullable(Type.String()),
+});
+export const TokenPageSchema = Page(TokenViewSchema);
+
+/** `POST /v1/admin/tokens/revoke`: the batch and how many of its unused tokens were revoked. */
+export const RevokedBatchSchema = Type.Object({ label: Type.String(), revoked: Type.Integer() });
+
+const deviceFields = {
+  id: Type.String(),
+  status: Type.String(),
+  enrolledAt: Type.String(),
+  updatedAt: Type.String(),
+  currentSerial: Nullable(Type.String()),
+  revokedAt: Nullable(Type.String()),
+  revocationReason: Nullable(Type.String()),
+};
+
+/** A certificate as operators see it (`pem` only when one certificate is asked for). */
+export const CertificateViewSchema = Type.Object({
+  serial: Type.String(),
+  kind: Type.String(),
+  subject: Type.String(),
+  deviceId: Nullable(Type.String()),
+  status: Type.String(),
+  notBefore: Type.String(),
+  notAfter: Type.String(),
+  issuedAt: Type.String(),
+  revokedAt: Nullable(Type.String()),
+  revocationReason: Nullable(Type.String()),
+  pem: Type.Optional(Type.String()),
+});
+
+/**
+ * A device as listed. Fields added to the view later pass through until described here
+ * (the response serializer would otherwise drop them silently).
+ */
+export const DeviceViewSchema = Type.Object(deviceFields, { additionalProperties: true });
+export const DevicePageSchema = Page(DeviceViewSchema);
+/** One device with its certificate history. */
+export const DeviceDetailSchema = Type.Object({ ...deviceFields, certificates: Type.Array(CertificateViewSchema) }, { additionalProperties: true });
+/** A device after a revocation, with the serials it revoked. */
+export const DeviceRevocationSchema = Type.Object(
+  { ...deviceFields, certificates: Type.Array(CertificateViewSchema), revokedSerials: Type.Array(Type.String()) },
+  { additionalProperties: true },
+);
+
+/** An audit event as shown to operators. */
+export const AuditEventSchema = Type.Object({
+  id: Type.Integer(),
+  at: Type.String(),
+  actor: Type.String(),
+  action: Type.String(),
+  outcome: Type.String(),
+  source: Nullable(Type.String()),
+  tokenId: Nullable(Type.String()),
+  deviceId: Nullable(Type.String()),
+  serial: Nullable(Type.String()),
+  detail: Nullable(Type.Object({}, { additionalProperties: true })),
+});
+export const AuditPageSchema = Page(AuditEventSchema);

@@ -15,6 +15,16 @@ interface Pending {
   reject(error: unknown): void;
 }
 
+/** Told how long each committed batch took, in seconds, and how many writes it held (for metrics). */
+export type CommitObserver = (seconds: number, writes: number) => void;
+
+let commitObserver: CommitObserver | undefined;
+
+/** Sets the process's commit observer (one per process: metrics are per process). */
+export function observeCommits(observer: CommitObserver | undefined): void {
+  commitObserver = observer;
+}
+
 type Outcome = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: unknown };
 
 /** Batches writes on one connection. */
@@ -70,7 +80,9 @@ export class GroupCommit {
     if (this.queue.length) this.schedule();
     let outcomes: Outcome[];
     try {
+      const started = performance.now();
       outcomes = this.batch(items);
+      commitObserver?.((performance.now() - started) / 1000, items.length);
     } catch (error) {
       for (const item of items) item.reject(error);
       return;

@@ -741,6 +741,15 @@ export class SqliteStore implements Store {
     }
   }
 
+  private expiring: Database.Statement | undefined;
+
+  async countExpiring(now: Date, soon: Date, later: Date): Promise<{ soon: number; later: number }> {
+    this.expiring ??= this.db.prepare(`SELECT COUNT(*) AS later, COALESCE(SUM(not_after <= @soon), 0) AS soon FROM certificates
+                                       WHERE status = 'active' AND not_after > @now AND not_after <= @later`);
+    const row = this.expiring.get({ now: now.getTime(), soon: soon.getTime(), later: later.getTime() }) as { soon: number; later: number };
+    return { soon: row.soon, later: row.later };
+  }
+
   async close(): Promise<void> {
     this.groupCommit.drain();
     if (this.checkpointer) {

@@ -332,5 +332,11 @@ export interface Store {
    */
   backup(file: string): Promise<{ readonly bytes: number }>;
 
+  /**
+   * Active certificates still valid at `now` that expire by `soon` and by `later` (for the
+   * expiry gauges); optional, a backend without it has no such gauge.
+   */
+  countExpiring?(now: Date, soon: Date, later: Date): Promise<{ readonly soon: number; readonly later: number }>;
+
   close(): Promise<void>;
 }

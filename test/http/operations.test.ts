@@ -13,6 +13,7 @@ import { VERSION } from '../../src/version.js';
 import { freePort } from '../../scripts/server-process.js';
 import { call, type Response } from '../helpers/https.js';
 import { tempDir } from '../helpers/openssl.js';
+import { buildCsr, generateDeviceKey } from '../../simulator/csr.js';
 
 /** A plain-HTTP request to the status listener. */
 function plain(url: string, headers: Record<string, string> = {}): Promise<Response> {
@@ -143,8 +144,152 @@ describe('readiness of a server whose store is gone', () => {
       expect(status.body.reason).toMatch(/^store: /);
       expect((await call(`${broken.server.url}/livez`, { ca: broken.rootPem })).status).toBe(200);
     } finally {
-      await Promise.all([broken.server.app.close()]);
+      await broken.server.close().catch(() => undefined); // its store is closed already
       rmSync(broken.dataDir, { recursive: true, force: true });
     }
+  });
+});
+
+/** Waits (bounded) for a log line that matches. */
+async function logLine(server: LoggedServer, match: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+  for (let i = 0; i < 100; i++) {
+    const line = server.lines.find(match);
+    if (line) return line;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error('no such log line');
+}
+
+async function mint(server: RunningServer): Promise<{ id: string; token: string }> {
+  const { tokens } = await server.instance.tokens.mint({}, { actor: 'cli:test', role: 'admin' });
+  return tokens[0]!;
+}
+
+async function enroll(id: string, token: string, requestId?: string): Promise<Response> {
+  const key = await generateDeviceKey();
+  return call(`${t.server.url}/v1/enroll`, {
+    ca: t.rootPem,
+    json: { csr: buildCsr(key, id) },
+    headers: { authorization: `Bearer ${token}`, ...(requestId ? { 'x-request-id': requestId } : {}) },
+  });
+}
+
+describe('log lines', () => {
+  it('one line per enrollment and per refusal, with request id, actor, device, serial, outcome, source and duration; never a token', async () => {
+    const token = await mint(t.server);
+    const ok = await enroll('log-device-1', token.token, 'enroll-req-1');
+    expect(ok.status).toBe(201);
+    const line = await logLine(t, (each) => each.requestId === 'enroll-req-1');
+    expect(line).toMatchObject({
+      level: 30,
+      event: 'enroll',
+      protocol: 'json',
+      outcome: 'ok',
+      status: 201,
+      actor: 'anonymous',
+      deviceId: 'log-device-1',
+      serial: ok.body.serial,
+      source: '127.0.0.1',
+      durationMs: expect.any(Number),
+    });
+
+    const refused = await enroll('log-device-2', `imp_${'A'.repeat(43)}`, 'enroll-req-2');
+    expect(refused.status).toBe(401);
+    expect(refused.headers['x-request-id']).toBe('enroll-req-2');
+    expect(await logLine(t, (each) => each.requestId === 'enroll-req-2')).toMatchObject({ event: 'enroll', outcome: 'token_invalid', status: 401 });
+
+    // Every line so far, including the token mint and the refusal, holds no token.
+    expect(t.raw.length).toBeGreaterThan(2);
+    for (const raw of t.raw) expect(raw).not.toMatch(/imp_/);
+  });
+
+  it('admin calls are logged with the operator as actor; other routes write no line', async () => {
+    const admin = await operator(t.server, 'ops-admin', 'admin');
+    const before = t.lines.length;
+    await get('/v1/ca', { 'x-request-id': 'quiet-1' });
+    const minted = await call(`${t.server.url}/v1/admin/tokens`, { ca: t.rootPem, ...admin, json: { count: 1 }, headers: { 'x-request-id': 'mint-1' } });
+    expect(minted.status).toBe(201);
+    expect(await logLine(t, (each) => each.requestId === 'mint-1')).toMatchObject({
+      event: 'tokens.mint',
+      outcome: 'ok',
+      actor: 'operator:ops-admin',
+      tokenId: minted.body.tokens[0].id,
+      count: 1,
+    });
+    expect(t.lines.slice(before).some((each) => each.requestId === 'quiet-1')).toBe(false);
+    for (const raw of t.raw) expect(raw).not.toContain(minted.body.tokens[0].token);
+  });
+});
+
+/** An operator's client certificate and key. */
+async function operator(server: RunningServer, name: string, role: 'admin' | 'provisioner') {
+  const issued = await server.instance.signing().operators.issue({ name, role }, { actor: 'cli:test', role: 'admin' });
+  return { cert: issued.certificatePem + issued.chainPem[0], key: issued.keyPem };
+}
+
+/** The value of one sample in a Prometheus text exposition (0 when absent). */
+function sample(text: string, name: string, labels: Record<string, string> = {}): number {
+  const wanted = Object.entries(labels).map(([key, value]) => `${key}="${value}"`);
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) continue;
+    const match = /^([a-zA-Z_:][\w:]*)(?:\{([^}]*)\})? (\S+)$/.exec(line);
+    if (!match || match[1] !== name) continue;
+    const present = (match[2] ?? '').split(',');
+    if (wanted.every((label) => present.includes(label))) return Number(match[3]);
+  }
+  return 0;
+}
+
+describe('metrics', () => {
+  const scrape = async () => {
+    const response = await plain(`${t.server.statusUrl}/metrics`);
+    expect(response.status).toBe(200);
+    expect(response.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
+    return response.body as string;
+  };
+
+  it('counters move with an enrollment, a refusal and OCSP requests', async () => {
+    const before = await scrape();
+    expect(await enroll('metrics-device-1', (await mint(t.server)).token)).toMatchObject({ status: 201 });
+    expect(await enroll('metrics-device-2', `imp_${'B'.repeat(43)}`)).toMatchObject({ status: 401 });
+    const ocsp = await call(`${t.server.url}/ocsp`, { ca: t.rootPem, body: Buffer.from('not an OCSP request'), headers: { 'content-type': 'application/ocsp-request' } });
+    expect(ocsp.status).toBe(200);
+    const after = await scrape();
+
+    const delta = (name: string, labels: Record<string, string> = {}) => sample(after, name, labels) - sample(before, name, labels);
+    expect(delta('imprint_enrollments_total', { protocol: 'json', outcome: 'ok' })).toBe(1);
+    expect(delta('imprint_enrollments_total', { protocol: 'json', outcome: 'token_invalid' })).toBe(1);
+    expect(delta('imprint_ocsp_responses_total', { status: 'malformed', kind: 'none' })).toBe(1);
+    expect(delta('imprint_http_request_duration_seconds_count', { route: '/v1/enroll', method: 'POST', status_class: '2xx' })).toBe(1);
+    expect(delta('imprint_http_request_duration_seconds_count', { route: '/v1/enroll', method: 'POST', status_class: '4xx' })).toBe(1);
+    expect(delta('imprint_db_transaction_duration_seconds_count')).toBeGreaterThanOrEqual(1);
+    for (const name of ['imprint_certificates_expiring', 'process_cpu_user_seconds_total', 'nodejs_eventloop_lag_seconds']) expect(after).toContain(`${name}`);
+    expect(after).toMatch(/imprint_certificates_expiring\{within="30d"\} \d+/);
+  });
+
+  it('a CRL fetch sets the CRL gauges; a revocation is timed to its enforcement', async () => {
+    expect((await get('/crl')).status).toBe(200);
+    const device = await enroll('metrics-revoked', (await mint(t.server)).token);
+    expect(device.status).toBe(201);
+    const before = sample(await scrape(), 'imprint_revocation_propagation_seconds_count');
+    await t.server.instance.fleet.revokeDevice('metrics-revoked', 'keyCompromise', { actor: 'cli:test', role: 'admin' });
+    let after = before;
+    for (let i = 0; i < 50 && after === before; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      after = sample(await scrape(), 'imprint_revocation_propagation_seconds_count');
+    }
+    expect(after).toBe(before + 1);
+    const text = await scrape();
+    expect(sample(text, 'imprint_crl_number', { scope: 'issuer' })).toBeGreaterThan(0);
+    expect(sample(text, 'imprint_crl_size_bytes', { scope: 'issuer' })).toBeGreaterThan(100);
+    expect(text).toMatch(/imprint_crl_build_duration_seconds\{scope="issuer"\} [\d.e-]+/);
+  });
+
+  it('on HTTPS, /metrics is for admins only', async () => {
+    expect(await get('/metrics')).toMatchObject({ status: 401, body: { error: 'client_cert_required' } });
+    expect(await get('/metrics', {}, await operator(t.server, 'metrics-provisioner', 'provisioner'))).toMatchObject({ status: 403, body: { error: 'forbidden' } });
+    const admitted = await get('/metrics', {}, await operator(t.server, 'metrics-admin', 'admin'));
+    expect(admitted.status).toBe(200);
+    expect(admitted.body).toContain('imprint_enrollments_total');
   });
 });

@@ -7,6 +7,18 @@ import type { AppServices } from '../../instance.js';
 import { REVOCATION_REASONS } from '../../store/store.js';
 import { BODY_LIMITS } from '../limits.js';
 import { ADMIN_ONLY, ANY_OPERATOR, operatorOf, requireOperator } from '../authenticate.js';
+import {
+  AuditPageSchema,
+  CertificateViewSchema,
+  DeviceDetailSchema,
+  DevicePageSchema,
+  DeviceRevocationSchema,
+  errorResponses,
+  MintedTokensSchema,
+  RevokedBatchSchema,
+  TokenPageSchema,
+  TokenViewSchema,
+} from '../schemas.js';
 
 const Limit = Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE }));
 const Cursor = Type.Optional(Type.String({ minLength: 1, maxLength: 64 }));
@@ -15,6 +27,8 @@ const Reason = Type.Object(
   { additionalProperties: false },
 );
 const IdParam = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) });
+/** Every operator route may refuse the caller (401, 403) or the request (400). */
+const refusals = errorResponses(400, 401, 403);
 
 /** A revocation without a body is a revocation without a reason (the reason is optional). */
 async function emptyBodyIsNoReason(request: { body: unknown }): Promise<void> {
@@ -30,8 +44,10 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ services: AppServices }> =
     '/v1/admin/tokens',
     {
       onRequest: anyOperator,
+      config: { audit: 'tokens.mint' },
       bodyLimit: BODY_LIMITS.tokenBatch,
       schema: {
+        response: { 201: MintedTokensSchema, ...refusals, ...errorResponses(409) },
         body: Type.Object(
           {
             count: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_TOKENS_PER_REQUEST })),
@@ -43,14 +59,21 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ services: AppServices }> =
         ),
       },
     },
-    async (request, reply) => reply.code(201).send(await services.tokens.mint(request.body, operatorOf(request))),
+    async (request, reply) => {
+      const minted = await services.tokens.mint(request.body, operatorOf(request));
+      const only = minted.tokens.length === 1 ? minted.tokens[0] : undefined;
+      request.audit = { count: minted.tokens.length, tokenId: only?.id, deviceId: only?.deviceId ?? undefined };
+      return reply.code(201).send(minted);
+    },
   );
 
   app.get(
     '/v1/admin/tokens',
     {
       onRequest: anyOperator,
+      config: { audit: 'tokens.list' },
       schema: {
+        response: { 200: TokenPageSchema, ...refusals },
         querystring: Type.Object(
           {
             status: Type.Optional(Type.Union([Type.Literal('unused'), Type.Literal('used'), Type.Literal('expired'), Type.Literal('revoked')])),
@@ -69,22 +92,39 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ services: AppServices }> =
     '/v1/admin/tokens/revoke',
     {
       onRequest: adminOnly,
+      config: { audit: 'tokens.revoke_batch' },
       schema: {
         body: Type.Object({ label: Type.String({ minLength: 1, maxLength: 64 }) }, { additionalProperties: false }),
+        response: { 200: RevokedBatchSchema, ...refusals },
       },
     },
-    async (request) => services.tokens.revokeBatch(request.body.label, operatorOf(request)),
+    async (request) => {
+      const result = await services.tokens.revokeBatch(request.body.label, operatorOf(request));
+      request.audit = { count: result.revoked };
+      return result;
+    },
   );
 
-  app.post('/v1/admin/tokens/:id/revoke', { onRequest: adminOnly, schema: { params: IdParam } }, async (request) =>
-    services.tokens.revoke(request.params.id, operatorOf(request)),
+  app.post(
+    '/v1/admin/tokens/:id/revoke',
+    {
+      onRequest: adminOnly,
+      config: { audit: 'tokens.revoke' },
+      schema: { params: IdParam, response: { 200: TokenViewSchema, ...refusals, ...errorResponses(404, 409) } },
+    },
+    async (request) => {
+      request.audit = { tokenId: request.params.id };
+      return services.tokens.revoke(request.params.id, operatorOf(request));
+    },
   );
 
   app.get(
     '/v1/admin/devices',
     {
       onRequest: adminOnly,
+      config: { audit: 'devices.list' },
       schema: {
+        response: { 200: DevicePageSchema, ...refusals },
         querystring: Type.Object(
           {
             status: Type.Optional(Type.Union([Type.Literal('active'), Type.Literal('revoked')])),
@@ -99,14 +139,33 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ services: AppServices }> =
     async (request) => services.fleet.listDevices(request.query),
   );
 
-  app.get('/v1/admin/devices/:id', { onRequest: adminOnly, schema: { params: IdParam } }, async (request) =>
-    services.fleet.getDevice(request.params.id),
+  app.get(
+    '/v1/admin/devices/:id',
+    {
+      onRequest: adminOnly,
+      config: { audit: 'devices.show' },
+      schema: { params: IdParam, response: { 200: DeviceDetailSchema, ...refusals, ...errorResponses(404) } },
+    },
+    async (request) => {
+      request.audit = { deviceId: request.params.id };
+      return services.fleet.getDevice(request.params.id);
+    },
   );
 
   app.post(
     '/v1/admin/devices/:id/revoke',
-    { onRequest: adminOnly, preValidation: emptyBodyIsNoReason, schema: { params: IdParam, body: Reason } },
-    async (request) => services.fleet.revokeDevice(request.params.id, request.body.reason, operatorOf(request)),
+    {
+      onRequest: adminOnly,
+      preValidation: emptyBodyIsNoReason,
+      config: { audit: 'devices.revoke' },
+      schema: { params: IdParam, body: Reason, response: { 200: DeviceRevocationSchema, ...refusals, ...errorResponses(404) } },
+    },
+    async (request) => {
+      request.audit = { deviceId: request.params.id };
+      const revoked = await services.fleet.revokeDevice(request.params.id, request.body.reason, operatorOf(request));
+      request.audit.count = revoked.revokedSerials.length;
+      return { ...revoked, revokedSerials: [...revoked.revokedSerials] };
+    },
   );
 
   app.post(
@@ -114,16 +173,28 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ services: AppServices }> =
     {
       onRequest: adminOnly,
       preValidation: emptyBodyIsNoReason,
-      schema: { params: Type.Object({ serial: Type.String({ minLength: 1, maxLength: 64 }) }), body: Reason },
+      config: { audit: 'certificates.revoke' },
+      schema: {
+        params: Type.Object({ serial: Type.String({ minLength: 1, maxLength: 64 }) }),
+        body: Reason,
+        response: { 200: CertificateViewSchema, ...refusals, ...errorResponses(404) },
+      },
     },
-    async (request) => services.fleet.revokeCertificate(request.params.serial, request.body.reason, operatorOf(request)),
+    async (request) => {
+      request.audit = { serial: request.params.serial };
+      const certificate = await services.fleet.revokeCertificate(request.params.serial, request.body.reason, operatorOf(request));
+      request.audit = { serial: certificate.serial, deviceId: certificate.deviceId ?? undefined };
+      return certificate;
+    },
   );
 
   app.get(
     '/v1/admin/audit',
     {
       onRequest: adminOnly,
+      config: { audit: 'audit.list' },
       schema: {
+        response: { 200: AuditPageSchema, ...refusals },
         querystring: Type.Object(
           {
             since: Type.Optional(Type.String({ minLength: 1, maxLength: 40 })),

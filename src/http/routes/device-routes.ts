@@ -38,12 +38,17 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ services: SigningServices
     '/v1/renew',
     {
       bodyLimit: BODY_LIMITS.csr,
-      ...(limits.renewPerMinute === null ? {} : { config: { rateLimit: { max: limits.renewPerMinute, timeWindow: 60_000, keyGenerator: renewRateKey } } }),
+      config: {
+        audit: 'renew',
+        ...(limits.renewPerMinute === null ? {} : { rateLimit: { max: limits.renewPerMinute, timeWindow: 60_000, keyGenerator: renewRateKey } }),
+      },
       schema: { body: CsrBodySchema, response: { 201: EnrollmentResultSchema, ...errorResponses(400, 401, 403, 409, 429) } },
     },
     async (request, reply) => {
       const identity = await authenticateDevice(services, request, { renewing: true });
+      request.audit = { deviceId: identity.deviceId };
       const result = await services.enrollment.renew(identity, { csr: request.body.csr, source: request.ip });
+      request.audit.serial = result.serial;
       return reply.code(201).send(result);
     },
   );

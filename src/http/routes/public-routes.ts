@@ -1,4 +1,4 @@
-/** Routes anyone may call: health, the CA chain, enrollment with a bootstrap token. */
+/** Routes anyone may call: the CA chain, enrollment with a bootstrap token (health is in health.ts). */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { SigningServices } from '../../instance.js';
@@ -14,14 +14,25 @@ export function bearerToken(header: string | undefined): string | undefined {
 }
 
 export const publicRoutes: FastifyPluginAsyncTypebox<{ services: SigningServices; limits: Limits; counters: WindowCounters }> = async (app, { services, limits, counters }) => {
-  app.get('/v1/ca', async (_request, reply) =>
+  app.get(
+    '/v1/ca',
+    {
+      schema: {
+        summary: 'The CA chain: issuing CA then root, PEM',
+        produces: ['application/pem-certificate-chain'],
+        response: { 200: Type.String({ description: 'PEM certificates, issuing CA first' }) },
+      },
+    },
+    async (_request, reply) =>
     reply.type('application/pem-certificate-chain').send(services.ca.chainPem.join('')),
   );
 
+  const guards = enrollRouteLimits(limits, counters);
   app.post(
     '/v1/enroll',
     {
-      ...enrollRouteLimits(limits, counters),
+      ...guards,
+      config: { ...guards.config, audit: 'enroll' },
       bodyLimit: BODY_LIMITS.csr,
       schema: {
         body: CsrBodySchema,
@@ -34,6 +45,7 @@ export const publicRoutes: FastifyPluginAsyncTypebox<{ services: SigningServices
         csr: request.body.csr,
         source: request.ip,
       });
+      request.audit = { deviceId: outcome.result.deviceId, serial: outcome.result.serial };
       return reply.code(outcome.created ? 201 : 200).send(outcome.result);
     },
   );

@@ -10,7 +10,8 @@ import { caPaths } from '../../src/ca/ca-directory.js';
 import { DEFAULT_LIMITS, withoutRateLimits } from '../../src/http/limits.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 import { VERSION } from '../../src/version.js';
-import { freePort } from '../../scripts/server-process.js';
+import { freePort, spawnServer } from '../../scripts/server-process.js';
+import { imprint } from '../helpers/cli.js';
 import { call, type Response } from '../helpers/https.js';
 import { tempDir } from '../helpers/openssl.js';
 import { buildCsr, generateDeviceKey } from '../../simulator/csr.js';
@@ -291,5 +292,41 @@ describe('metrics', () => {
     const admitted = await get('/metrics', {}, await operator(t.server, 'metrics-admin', 'admin'));
     expect(admitted.status).toBe(200);
     expect(admitted.body).toContain('imprint_enrollments_total');
+  });
+});
+
+describe('metrics with serve --workers 2', () => {
+  it('one scrape of the status listener shows the whole server: every worker\'s enrollments, process metrics per worker', async () => {
+    const dataDir = join(tempDir(), 'data');
+    const statusPort = await freePort();
+    const server = await spawnServer(dataDir, ['--workers', '2', '--status-port', String(statusPort)]);
+    try {
+      const tokens = (await imprint(['tokens', 'create', '--data', dataDir, '--count', '6'])).stdout.trim().split('\n');
+      expect(tokens).toHaveLength(6);
+      // New connections are handed to the workers in turn: both enroll some.
+      for (const [i, token] of tokens.entries()) {
+        const response = await call(`${server.url}/v1/enroll`, {
+          ca: server.rootPem,
+          json: { csr: buildCsr(await generateDeviceKey(), `cluster-metrics-${i}`) },
+          headers: { authorization: `Bearer ${token}` },
+        });
+        expect(response.status).toBe(201);
+      }
+      expect((await call(`${server.url}/v1/enroll`, { ca: server.rootPem, json: { csr: 'x' } })).status).toBe(401);
+
+      const scraped = await plain(`http://127.0.0.1:${statusPort}/metrics`);
+      expect(scraped.status).toBe(200);
+      const text = scraped.body as string;
+      expect(sample(text, 'imprint_enrollments_total', { protocol: 'json', outcome: 'ok' })).toBe(6);
+      expect(sample(text, 'imprint_enrollments_total', { protocol: 'json', outcome: 'token_missing' })).toBe(1);
+      expect(sample(text, 'imprint_http_request_duration_seconds_count', { route: '/v1/enroll', method: 'POST', status_class: '2xx' })).toBe(6);
+      const workers = new Set([...text.matchAll(/^process_resident_memory_bytes\{worker="(\d+)"\}/gm)].map((match) => match[1]));
+      expect(workers.size).toBe(2);
+      // Both listeners of both workers are ready.
+      for (let i = 0; i < 4; i++) expect((await plain(`http://127.0.0.1:${statusPort}/readyz`)).status).toBe(200);
+    } finally {
+      await server.killGroup('SIGKILL');
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });

@@ -341,9 +341,11 @@ function fromText(spec: SettingSpec, text: string | string[]): unknown {
   return kind === 'integer' && /^\d{1,10}$/.test(one.trim()) ? Number(one.trim()) : one;
 }
 
-function check(spec: SettingSpec, value: unknown, origin: string): unknown {
+/** Validates one value; the error shows `raw` (text as typed) or the file's JSON, never a secret. */
+function check(spec: SettingSpec, value: unknown, origin: string, raw?: string | string[]): unknown {
   if (!validators.get(spec.key)!(value)) {
-    const shown = spec.secret ? '' : `=${JSON.stringify(value)}`;
+    const typed = raw === undefined ? JSON.stringify(value) : Array.isArray(raw) ? raw.join(',') : raw;
+    const shown = spec.secret ? '' : `=${typed}`;
     throw new ConfigError(`${origin}${shown}: expected ${spec.expect}`);
   }
   return value;
@@ -385,13 +387,13 @@ function readConfigFile(path: string): Record<string, unknown> {
 function resolveSetting(spec: SettingSpec, input: ConfigInput, env: NodeJS.ProcessEnv, fileValues: Record<string, unknown>, fileName: string): Resolved | undefined {
   const flag = spec.noFlag ? undefined : input.flags?.[spec.flag];
   if (flag !== undefined && !(Array.isArray(flag) && flag.length === 0)) {
-    return { value: check(spec, fromText(spec, flag as string | string[]), `--${spec.flag}`), source: 'flag', origin: `--${spec.flag}` };
+    return { value: check(spec, fromText(spec, flag as string | string[]), `--${spec.flag}`, flag as string | string[]), source: 'flag', origin: `--${spec.flag}` };
   }
   const text = env[spec.env];
   const fileVariable = `${spec.env}_FILE`;
   const secretFile = spec.secret ? env[fileVariable] : undefined;
   if (text !== undefined && text !== '' && secretFile) throw new ConfigError(`set ${spec.env} or ${fileVariable}, not both`);
-  if (text !== undefined && text !== '') return { value: check(spec, fromText(spec, text), spec.env), source: 'env', origin: spec.env };
+  if (text !== undefined && text !== '') return { value: check(spec, fromText(spec, text), spec.env, text), source: 'env', origin: spec.env };
   if (secretFile) return { value: check(spec, readSecretFile(fileVariable, secretFile), fileVariable), source: 'env', origin: fileVariable };
   if (spec.key in fileValues) return { value: check(spec, fileValues[spec.key], `${fileName}: ${spec.key}`), source: 'file', origin: fileName };
   return undefined;
@@ -471,7 +473,7 @@ export interface ShownSetting {
   readonly source: Source;
   readonly origin: string;
   readonly env: string;
-  readonly flag: string | undefined;
+  readonly flag: string | null;
 }
 
 const MASK = '********';
@@ -487,7 +489,7 @@ export function showConfig(config: Config): ShownSetting[] {
       source: resolved?.source ?? 'default',
       origin: resolved?.origin ?? 'default',
       env: spec.env,
-      flag: spec.noFlag ? undefined : `--${spec.flag}`,
+      flag: spec.noFlag ? null : `--${spec.flag}`,
     };
   });
 }
@@ -542,5 +544,5 @@ export function closest(word: string, candidates: readonly string[]): string | u
     const d = distance(word.toLowerCase(), candidate.toLowerCase());
     if (d < bestDistance) [best, bestDistance] = [candidate, d];
   }
-  return best !== undefined && bestDistance <= Math.max(1, Math.min(3, Math.floor(best.length / 3))) ? best : undefined;
+  return best !== undefined && bestDistance <= Math.max(1, Math.min(3, Math.floor(best.length / 2))) ? best : undefined;
 }

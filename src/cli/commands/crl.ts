@@ -55,8 +55,10 @@ async function watch(fleet: FleetClient, values: Values, file: string, out: Outp
   const withRoot = Boolean(values['with-root']);
   let stopping = false;
   let wake: (() => void) | undefined;
+  let timer: NodeJS.Timeout | undefined;
   const stop = () => {
     stopping = true;
+    clearTimeout(timer);
     wake?.();
   };
   process.once('SIGINT', stop);
@@ -80,7 +82,7 @@ async function watch(fleet: FleetClient, values: Values, file: string, out: Outp
     if (stopping) break;
     await new Promise<void>((resolve) => {
       wake = resolve;
-      setTimeout(resolve, intervalMs).unref();
+      timer = setTimeout(resolve, intervalMs);
     });
   }
   process.removeListener('SIGINT', stop);

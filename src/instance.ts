@@ -4,7 +4,7 @@
  */
 import { join } from 'node:path';
 import { CertificateAuthority } from './ca/authority.js';
-import { caExists, createCa, importCa, issueServerCertificate, loadCa, type ImportCaOptions } from './ca/ca-directory.js';
+import { caExists, caPaths, createCa, importCa, issueServerCertificate, loadCa, loadScepRa, type ImportCaOptions } from './ca/ca-directory.js';
 import { systemClock, type Clock } from './clock.js';
 import { AuditService } from './enrollment/audit-service.js';
 import { ClientAuthenticator } from './enrollment/client-authenticator.js';
@@ -14,6 +14,7 @@ import { DEFAULT_RENEWAL_POLICY, EnrollmentService, type RenewalPolicy } from '.
 import { FleetService } from './enrollment/fleet-service.js';
 import { OcspService } from './enrollment/ocsp-service.js';
 import { OperatorService } from './enrollment/operator-service.js';
+import { ScepService } from './enrollment/scep-service.js';
 import { TokenService } from './enrollment/tokens.js';
 import type { Durability } from './store/database.js';
 import { SqliteStore } from './store/sqlite-store.js';
@@ -141,6 +142,7 @@ export interface SigningServices {
   readonly crls: CrlPublisher;
   readonly ocsp: OcspService;
   readonly operators: OperatorService;
+  readonly scep: ScepService;
 }
 
 /** Everything the HTTP API calls. */
@@ -177,10 +179,17 @@ export async function openInstance(dataDir: string, options: OpenOptions = {}): 
     signing() {
       if (!signing) {
         const ca = new CertificateAuthority(loadCa(dataDir, options.passphrase), settings);
+        const enrollment = new EnrollmentService(store, ca, clock, deviceIds, settings, renewal);
+        const clients = new ClientAuthenticator(store, clock, renewal.afterExpiryMs);
         signing = {
           ca,
-          enrollment: new EnrollmentService(store, ca, clock, deviceIds, settings, renewal),
-          clients: new ClientAuthenticator(store, clock, renewal.afterExpiryMs),
+          enrollment,
+          clients,
+          scep: new ScepService(ca, enrollment, clients, () => {
+            const ra = loadScepRa(dataDir);
+            if (!ra) throw new Error(`${caPaths(dataDir).scepRa} is missing or does not match its key: imprint serve issues it`);
+            return ra;
+          }),
           crls: new CrlPublisher(store, ca, clock),
           ocsp: new OcspService(store, ca, clock),
           operators: new OperatorService(store, ca, clock),

@@ -17,7 +17,7 @@ import { DEFAULT_LIMITS } from './http/limits.js';
 import { MetricsPrimary } from './http/metrics.js';
 import { ClusterWindowCounters, CountingPrimary } from './http/window-counters.js';
 import { initInstance, openInstance } from './instance.js';
-import { banner, loadSigning, serverIdentity, startServer, type RunningServer, type ServeOptions } from './server.js';
+import { banner, loadSigning, scepRaIdentity, serverIdentity, startServer, type RunningServer, type ServeOptions } from './server.js';
 
 /** Where serve writes its messages. */
 export interface ServeOutput {
@@ -93,14 +93,15 @@ async function stopWorkers(): Promise<void> {
 async function runPrimary(options: ServeOptions, count: number, out: ServeOutput): Promise<never> {
   // Initialise and check the CA key here, once: workers racing to create a CA, or each
   // dying on a wrong passphrase, would be worse than one clear line from the primary.
-  // The server certificate too: two workers renewing it at once could leave tls/ with
-  // one's key and the other's certificate.
+  // The server and SCEP RA certificates too: two workers renewing one at once could leave
+  // one's key next to the other's certificate.
   const initialised = !caExists(options.dataDir);
   if (initialised) await initInstance(options.dataDir, { port: options.port, statusPort: options.statusPort, ...options.init, passphrase: options.passphrase });
   const check = await openInstance(options.dataDir, { passphrase: options.passphrase });
   try {
     loadSigning(check);
     serverIdentity(check);
+    scepRaIdentity(check);
   } finally {
     await check.close();
   }

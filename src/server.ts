@@ -10,9 +10,13 @@ import { dirname } from 'node:path';
 import {
   caExists,
   caPaths,
+  issueScepRaCertificate,
   issueServerCertificate,
+  loadScepRa,
   loadServerIdentity,
+  SCEP_RA_RENEW_BEFORE_DAYS,
   SERVER_RENEW_BEFORE_DAYS,
+  type ScepRaIdentity,
   type ServerIdentity,
 } from './ca/ca-directory.js';
 import type { RenewalPolicy } from './enrollment/enrollment-service.js';
@@ -84,6 +88,14 @@ export function serverIdentity(instance: Instance): ServerIdentity {
   const current = loadServerIdentity(instance.dataDir);
   if (current && current.notAfter.getTime() - now.getTime() > SERVER_RENEW_BEFORE_DAYS * 86_400_000) return current;
   return issueServerCertificate(instance.dataDir, instance.signing().ca.material, serverNames(instance.settings), now);
+}
+
+/** The SCEP RA's certificate and key, issued anew when missing or within 30 days of expiry. */
+export function scepRaIdentity(instance: Instance): ScepRaIdentity {
+  const now = instance.clock.now();
+  const current = loadScepRa(instance.dataDir);
+  if (current && current.notAfter.getTime() - now.getTime() > SCEP_RA_RENEW_BEFORE_DAYS * 86_400_000) return current;
+  return issueScepRaCertificate(instance.dataDir, instance.signing().ca.material, now);
 }
 
 /** The URL a listening app answers on. */
@@ -158,6 +170,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     const identity = serverIdentity(instance);
     // Relying parties ask OCSP about the server's certificate too: it is the same CA's.
     await instance.store.recordServerCertificate({ ...identity.leaf, issuedAt: identity.leaf.notBefore });
+    const ra = scepRaIdentity(instance);
+    await instance.store.recordServerCertificate({ ...ra.leaf, issuedAt: ra.leaf.notBefore });
     const logger = loggerOptions(options);
     const probes = {
       store: () => instance.store.revocationSeq(),

@@ -6,13 +6,14 @@
 import { createPrivateKey, createPublicKey, randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { childrenOf, contentOf, readElement } from '../asn1/der-reader.js';
 import { writeFileAtomic } from '../files.js';
 import { buildCertificate, encodeName, randomSerial, signingKeyFor, type NameAttribute } from './certificate-builder.js';
 import { certificateParts, type CertificateParts } from './certificate-info.js';
-import { generateP256, readPrivateKey, writePrivateKey } from './keys.js';
+import { generateP256, generateRsa2048, readPrivateKey, writePrivateKey } from './keys.js';
 import { OID } from './oids.js';
 import { certificatesFromPem, toPem } from './pem.js';
-import { issuerExtensions, rootExtensions, serverExtensions } from './profiles.js';
+import { issuerExtensions, rootExtensions, scepRaExtensions, serverExtensions } from './profiles.js';
 
 /** Where each CA file lives below a data directory. */
 export function caPaths(dataDir: string) {
@@ -23,6 +24,8 @@ export function caPaths(dataDir: string) {
     issuerKey: join(dataDir, 'ca', 'issuer.key'),
     serverCertificate: join(dataDir, 'tls', 'server.pem'),
     serverKey: join(dataDir, 'tls', 'server.key'),
+    scepRa: join(dataDir, 'ca', 'scep-ra.pem'),
+    scepRaKey: join(dataDir, 'ca', 'scep-ra.key'),
   };
 }
 
@@ -32,6 +35,10 @@ const ISSUER_VALIDITY_DAYS = 10 * 365;
 const SERVER_VALIDITY_DAYS = 397;
 /** The server certificate is re-issued at start-up when less than this is left. */
 export const SERVER_RENEW_BEFORE_DAYS = 30;
+/** The SCEP RA certificate lives about a year and is re-issued like the server's. */
+const SCEP_RA_VALIDITY_DAYS = 365;
+/** The SCEP RA certificate is re-issued at start-up when less than this is left. */
+export const SCEP_RA_RENEW_BEFORE_DAYS = 30;
 
 /** Everything loaded from the CA directory that the running CA needs. */
 export interface CaMaterial {
@@ -235,4 +242,57 @@ export function loadServerIdentity(dataDir: string): ServerIdentity | undefined 
   if (!leaf) return undefined;
   const described = serverLeaf(leaf);
   return { certificateChainPem, keyPem: readFileSync(paths.serverKey, 'utf8'), notAfter: described.notAfter, leaf: described };
+}
+
+/** The SCEP registration authority: an RSA certificate from the issuing CA, and its key. */
+export interface ScepRaIdentity {
+  /** DER of the RA certificate. */
+  readonly certificate: Buffer;
+  readonly key: KeyObject;
+  readonly notAfter: Date;
+  /** The certificate, as the store records it so that OCSP answers for it. */
+  readonly leaf: ServerLeaf;
+}
+
+/** The subjectPublicKey BIT STRING contents of a SubjectPublicKeyInfo we made ourselves. */
+const subjectKeyBits = (spki: Buffer): Buffer => contentOf(spki, childrenOf(spki, readElement(spki))[1]!).subarray(1);
+
+/**
+ * Issues ca/scep-ra.pem|key: RSA 2048 (SCEP clients can only encrypt to RSA), signed by
+ * the issuing CA, which itself stays P-256. The RA holds no CA power: it decrypts
+ * requests and signs CertReps; certificates are still signed by the issuing CA.
+ */
+export function issueScepRaCertificate(dataDir: string, ca: CaMaterial, now: Date): ScepRaIdentity {
+  const paths = caPaths(dataDir);
+  const key = generateRsa2048();
+  const spki = spkiOf(key.privateKey);
+  const notBefore = new Date(now.getTime() - 5 * 60_000);
+  const notAfter = new Date(notBefore.getTime() + SCEP_RA_VALIDITY_DAYS * DAY_MS);
+  const der = buildCertificate(
+    {
+      serial: randomSerial(randomBytes),
+      issuer: ca.issuer.subjectName,
+      subject: encodeName([{ oid: OID.commonName, value: 'imprint SCEP RA' }]),
+      notBefore,
+      notAfter,
+      subjectPublicKeyInfo: spki,
+      extensions: scepRaExtensions(subjectKeyBits(spki), ca.issuer.publicKeyBits),
+    },
+    signingKeyFor(ca.issuerKey),
+  );
+  writePrivateKey(paths.scepRaKey, key.privateKey);
+  writeFileAtomic(paths.scepRa, toPem(der));
+  return { certificate: der, key: key.privateKey, notAfter, leaf: serverLeaf(der) };
+}
+
+/** Loads the SCEP RA, or undefined when there is none yet (or it no longer matches its key). */
+export function loadScepRa(dataDir: string): ScepRaIdentity | undefined {
+  const paths = caPaths(dataDir);
+  if (!existsSync(paths.scepRa) || !existsSync(paths.scepRaKey)) return undefined;
+  const [der] = certificatesFromPem(readFileSync(paths.scepRa, 'utf8'));
+  if (!der) return undefined;
+  const key = readPrivateKey(paths.scepRaKey);
+  const leaf = serverLeaf(der);
+  if (!new X509Certificate(der).checkPrivateKey(key)) return undefined;
+  return { certificate: der, key, notAfter: leaf.notAfter, leaf };
 }

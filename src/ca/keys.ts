@@ -12,6 +12,14 @@ export function generateP256(): { privateKey: KeyObject; publicKey: KeyObject } 
   return generateKeyPairSync('ec', { namedCurve: 'P-256' });
 }
 
+/**
+ * A fresh RSA 2048 key pair, made only for the SCEP RA: SCEP clients transport their
+ * content key with RSA (RFC 8894 3.5.2), so the RA cannot be P-256 like everything else.
+ */
+export function generateRsa2048(): { privateKey: KeyObject; publicKey: KeyObject } {
+  return generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 0x10001 });
+}
+
 /** Writes a private key 0600, encrypted when a passphrase is given. */
 export function writePrivateKey(path: string, key: KeyObject, passphrase?: string): void {
   const pem = passphrase

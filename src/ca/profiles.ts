@@ -84,6 +84,20 @@ export function serverExtensions(keyBits: Buffer, issuerKeyBits: Buffer, names: 
   ];
 }
 
+/**
+ * The SCEP registration authority's RSA certificate (RFC 8894 2.1, 2.2): clients encrypt
+ * their requests to it (keyEncipherment) and it signs the CertReps (digitalSignature). No
+ * extended key usage: it authenticates no TLS peer.
+ */
+export function scepRaExtensions(keyBits: Buffer, issuerKeyBits: Buffer): Buffer[] {
+  return [
+    basicConstraints(false),
+    keyUsageExtension([KeyUsageBit.digitalSignature, KeyUsageBit.keyEncipherment]),
+    subjectKeyIdentifier(keyBits),
+    authorityKeyIdentifier(issuerKeyBits),
+  ];
+}
+
 /** Settings that shape every client (device and operator) certificate. */
 export interface ClientProfileSettings {
   readonly trustDomain: string;

@@ -1,0 +1,115 @@
+/**
+ * SCEP (RFC 8894) policy: a PKCSReq is an enrollment whose bootstrap token is the CSR's
+ * challengePassword, a RenewalReq a renewal authenticated by the certificate that signed
+ * it. Both go through the same EnrollmentService as /v1/enroll and /v1/renew, so one-time
+ * use, retries, key and identity rules are the same; this file only translates between
+ * SCEP messages and those calls, and our error codes into CertRep failInfo.
+ */
+import { randomBytes } from 'node:crypto';
+import type { CertificateAuthority } from '../ca/authority.js';
+import type { ScepRaIdentity } from '../ca/ca-directory.js';
+import { certsOnlyCms } from '../ca/cms.js';
+import { certificatesFromPem } from '../ca/pem.js';
+import { buildCertRep, checkIssuedBy, MessageType, readPkiMessage, ScepMessageError, type FailInfo, type ScepRequest } from '../ca/scep.js';
+import { ImprintError, type ErrorCode } from '../errors.js';
+import type { ClientAuthenticator } from './client-authenticator.js';
+import type { EnrollmentService } from './enrollment-service.js';
+
+/** What a PKIOperation is answered with: a CertRep, and the refusal it carries, if any. */
+export interface ScepAnswer {
+  readonly certRep: Buffer;
+  /** Our error code behind a FAILURE CertRep (for rate limits and logs); undefined on success. */
+  readonly refusal: ErrorCode | undefined;
+}
+
+/**
+ * failInfo for our refusals (RFC 8894 3.2.1.4). badCertId: the certificate that signed a
+ * renewal is not one we honour; badMessageCheck: a signature that does not verify;
+ * badRequest: everything policy refuses (tokens, CSR rules, identity, rate).
+ */
+const FAIL_INFO: Partial<Record<ErrorCode, FailInfo>> = {
+  csr_signature_invalid: 'badMessageCheck',
+  client_cert_required: 'badCertId',
+  client_cert_invalid: 'badCertId',
+  device_revoked: 'badCertId',
+};
+
+/** The SCEP registration authority's policy over the enrollment service. */
+export class ScepService {
+  /** Keys the RSA implicit rejection of this process (see rsaKeyTransportDecrypt). */
+  private readonly secret = randomBytes(32);
+  private loaded: ScepRaIdentity | undefined;
+  private caCerts: Buffer | undefined;
+
+  /** @param loadRa reads ca/scep-ra.pem|key (issued at start-up); called on first use. */
+  constructor(
+    private readonly ca: CertificateAuthority,
+    private readonly enrollment: EnrollmentService,
+    private readonly clients: ClientAuthenticator,
+    private readonly loadRa: () => ScepRaIdentity,
+  ) {}
+
+  /** The RA certificate and key. */
+  get ra(): ScepRaIdentity {
+    this.loaded ??= this.loadRa();
+    return this.loaded;
+  }
+
+  /**
+   * GetCACert (RFC 8894 4.2.1.2): the RA certificate, then the issuing CA and the root, as
+   * a degenerate certs-only PKCS#7. The RA comes first: it is the one clients encrypt to.
+   */
+  caCertificates(): Buffer {
+    this.caCerts ??= certsOnlyCms([this.ra.certificate, this.ca.material.issuer.der, this.ca.material.root.der]);
+    return this.caCerts;
+  }
+
+  /**
+   * A PKIOperation: reads the message, enrolls or renews, answers a CertRep. Throws
+   * ScepMessageError only for a message too broken to address a CertRep to (no
+   * transactionID or senderNonce): the caller answers that 400.
+   */
+  async pkiOperation(message: Buffer, source: string | undefined): Promise<ScepAnswer> {
+    const ra = this.ra;
+    let request: ScepRequest;
+    try {
+      request = await readPkiMessage(message, { certificate: ra.certificate, key: ra.key, secret: this.secret });
+    } catch (error) {
+      const partial = error instanceof ScepMessageError ? error.partial : undefined;
+      if (!(error instanceof ScepMessageError) || !partial?.transactionId || !partial.senderNonce) throw error;
+      const addressed = { transactionId: partial.transactionId, senderNonce: partial.senderNonce, signerCertificate: undefined };
+      return { certRep: buildCertRep(addressed, { status: 'failure', failInfo: error.failInfo }, ra), refusal: 'bad_request' };
+    }
+    try {
+      const pem = await this.issue(request, source);
+      const [certificate] = certificatesFromPem(pem);
+      return { certRep: buildCertRep(request, { status: 'success', certificate: certificate! }, ra), refusal: undefined };
+    } catch (error) {
+      if (!(error instanceof ImprintError)) throw error;
+      const failInfo = FAIL_INFO[error.code] ?? 'badRequest';
+      return { certRep: buildCertRep(request, { status: 'failure', failInfo }, ra), refusal: error.code };
+    }
+  }
+
+  /** Enrolls (PKCSReq) or renews (RenewalReq); the issued certificate's PEM. */
+  private async issue(request: ScepRequest, source: string | undefined): Promise<string> {
+    const csr = request.csrDer.toString('base64');
+    if (request.messageType === MessageType.PKCSReq) {
+      // RFC 8894 2.3: the challengePassword authorizes the request; here it is the token.
+      const outcome = await this.enrollment.enroll({ token: request.challengePassword, csr, source, via: { protocol: 'scep' } });
+      return outcome.result.certificate;
+    }
+    if (request.messageType === MessageType.RenewalReq) {
+      // RFC 8894 3.3.1.2: signed with the current certificate. It must chain to our issuing
+      // CA (what TLS checks for /v1/renew), then be the very certificate we recorded.
+      const claimed = checkIssuedBy(request.signerCertificate, this.ca.material.issuer);
+      const identity = await this.clients.device(
+        { der: request.signerCertificate, serial: claimed.serial || undefined, verificationError: claimed.verificationError },
+        { renewing: true },
+      );
+      const result = await this.enrollment.renew(identity, { csr, source });
+      return result.certificate;
+    }
+    throw new ImprintError('bad_request', `SCEP messageType ${request.messageType} is not supported`);
+  }
+}

@@ -15,6 +15,7 @@ import { installErrorHandling, refuseConnect, refuseExpectation, renderClientErr
 import { installHealth, type ReadinessProbes } from './health.js';
 import { installObservability, REQUEST_ID_HEADER, requestIdOf } from './observability.js';
 import { metricsRoute } from './routes/metrics-routes.js';
+import { openApiRoute, registerOpenApi, trackRoutes } from './openapi.js';
 import { BODY_LIMITS, DEFAULT_LIMITS, type Limits } from './limits.js';
 import { installRequestChecks, installValidation } from './validation.js';
 import { LocalWindowCounters, type WindowCounters } from './window-counters.js';
@@ -129,7 +130,7 @@ function baseApp(options: Pick<AppOptions, 'tls' | 'logger' | 'probes'>, limits:
   installErrorHandling(app);
   installRequestChecks(app);
   installObservability(app);
-  installHealth(app, options.probes ?? {});
+  trackRoutes(app);
   return app;
 }
 
@@ -137,6 +138,10 @@ function baseApp(options: Pick<AppOptions, 'tls' | 'logger' | 'probes'>, limits:
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const limits = options.limits ?? DEFAULT_LIMITS;
   const app = baseApp(options, limits).withTypeProvider<TypeBoxTypeProvider>();
+  // First: it documents the routes declared after it.
+  await registerOpenApi(app as unknown as FastifyInstance);
+  openApiRoute(app as unknown as FastifyInstance);
+  installHealth(app as unknown as FastifyInstance, options.probes ?? {});
   installValidation(app);
   // Every body we take is JSON; a text/plain body is 415, not a schema error.
   app.removeContentTypeParser('text/plain');
@@ -168,6 +173,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
  */
 export async function buildStatusApp(options: Pick<AppOptions, 'services' | 'logger' | 'limits' | 'probes'>): Promise<FastifyInstance> {
   const app = baseApp(options, options.limits ?? DEFAULT_LIMITS);
+  installHealth(app, options.probes ?? {});
   // Whoever can reach this listener may scrape it: bind it to a private address.
   await app.register(metricsRoute, { services: options.services, operatorsOnly: false });
   await app.register(revocationRoutes, { services: options.services });

@@ -10,11 +10,13 @@ import { caPaths } from '../../src/ca/ca-directory.js';
 import { DEFAULT_LIMITS, withoutRateLimits } from '../../src/http/limits.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 import { VERSION } from '../../src/version.js';
+import { routesOf } from '../../src/http/openapi.js';
 import { freePort, spawnServer } from '../../scripts/server-process.js';
 import { imprint } from '../helpers/cli.js';
 import { call, type Response } from '../helpers/https.js';
 import { tempDir } from '../helpers/openssl.js';
 import { buildCsr, generateDeviceKey } from '../../simulator/csr.js';
+import { Ajv } from 'ajv';
 
 /** A plain-HTTP request to the status listener. */
 function plain(url: string, headers: Record<string, string> = {}): Promise<Response> {
@@ -328,5 +330,55 @@ describe('metrics with serve --workers 2', () => {
       await server.killGroup('SIGKILL');
       rmSync(dataDir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('OpenAPI', () => {
+  /** Fastify's `/a/:id` and `/ocsp/*` as OpenAPI names them. */
+  const openApiPath = (url: string) => url.replace(/:(\w+)/g, '{$1}').replace(/\*$/, '{*}');
+
+  it('documents every route of the HTTPS listener (but itself), each with a success response', async () => {
+    const document = await get('/openapi.json');
+    expect(document.status).toBe(200);
+    expect(document.body).toMatchObject({ openapi: '3.1.0', info: { title: 'imprint', version: VERSION } });
+    const routes = routesOf(t.server.app).filter((route) => route.method !== 'HEAD' && route.url !== '/openapi.json');
+    expect(routes.length).toBeGreaterThan(20);
+    for (const route of routes) {
+      const operation = document.body.paths[openApiPath(route.url)]?.[route.method.toLowerCase()];
+      expect(operation, `${route.method} ${route.url}`).toBeDefined();
+      const success = Object.entries(operation.responses as Record<string, { content?: unknown }>).filter(([status]) => status.startsWith('2'));
+      expect(success.length, `${route.method} ${route.url} documents a success`).toBeGreaterThan(0);
+      for (const [status, response] of success) expect(response.content, `${route.method} ${route.url} ${status} has a body schema`).toBeDefined();
+    }
+    expect(document.body.paths['/openapi.json']).toBeUndefined();
+    // Not on the status listener.
+    expect((await plain(`${t.server.statusUrl}/openapi.json`)).status).toBe(404);
+  });
+
+  it('real answers validate against their documented response schemas', async () => {
+    const document = (await get('/openapi.json')).body;
+    const ajv = new Ajv({ strict: false, allErrors: true });
+    const check = (path: string, method: string, response: Response) => {
+      const documented = document.paths[path][method].responses[String(response.status)];
+      expect(documented, `${method} ${path} ${response.status} is documented`).toBeDefined();
+      const schema = documented.content['application/json'].schema;
+      const validate = ajv.compile(schema);
+      expect(validate(response.body), `${method} ${path} ${response.status}: ${ajv.errorsText(validate.errors)}`).toBe(true);
+    };
+    const admin = await operator(t.server, 'openapi-admin', 'admin');
+    const as = (path: string, json?: unknown) => call(`${t.server.url}${path}`, { ca: t.rootPem, ...admin, ...(json === undefined ? {} : { json }) });
+
+    const token = await mint(t.server);
+    const enrolled = await enroll('openapi-device', token.token);
+    check('/v1/enroll', 'post', enrolled);
+    check('/v1/enroll', 'post', await enroll('openapi-device-2', `imp_${'C'.repeat(43)}`));
+    check('/readyz', 'get', await get('/readyz'));
+    check('/v1/admin/tokens', 'post', await as('/v1/admin/tokens', { count: 2, label: 'openapi' }));
+    check('/v1/admin/tokens', 'get', await as('/v1/admin/tokens?limit=5'));
+    check('/v1/admin/devices', 'get', await as('/v1/admin/devices?limit=5'));
+    check('/v1/admin/devices/{id}', 'get', await as('/v1/admin/devices/openapi-device'));
+    check('/v1/admin/audit', 'get', await as('/v1/admin/audit?limit=5'));
+    check('/v1/admin/devices/{id}/revoke', 'post', await as('/v1/admin/devices/openapi-device/revoke', { reason: 'superseded' }));
+    check('/v1/admin/devices', 'get', await get('/v1/admin/devices'));
   });
 });

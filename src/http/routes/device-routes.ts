@@ -42,7 +42,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ services: SigningServices
         audit: 'renew',
         ...(limits.renewPerMinute === null ? {} : { rateLimit: { max: limits.renewPerMinute, timeWindow: 60_000, keyGenerator: renewRateKey } }),
       },
-      schema: { body: CsrBodySchema, response: { 201: EnrollmentResultSchema, ...errorResponses(400, 401, 403, 409, 429) } },
+      schema: { body: CsrBodySchema, response: { 201: EnrollmentResultSchema, ...errorResponses(400, 401, 403, 409, 413, 415, 429) } },
     },
     async (request, reply) => {
       const identity = await authenticateDevice(services, request, { renewing: true });

@@ -133,6 +133,8 @@ export const estRoutes: FastifyPluginAsyncTypebox<{ services: AppServices; limit
   const csrAttrs = csrAttributes();
   const enrollLimits = enrollRouteLimits(limits, counters);
   const renewLimits = limits.renewPerMinute === null ? {} : { config: { rateLimit: { max: limits.renewPerMinute, timeWindow: 60_000, keyGenerator: renewRateKey } } };
+  /** The bodies EST answers with, for the OpenAPI document (RFC 7030 4.1.3, 4.2.3, 4.5.2). */
+  const base64Body = (description: string) => ({ 200: { type: 'string', contentEncoding: 'base64', description } as const });
 
   for (const [prefix, params] of [
     [EST_PREFIX, undefined],
@@ -141,14 +143,14 @@ export const estRoutes: FastifyPluginAsyncTypebox<{ services: AppServices; limit
     const paramsSchema = params ? { params } : {};
 
     // RFC 7030 4.1: the CA certificates a client should trust, issuing CA then root.
-    app.get(`${prefix}/cacerts`, { schema: { ...paramsSchema, response: errorResponses(404) } }, async (request, reply) => {
+    app.get(`${prefix}/cacerts`, { schema: { ...paramsSchema, response: { ...base64Body('application/pkcs7-mime: certs-only CMS, issuing CA and root'), ...errorResponses(404) } } }, async (request, reply) => {
       await checkedLabel(request);
       caCerts ??= certsOnlyCms([services.ca.material.issuer.der, services.ca.material.root.der]);
       return sendBase64(reply, 'application/pkcs7-mime', caCerts);
     });
 
     // RFC 7030 4.5: what a CSR should look like.
-    app.get(`${prefix}/csrattrs`, { schema: { ...paramsSchema, response: errorResponses(404) } }, async (request, reply) => {
+    app.get(`${prefix}/csrattrs`, { schema: { ...paramsSchema, response: { ...base64Body('application/csrattrs'), ...errorResponses(404) } } }, async (request, reply) => {
       await checkedLabel(request);
       return sendBase64(reply, 'application/csrattrs', csrAttrs);
     });
@@ -157,7 +159,12 @@ export const estRoutes: FastifyPluginAsyncTypebox<{ services: AppServices; limit
     // alone (4.2.3), also when a retry gets the certificate already issued.
     app.post(
       `${prefix}/simpleenroll`,
-      { ...enrollLimits, bodyLimit: BODY_LIMITS.csr, schema: { ...paramsSchema, response: errorResponses(400, 401, 403, 404, 413, 415) } },
+      {
+        ...enrollLimits,
+        config: { ...enrollLimits.config, audit: 'enroll', protocol: 'est' },
+        bodyLimit: BODY_LIMITS.csr,
+        schema: { ...paramsSchema, response: { ...base64Body('application/pkcs7-mime: certs-only CMS, the device certificate'), ...errorResponses(400, 401, 403, 404, 413, 415) } },
+      },
       async (request, reply) => {
         const label = await checkedLabel(request);
         const outcome = await services.enrollment.enroll({
@@ -166,6 +173,7 @@ export const estRoutes: FastifyPluginAsyncTypebox<{ services: AppServices; limit
           source: request.ip,
           via: { protocol: 'est', label },
         });
+        request.audit = { deviceId: outcome.result.deviceId, serial: outcome.result.serial };
         return sendBase64(reply, 'application/pkcs7-mime; smime-type=certs-only', certsOnlyCms(certificatesFromPem(outcome.result.certificate)));
       },
     );
@@ -174,11 +182,18 @@ export const estRoutes: FastifyPluginAsyncTypebox<{ services: AppServices; limit
     // The CSR's subject must be the certificate's: the renewal service checks the CN.
     app.post(
       `${prefix}/simplereenroll`,
-      { ...renewLimits, bodyLimit: BODY_LIMITS.csr, schema: { ...paramsSchema, response: errorResponses(400, 401, 403, 404, 413, 415) } },
+      {
+        ...renewLimits,
+        config: { ...renewLimits.config, audit: 'renew', protocol: 'est' },
+        bodyLimit: BODY_LIMITS.csr,
+        schema: { ...paramsSchema, response: { ...base64Body('application/pkcs7-mime: certs-only CMS, the new certificate'), ...errorResponses(400, 401, 403, 404, 413, 415) } },
+      },
       async (request, reply) => {
         await checkedLabel(request);
         const identity = await authenticateDevice(services, request, { renewing: true });
+        request.audit = { deviceId: identity.deviceId };
         const result = await services.enrollment.renew(identity, { csr: csrText(request.body), source: request.ip });
+        request.audit.serial = result.serial;
         return sendBase64(reply, 'application/pkcs7-mime; smime-type=certs-only', certsOnlyCms(certificatesFromPem(result.certificate)));
       },
     );

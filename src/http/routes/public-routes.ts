@@ -36,7 +36,7 @@ export const publicRoutes: FastifyPluginAsyncTypebox<{ services: SigningServices
       bodyLimit: BODY_LIMITS.csr,
       schema: {
         body: CsrBodySchema,
-        response: { 200: EnrollmentResultSchema, 201: EnrollmentResultSchema, ...errorResponses(400, 401, 403, 409) },
+        response: { 200: EnrollmentResultSchema, 201: EnrollmentResultSchema, ...errorResponses(400, 401, 403, 409, 413, 415, 429) },
       },
     },
     async (request, reply) => {

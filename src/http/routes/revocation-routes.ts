@@ -7,6 +7,10 @@ import { OcspResponseStatus, ocspErrorResponse } from '../../ca/ocsp.js';
 import { MAX_OCSP_REQUEST_BYTES } from '../../enrollment/ocsp-service.js';
 import type { AppServices } from '../../instance.js';
 
+/** A binary body, for the OpenAPI document. */
+const binary = (description: string) => ({ type: 'string', format: 'binary', description }) as const;
+const OCSP_SCHEMA = { tags: ['revocation'], response: { 200: binary('application/ocsp-response: DER OCSPResponse (RFC 6960), malformedRequest for a request it cannot read') } };
+
 const sendOcsp = (reply: FastifyReply, der: Buffer) =>
   reply.type('application/ocsp-response').header('cache-control', 'no-store').send(der);
 
@@ -34,19 +38,20 @@ const ocspRoutes: FastifyPluginAsync<{ services: AppServices }> = async (app, { 
     return sendOcsp(reply, ocspErrorResponse(status < 500 ? OcspResponseStatus.malformedRequest : OcspResponseStatus.internalError));
   });
 
-  app.post('/ocsp', async (request, reply) => {
+  app.post('/ocsp', { schema: { ...OCSP_SCHEMA, summary: 'OCSP over POST (application/ocsp-request)' } }, async (request, reply) => {
     const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
     return sendOcsp(reply, await services.ocsp.respond(body));
   });
 
-  app.get('/ocsp/*', async (request, reply) => {
+  app.get('/ocsp/*', { schema: { ...OCSP_SCHEMA, summary: 'OCSP over GET: the URL-encoded base64 DER request in the path (RFC 6960 A.1)' } }, async (request, reply) => {
     const der = decodeOcspPath((request.params as { '*': string })['*']);
     return sendOcsp(reply, der ? await services.ocsp.respond(der) : ocspErrorResponse(OcspResponseStatus.malformedRequest));
   });
 };
 
 export const revocationRoutes: FastifyPluginAsync<{ services: AppServices }> = async (app, { services }) => {
-  app.get('/crl', async (_request, reply) => reply.type('application/pkix-crl').send(await services.crls.issuerCrl()));
-  app.get('/crl/root', async (_request, reply) => reply.type('application/pkix-crl').send(await services.crls.rootCrl()));
+  const crl = (summary: string) => ({ schema: { tags: ['revocation'], summary, response: { 200: binary('application/pkix-crl: DER CRL') } } });
+  app.get('/crl', crl("The issuing CA's CRL"), async (_request, reply) => reply.type('application/pkix-crl').send(await services.crls.issuerCrl()));
+  app.get('/crl/root', crl("The root's CRL (not_found when the root key is not held here)"), async (_request, reply) => reply.type('application/pkix-crl').send(await services.crls.rootCrl()));
   await app.register(ocspRoutes, { services });
 };

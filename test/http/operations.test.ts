@@ -7,10 +7,11 @@ import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { caPaths } from '../../src/ca/ca-directory.js';
-import { DEFAULT_LIMITS, withoutRateLimits } from '../../src/http/limits.js';
+import { DEFAULT_LIMITS, withoutRateLimits, type Limits } from '../../src/http/limits.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 import { VERSION } from '../../src/version.js';
 import { routesOf } from '../../src/http/openapi.js';
+import { metrics } from '../../src/http/metrics.js';
 import { freePort, spawnServer } from '../../scripts/server-process.js';
 import { imprint } from '../helpers/cli.js';
 import { call, type Response } from '../helpers/https.js';
@@ -50,7 +51,7 @@ interface LoggedServer {
   readonly raw: string[];
 }
 
-async function startLogged(options: { statusPort?: number } = {}): Promise<LoggedServer> {
+async function startLogged(options: { statusPort?: number; limits?: Limits } = {}): Promise<LoggedServer> {
   const dataDir = join(tempDir(), 'data');
   const raw: string[] = [];
   const lines: Record<string, unknown>[] = [];
@@ -58,7 +59,7 @@ async function startLogged(options: { statusPort?: number } = {}): Promise<Logge
     dataDir,
     host: '127.0.0.1',
     port: 0,
-    limits: withoutRateLimits(DEFAULT_LIMITS),
+    limits: options.limits ?? withoutRateLimits(DEFAULT_LIMITS),
     logger: true,
     logLevel: 'info',
     logStream: {
@@ -242,6 +243,32 @@ function sample(text: string, name: string, labels: Record<string, string> = {})
   }
   return 0;
 }
+
+describe('a rate-limit trip', () => {
+  it('is logged with the limit that refused, and counted', async () => {
+    const limited = await startLogged({ limits: { ...withoutRateLimits(DEFAULT_LIMITS), failedTokensPerMinute: 2 } });
+    try {
+      const refused = (requestId: string) =>
+        call(`${limited.server.url}/v1/enroll`, { ca: limited.rootPem, json: { csr: 'x' }, headers: { authorization: `Bearer imp_${'D'.repeat(43)}`, 'x-request-id': requestId } });
+      const before = sample(await metrics().exposition(), 'imprint_rate_limited_total', { limit: 'failed_tokens_per_minute' });
+      expect((await refused('limit-1')).status).toBe(401);
+      expect((await refused('limit-2')).status).toBe(401);
+      const tripped = await refused('limit-3');
+      expect(tripped).toMatchObject({ status: 429, body: { error: 'rate_limited' } });
+      expect(tripped.headers['x-request-id']).toBe('limit-3');
+      expect(await logLine(limited, (each) => each.requestId === 'limit-3')).toMatchObject({
+        event: 'enroll',
+        outcome: 'rate_limited',
+        limit: 'failed_tokens_per_minute',
+        status: 429,
+      });
+      expect(sample(await metrics().exposition(), 'imprint_rate_limited_total', { limit: 'failed_tokens_per_minute' })).toBe(before + 1);
+    } finally {
+      await limited.server.close();
+      rmSync(limited.dataDir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('metrics', () => {
   const scrape = async () => {

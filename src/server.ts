@@ -25,7 +25,7 @@ import { buildApp, buildStatusApp } from './http/app.js';
 import { ClientConnections } from './http/client-connections.js';
 import type { Limits } from './http/limits.js';
 import { metrics } from './http/metrics.js';
-import type { WindowCounters } from './http/window-counters.js';
+import { LocalWindowCounters, type WindowCounters } from './http/window-counters.js';
 import { databasePath, initInstance, openInstance, serverNames, type InitOptions, type Instance, type SigningServices } from './instance.js';
 import { observeCommits } from './store/group-commit.js';
 import type { Store } from './store/store.js';
@@ -173,6 +173,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     const ra = scepRaIdentity(instance);
     await instance.store.recordServerCertificate({ ...ra.leaf, issuedAt: ra.leaf.notBefore });
     const logger = loggerOptions(options);
+    // One set of counters for both listeners: SCEP on either spends the same enroll budget.
+    const counters = options.counters ?? new LocalWindowCounters();
     const probes = {
       store: () => instance.store.revocationSeq(),
       caKeyLoaded: () => services.ca.material.issuerKey !== undefined,
@@ -182,14 +184,14 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       tls: { ...identity, clientCaPem: services.ca.chainPem },
       logger,
       limits: options.limits,
-      counters: options.counters,
+      counters,
       probes,
     });
     apps.push(app);
     const status =
       options.statusPort === undefined
         ? undefined
-        : { app: await buildStatusApp({ services, logger, limits: options.limits, probes }), port: options.statusPort };
+        : { app: await buildStatusApp({ services, logger, limits: options.limits, counters, probes }), port: options.statusPort };
     if (status) apps.push(status.app);
     const connections = new ClientConnections(app.server as Server);
     watcher = new RevocationWatcher(

@@ -75,8 +75,10 @@ export class ScepService {
     try {
       request = await readPkiMessage(message, { certificate: ra.certificate, key: ra.key, secret: this.secret });
     } catch (error) {
-      const partial = error instanceof ScepMessageError ? error.partial : undefined;
-      if (!(error instanceof ScepMessageError) || !partial?.transactionId || !partial.senderNonce) throw error;
+      // Hostile bytes may trip the CMS reader anywhere: whatever it throws is a bad message.
+      if (!(error instanceof ScepMessageError)) throw new ScepMessageError('badRequest', 'the message cannot be read');
+      const partial = error.partial;
+      if (!partial?.transactionId || !partial.senderNonce) throw error;
       const addressed = { transactionId: partial.transactionId, senderNonce: partial.senderNonce, signerCertificate: undefined };
       return { certRep: buildCertRep(addressed, { status: 'failure', failInfo: error.failInfo }, ra), refusal: 'bad_request' };
     }

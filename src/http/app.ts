@@ -24,6 +24,7 @@ import { deviceRoutes } from './routes/device-routes.js';
 import { estRoutes } from './routes/est-routes.js';
 import { publicRoutes } from './routes/public-routes.js';
 import { revocationRoutes } from './routes/revocation-routes.js';
+import { scepRoutes } from './routes/scep-routes.js';
 
 
 /** What the app is built from. */
@@ -162,6 +163,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(adminRoutes, { services: options.services });
   await app.register(revocationRoutes, { services: options.services });
   await app.register(estRoutes, { services: options.services, limits, counters });
+  await app.register(scepRoutes, { services: options.services, limits, counters });
   return app as unknown as FastifyInstance;
 }
 
@@ -171,11 +173,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
  * Certificate status is signed, so it needs no TLS, and many of its clients cannot use
  * TLS for it (nginx's OCSP client speaks only http://; RFC 5280 and 6960 expect http URIs).
  */
-export async function buildStatusApp(options: Pick<AppOptions, 'services' | 'logger' | 'limits' | 'probes'>): Promise<FastifyInstance> {
+export async function buildStatusApp(options: Pick<AppOptions, 'services' | 'logger' | 'limits' | 'probes' | 'counters'>): Promise<FastifyInstance> {
   const app = baseApp(options, options.limits ?? DEFAULT_LIMITS);
   installHealth(app, options.probes ?? {});
   // Whoever can reach this listener may scrape it: bind it to a private address.
   await app.register(metricsRoute, { services: options.services, operatorsOnly: false });
   await app.register(revocationRoutes, { services: options.services });
+  // SCEP protects its own messages, and many SCEP clients speak only http://.
+  await app.register(scepRoutes, { services: options.services, limits: options.limits ?? DEFAULT_LIMITS, counters: options.counters ?? new LocalWindowCounters() });
   return app;
 }

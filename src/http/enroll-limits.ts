@@ -9,7 +9,7 @@ import type { Limits } from './limits.js';
 import type { WindowCounters } from './window-counters.js';
 
 /** Refusals that spend the failure budget: someone holding no valid token. */
-const TOKEN_FAILURES: ReadonlySet<ErrorCode> = new Set(['token_missing', 'token_invalid', 'token_expired', 'token_revoked', 'token_used']);
+export const TOKEN_FAILURES: ReadonlySet<ErrorCode> = new Set(['token_missing', 'token_invalid', 'token_expired', 'token_revoked', 'token_used']);
 
 /** The 429 every rate limit answers with. */
 export const rateLimited = (what: string, retryAfterSeconds: number): ImprintError =>

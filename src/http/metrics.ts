@@ -1,7 +1,8 @@
 /**
  * Prometheus metrics (prom-client), one set per process. Label children are created once
- * per label set and kept, so a request costs a counter increment and a histogram observe,
- * with no allocation. With `serve --workers N` the worker that answers a scrape asks the
+ * per label set and kept, so a request costs a counter increment and a histogram observe
+ * (measured ~0.2 and ~0.5 us here: prom-client still hashes the child's labels on each
+ * call, well under 0.1% of an enrollment). With `serve --workers N` the worker that answers a scrape asks the
  * primary, which gathers every worker's metrics (prom-client's AggregatorRegistry) and
  * answers the sum: counters and histograms add up; gauges that every worker reads from
  * the same store (CRL, certificates expiring) take the maximum; the process metrics keep
@@ -98,7 +99,8 @@ export class ImprintMetrics {
       registers,
     });
     this.enrollments = cached((protocol) => cached((outcome) => enrollments.labels(protocol, outcome)));
-    this.enrollments('json')('ok');
+    // Series that exist from the start read 0 rather than missing (rate() needs a first sample).
+    this.enrollments('json')('ok').inc(0);
 
     const renewals = new Counter({
       name: 'imprint_renewals_total',
@@ -107,7 +109,7 @@ export class ImprintMetrics {
       registers,
     });
     this.renewals = cached((outcome) => renewals.labels(outcome));
-    this.renewals('ok');
+    this.renewals('ok').inc(0);
 
     const rateLimited = new Counter({
       name: 'imprint_rate_limited_total',
@@ -125,6 +127,7 @@ export class ImprintMetrics {
     });
     const byKind = (status: OcspAnswerStatus) =>
       Object.fromEntries(OCSP_KINDS.map((kind) => [kind, ocsp.labels(status, kind)])) as Record<OcspAnswerKind, CounterChild>;
+    ocsp.labels('good', 'fresh').inc(0);
     this.ocsp = Object.fromEntries(OCSP_STATUSES.map((status) => [status, byKind(status)])) as ImprintMetrics['ocsp'];
 
     // Every worker serves the same published CRL: the maximum is the server's.

@@ -1,0 +1,162 @@
+/**
+ * SCEP (RFC 8894) driven by Debian's scepclient (package `scep`, micromdm's client) against
+ * both listeners: the plain-HTTP status listener, and HTTPS with our root as the trust
+ * anchor (scepclient has no CA flag; Go reads SSL_CERT_FILE). GetCACaps and GetCACert
+ * with curl, the issued certificate checked with openssl and used for mTLS, and hostile
+ * inputs that must end in a 4xx or a FAILURE CertRep, never a 5xx.
+ */
+import { execFile } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { caPaths } from '../../src/ca/ca-directory.js';
+import { curl } from '../helpers/curl.js';
+import { openssl, opensslVerify, tempDir } from '../helpers/openssl.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+
+const execFileAsync = promisify(execFile);
+
+let t: TestServer;
+let statusUrl: string;
+let fingerprint: string;
+const work = tempDir();
+
+beforeAll(async () => {
+  t = await startTestServer(undefined, undefined, { statusPort: 0 });
+  statusUrl = t.server.statusUrl!;
+  // What a device is given alongside the URL: the RA certificate's SHA-256 fingerprint.
+  fingerprint = openssl(['x509', '-in', caPaths(t.dataDir).scepRa, '-noout', '-fingerprint', '-sha256']).split('=')[1]!.replace(/:/g, '').trim().toLowerCase();
+});
+afterAll(async () => {
+  await t.destroy();
+});
+
+let dirs = 0;
+/** A fresh directory for one "device". */
+function deviceDir(): string {
+  const dir = join(work, `device-${++dirs}`);
+  mkdirSync(dir);
+  return dir;
+}
+
+/**
+ * Runs scepclient with the RA fingerprint (the recipe of the README); a key is made when
+ * `dir` has none, and a certificate already there makes it a RenewalReq.
+ */
+async function scepclient(base: string, dir: string, cn: string, challenge?: string): Promise<{ code: number; output: string }> {
+  const args = ['-server-url', `${base}/scep`, '-private-key', join(dir, 'key.pem'), '-certificate', join(dir, 'cert.pem'), '-cn', cn, '-ca-fingerprint', fingerprint];
+  if (challenge !== undefined) args.push('-challenge', challenge);
+  try {
+    const { stdout, stderr } = await execFileAsync('scepclient', args, { timeout: 30_000, env: { ...process.env, SSL_CERT_FILE: t.rootPath } });
+    return { code: 0, output: stdout + stderr };
+  } catch (error) {
+    const failed = error as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof failed.code === 'number' ? failed.code : 1, output: `${failed.stdout ?? ''}${failed.stderr ?? ''}` };
+  }
+}
+
+const serialOf = (dir: string): string => openssl(['x509', '-in', join(dir, 'cert.pem'), '-noout', '-serial']).split('=')[1]!.trim().toLowerCase();
+
+/** GET /v1/device over mTLS with the certificate scepclient stored, through curl. */
+async function whoAmI(dir: string) {
+  const response = await curl(['--cacert', t.rootPath, '--cert', join(dir, 'cert.pem'), '--key', join(dir, 'key.pem'), `${t.url}/v1/device`]);
+  return { status: response.status, body: JSON.parse(response.body) as Record<string, unknown> };
+}
+
+describe.each([
+  ['http', () => statusUrl],
+  ['https', () => t.url],
+])('SCEP over %s', (scheme, base) => {
+  const curlTrust = () => (scheme === 'https' ? ['--cacert', t.rootPath] : []);
+
+  it('GetCACaps lists the capabilities one per line', async () => {
+    const response = await curl([...curlTrust(), `${base()}/scep?operation=GetCACaps`]);
+    expect(response.status).toBe(200);
+    expect(response.body.trim().split('\n')).toEqual(['POSTPKIOperation', 'SHA-256', 'AES', 'SCEPStandard', 'Renewal']);
+  });
+
+  it('GetCACert is the RA, the issuing CA and the root as degenerate PKCS#7', async () => {
+    const file = join(work, `cacert-${scheme}.der`);
+    const response = await curl([...curlTrust(), '-o', file, '-D', '-', `${base()}/scep?operation=GetCACert`]);
+    expect(response.status).toBe(200);
+    expect(response.body.toLowerCase()).toContain('content-type: application/x-x509-ca-ra-cert');
+    const printed = openssl(['pkcs7', '-inform', 'DER', '-in', file, '-print_certs', '-noout']);
+    expect(printed.match(/subject=.*/g)).toEqual(['subject=CN = imprint SCEP RA', 'subject=CN = imprint Issuing CA', 'subject=CN = imprint Root CA']);
+  });
+
+  it('enrolls with the token as challenge, refuses it again, renews with the issued certificate', async () => {
+    const { token } = await t.mintToken();
+    const device = deviceDir();
+    const cn = `scep-${scheme}-1`;
+    const enrolled = await scepclient(base(), device, cn, token);
+    expect(enrolled.output).toContain('pkiStatus=SUCCESS');
+    const pem = readFileSync(join(device, 'cert.pem'), 'utf8');
+    expect(opensslVerify(pem, t.rootPath, t.issuerPath)).toContain('OK');
+    const me = await whoAmI(device);
+    expect(me.status).toBe(200);
+    expect(me.body).toMatchObject({ deviceId: cn, status: 'active', serial: serialOf(device) });
+
+    // The same token with a new key: a FAILURE CertRep, and no certificate.
+    const other = deviceDir();
+    const again = await scepclient(base(), other, `scep-${scheme}-2`, token);
+    expect(again.code).not.toBe(0);
+    expect(again.output).toContain('failInfo: badRequest');
+
+    // RenewalReq, signed with the certificate just issued.
+    const before = serialOf(device);
+    const renewed = await scepclient(base(), device, cn);
+    expect(renewed.output).toContain('pkiStatus=SUCCESS');
+    expect(serialOf(device)).not.toBe(before);
+    expect(opensslVerify(readFileSync(join(device, 'cert.pem'), 'utf8'), t.rootPath, t.issuerPath)).toContain('OK');
+    expect((await whoAmI(device)).body).toMatchObject({ deviceId: cn, serial: serialOf(device) });
+  });
+
+  it('refuses a wrong challenge with a FAILURE CertRep', async () => {
+    const result = await scepclient(base(), deviceDir(), `scep-${scheme}-wrong`, 'imp_not-a-token');
+    expect(result.code).not.toBe(0);
+    expect(result.output).toContain('failInfo: badRequest');
+  });
+});
+
+describe('hostile SCEP input', () => {
+  const post = (body: string, type: string, extra: string[] = []) =>
+    curl(['-H', `Content-Type: ${type}`, '--data-binary', body, ...extra, `${statusUrl}/scep?operation=PKIOperation`]);
+
+  it.each([
+    ['body/garbage', () => post('garbage', 'application/x-pki-message'), 400],
+    ['body/wrong-content-type', () => post('garbage', 'text/plain'), 415],
+    ['body/json', () => post('{}', 'application/json'), 415],
+    ['get/not-base64', () => curl([`${statusUrl}/scep?operation=PKIOperation&message=%25%25`]), 400],
+    ['get/not-cms', () => curl([`${statusUrl}/scep?operation=PKIOperation&message=AAAA`]), 400],
+    ['operation/unknown', () => curl([`${statusUrl}/scep?operation=GetNothing`]), 400],
+    ['operation/missing', () => curl([`${statusUrl}/scep`]), 400],
+  ])('%s', async (_name, send, status) => {
+    const response = await send();
+    expect(response.status).toBe(status);
+    expect(JSON.parse(response.body)).toHaveProperty('error');
+  });
+
+  it('body/oversized is 413', async () => {
+    const file = join(work, 'big.bin');
+    writeFileSync(file, Buffer.alloc(70 * 1024, 0x30));
+    const response = await post(`@${file}`, 'application/x-pki-message');
+    expect(response.status).toBe(413);
+    expect(JSON.parse(response.body)).toMatchObject({ error: 'payload_too_large' });
+  });
+
+  it('a renewal signed by a certificate of another CA gets a FAILURE CertRep', async () => {
+    const dir = deviceDir();
+    const sh = (script: string) => execFileAsync('bash', ['-c', `set -euo pipefail\n${script}`], { cwd: dir, timeout: 20_000 });
+    // Another CA issues an RSA certificate with the same CN as a real device.
+    await sh(`
+      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout other-ca.key -out other-ca.pem -subj "/CN=imprint Issuing CA" -days 2 2>/dev/null
+      openssl genrsa -traditional -out key.pem 2048 2>/dev/null
+      openssl req -new -key key.pem -subj "/CN=scep-http-1" -out req.pem
+      openssl x509 -req -in req.pem -CA other-ca.pem -CAkey other-ca.key -CAcreateserial -days 2 -out cert.pem 2>/dev/null
+    `);
+    const result = await scepclient(statusUrl, dir, 'scep-http-1');
+    expect(result.code).not.toBe(0);
+    expect(result.output).toContain('failInfo: badCertID');
+  });
+});

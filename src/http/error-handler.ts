@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import { OcspResponseStatus, ocspErrorResponse } from '../ca/ocsp.js';
 import { ImprintError, type ErrorCode } from '../errors.js';
 import { storeUnavailable } from '../store/failures.js';
+import { REQUEST_ID_HEADER } from './observability.js';
 
 /** The JSON error body every route answers with. */
 export interface ErrorBody {
@@ -75,8 +76,12 @@ export function refuseMalformedRequest(request: FastifyRequest, reply: FastifyRe
   return sendError(reply, new ImprintError('bad_request', message));
 }
 
-/** Errors Fastify raises before routing (an undecodable URL); OCSP paths still get OCSP. */
+/**
+ * Errors Fastify raises before routing (an undecodable URL); OCSP paths still get OCSP.
+ * No hook runs for these, so the request id is echoed here.
+ */
 export function renderFrameworkError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  reply.header(REQUEST_ID_HEADER, request.id);
   void refuseMalformedRequest(request, reply, error.code === 'FST_ERR_BAD_URL' ? 'the URL does not decode' : 'malformed request');
 }
 

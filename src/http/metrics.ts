@@ -267,6 +267,10 @@ export function metrics(): ImprintMetrics {
   return current;
 }
 
+// A worker answers the primary's gathering from the moment it starts, not from its first
+// request: a worker that never answered would hold every scrape for prom-client's 5 s.
+if (cluster.isWorker) metrics();
+
 /** Worker to primary: gather the cluster's metrics. */
 interface GatherRequest {
   readonly type: 'imprint:metrics';

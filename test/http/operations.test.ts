@@ -121,6 +121,11 @@ describe('request ids', () => {
     expect(refused.status).toBe(401);
     expect(refused.headers['x-request-id']).toBe('r'.repeat(128));
     expect((await plain(`${t.server.statusUrl}/crl`, { 'x-request-id': 'crl-1' })).headers['x-request-id']).toBe('crl-1');
+    // Refused before routing (a URL that does not decode), and by the OCSP routes' own handler.
+    const undecodable = await get('/v1/%zz', { 'x-request-id': 'bad-url-1' });
+    expect(undecodable.status).toBe(400);
+    expect(undecodable.headers['x-request-id']).toBe('bad-url-1');
+    expect((await get('/ocsp/%%%', { 'x-request-id': 'ocsp-1' })).headers['x-request-id']).toBe('ocsp-1');
   });
 
   it.each([

@@ -3,6 +3,7 @@
  * on HTTPS, for anyone who can reach the plain-HTTP status listener.
  */
 import type { FastifyPluginAsync } from 'fastify';
+import { ImprintError } from '../../errors.js';
 import type { SigningServices } from '../../instance.js';
 import { ADMIN_ONLY, requireOperator } from '../authenticate.js';
 import { metrics } from '../metrics.js';
@@ -22,7 +23,13 @@ export const metricsRoute: FastifyPluginAsync<{ services: SigningServices; opera
       },
     },
     async (_request, reply) => {
-      const text = await metrics().exposition();
+      let text: string;
+      try {
+        text = await metrics().exposition();
+      } catch (error) {
+        // A worker that did not answer the gathering (one starting or dying): try again.
+        throw new ImprintError('service_unavailable', (error as Error).message, { retryAfterSeconds: 1, cause: error });
+      }
       return reply.type(metrics().contentType).header('cache-control', 'no-store').send(text);
     },
   );

@@ -42,7 +42,7 @@ export const OPERATOR_COMMANDS: Readonly<Record<string, Command>> = {
           { name, role, validityDays: validity === undefined ? undefined : Math.round(validity / 86_400) },
           cliActor(),
         );
-        const written = writeOperatorFiles(files, issued, out, config.p12Passphrase);
+        const written = await writeOperatorFiles(files, issued, out, config.p12Passphrase);
         if (values.json) {
           return out.stdout(JSON.stringify({ name: issued.name, role: issued.role, serial: issued.serial, notAfter: issued.notAfter, files: written }, null, 2));
         }

@@ -94,7 +94,20 @@ export const scepRoutes: FastifyPluginAsyncTypebox<{ services: AppServices; limi
         }
       : {}),
     bodyLimit: MAX_MESSAGE_BYTES,
-    schema: { querystring: QuerySchema, response: errorResponses(400, 413, 415, 429) },
+    schema: {
+      querystring: QuerySchema,
+      response: {
+        // For the OpenAPI document: the body depends on the operation (RFC 8894 4.2, 4.3, 4.5).
+        200: {
+          type: 'string',
+          format: 'binary',
+          description:
+            'GetCACaps: text/plain capabilities; GetCACert: application/x-x509-ca-ra-cert (degenerate PKCS#7: RA, issuing CA, root); ' +
+            'PKIOperation: application/x-pki-message (a CertRep, SUCCESS or FAILURE with failInfo)',
+        },
+        ...errorResponses(400, 413, 415, 429),
+      },
+    },
   };
 
   async function scep(request: FastifyRequest, reply: FastifyReply): Promise<void> {

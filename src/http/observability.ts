@@ -38,6 +38,10 @@ export type AuditedOperation =
   | 'devices.list'
   | 'devices.show'
   | 'devices.revoke'
+  | 'certificates.list'
+  | 'certificates.show'
+  | 'certificates.list'
+  | 'certificates.show'
   | 'certificates.revoke'
   | 'audit.list'
   | 'metrics';

@@ -28,7 +28,7 @@ export const errorResponses = (...statuses: number[]) =>
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T) => Type.Union([schema, Type.Null()]);
 
 /** A page of a listing: the items and the opaque cursor of the next page (null on the last). */
-const Page = <T extends Parameters<typeof Type.Array>[0]>(item: T) => Type.Object({ items: Type.Array(item), nextCursor: Nullable(Type.String()) });
+export const Page = <T extends Parameters<typeof Type.Array>[0]>(item: T) => Type.Object({ items: Type.Array(item), nextCursor: Nullable(Type.String()) });
 
 /** `POST /v1/admin/tokens`: the tokens, shown this once. */
 export const MintedTokensSchema = Type.Object({

@@ -77,6 +77,19 @@ describe.each(MODES)('fleet commands ($mode)', ({ mode, where }) => {
     expect(missing.stderr).toMatch(/^imprint: not_found: no device no-such-device\n$/);
   });
 
+  it('certs list by device and show one, with its PEM', async () => {
+    const device = await enrollDevice(t, `gauge-${mode}`);
+    const listed = await cli('certs', 'list', '--device', `gauge-${mode}`, '--json');
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(JSON.parse(listed.stdout).items.map((c: { serial: string }) => c.serial)).toEqual([device.serial]);
+    const shown = await cli('certs', 'show', device.serial, '--json');
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(JSON.parse(shown.stdout)).toMatchObject({ serial: device.serial, deviceId: `gauge-${mode}`, status: 'active', pem: device.cert.trim() + '\n' });
+    const unknown = await cli('certs', 'show', 'abcdef');
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/^imprint: not_found: /);
+  });
+
   it('certs revoke by serial', async () => {
     const device = await enrollDevice(t, `valve-${mode}`);
     const revoked = await cli('certs', 'revoke', device.serial, '--reason', 'superseded', '--json');

@@ -15,6 +15,7 @@ import {
   DeviceRevocationSchema,
   errorResponses,
   MintedTokensSchema,
+  Page,
   RevokedBatchSchema,
   TokenPageSchema,
   TokenViewSchema,
@@ -27,6 +28,7 @@ const Reason = Type.Object(
   { additionalProperties: false },
 );
 const IdParam = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) });
+const SerialParam = Type.Object({ serial: Type.String({ minLength: 1, maxLength: 64 }) });
 /** Every operator route may refuse the caller (401, 403) or the request (400). */
 const refusals = errorResponses(400, 401, 403);
 
@@ -168,6 +170,38 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ services: AppServices }> =
     },
   );
 
+  app.get(
+    '/v1/admin/certificates',
+    {
+      onRequest: adminOnly,
+      config: { audit: 'certificates.list' },
+      schema: {
+        response: { 200: Page(CertificateViewSchema), ...refusals },
+        querystring: Type.Object(
+          {
+            deviceId: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+            kind: Type.Optional(Type.Union([Type.Literal('device'), Type.Literal('operator')])),
+            status: Type.Optional(Type.Union([Type.Literal('active'), Type.Literal('revoked')])),
+            limit: Limit,
+            cursor: Cursor,
+          },
+          { additionalProperties: false },
+        ),
+      },
+    },
+    async (request) => services.fleet.listCertificates(request.query),
+  );
+
+  app.get(
+    '/v1/admin/certificates/:serial',
+    {
+      onRequest: adminOnly,
+      config: { audit: 'certificates.show' },
+      schema: { params: SerialParam, response: { 200: CertificateViewSchema, ...refusals, ...errorResponses(404) } },
+    },
+    async (request) => services.fleet.getCertificate(request.params.serial),
+  );
+
   app.post(
     '/v1/admin/certificates/:serial/revoke',
     {
@@ -175,7 +209,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ services: AppServices }> =
       preValidation: emptyBodyIsNoReason,
       config: { audit: 'certificates.revoke' },
       schema: {
-        params: Type.Object({ serial: Type.String({ minLength: 1, maxLength: 64 }) }),
+        params: SerialParam,
         body: Reason,
         response: { 200: CertificateViewSchema, ...refusals, ...errorResponses(404) },
       },

@@ -40,8 +40,6 @@ export type AuditedOperation =
   | 'devices.revoke'
   | 'certificates.list'
   | 'certificates.show'
-  | 'certificates.list'
-  | 'certificates.show'
   | 'certificates.revoke'
   | 'audit.list'
   | 'metrics';

@@ -41,6 +41,8 @@ export class ImprintError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly retryAfterSeconds: number | undefined;
+  /** What the refusal was about, for the operator's log line (never shown to the client). */
+  subject: ErrorSubject | undefined;
 
   constructor(code: ErrorCode, message: string, options: { retryAfterSeconds?: number; cause?: unknown } = {}) {
     super(message, { cause: options.cause });
@@ -49,4 +51,16 @@ export class ImprintError extends Error {
     this.status = ERROR_STATUS[code];
     this.retryAfterSeconds = options.retryAfterSeconds;
   }
+
+  /** Records what the refusal was about (the layer that knows it adds it on the way out). */
+  about(subject: ErrorSubject): this {
+    this.subject = { ...subject, ...this.subject };
+    return this;
+  }
+}
+
+/** The token and device a refusal concerned, as far as known. */
+export interface ErrorSubject {
+  readonly tokenId?: string | undefined;
+  readonly deviceId?: string | undefined;
 }

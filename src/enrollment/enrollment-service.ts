@@ -28,6 +28,8 @@ export interface EnrollmentResult {
 /** `created` is false when a retry was answered with the certificate already issued. */
 export interface EnrollmentOutcome {
   readonly created: boolean;
+  /** The token redeemed (its id, never the token). */
+  readonly tokenId: string;
   readonly result: EnrollmentResult;
 }
 
@@ -133,7 +135,7 @@ export class EnrollmentService {
         audit: { ...audit, serial: issued.serial },
         via: request.via,
       });
-      if (outcome.ok) return { created: true, result: this.result(deviceId, issued.pem, issued.serial, issued.notAfter) };
+      if (outcome.ok) return { created: true, tokenId: token.id, result: this.result(deviceId, issued.pem, issued.serial, issued.notAfter) };
 
       if (outcome.conflict === 'device_exists') {
         await this.refuseExistingDevice(deviceId);
@@ -146,7 +148,10 @@ export class EnrollmentService {
       refuseUnusableToken(current ?? token, this.clock.now());
       throw new ImprintError('token_used', 'token is no longer usable');
     } catch (error) {
-      if (error instanceof ImprintError) await this.store.appendAudit({ ...audit, outcome: error.code });
+      if (error instanceof ImprintError) {
+        await this.store.appendAudit({ ...audit, outcome: error.code });
+        error.about({ tokenId: audit.tokenId, deviceId: audit.deviceId });
+      }
       throw error;
     }
   }
@@ -193,7 +198,10 @@ export class EnrollmentService {
       }
       throw new ImprintError('device_revoked', `device ${deviceId} has been revoked`);
     } catch (error) {
-      if (error instanceof ImprintError) await this.store.appendAudit({ ...audit, outcome: error.code });
+      if (error instanceof ImprintError) {
+        await this.store.appendAudit({ ...audit, outcome: error.code });
+        error.about({ tokenId: audit.tokenId, deviceId: audit.deviceId });
+      }
       throw error;
     }
   }
@@ -212,6 +220,7 @@ export class EnrollmentService {
     await this.store.appendAudit({ ...audit, action: 'enroll.retry', deviceId: certificate.deviceId, serial: certificate.serial });
     return {
       created: false,
+      tokenId: token.id,
       result: this.result(certificate.deviceId, toPem(certificate.der), certificate.serial, certificate.notAfter),
     };
   }

@@ -56,10 +56,16 @@ export function toClientError(error: unknown): ImprintError {
   return new ImprintError('internal_error', 'internal error');
 }
 
+/** Notes a refusal on its request for the operation's log line: the code and what it was about. */
+export function recordRefusal(reply: FastifyReply, error: ImprintError): void {
+  reply.request.errorCode = error.code;
+  if (error.subject) reply.request.audit = { ...error.subject, ...reply.request.audit };
+}
+
 /** Writes an error reply with the contract's body and headers. */
 export function sendError(reply: FastifyReply, error: ImprintError): FastifyReply {
   if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
-  reply.request.errorCode = error.code;
+  recordRefusal(reply, error);
   const body: ErrorBody = { error: error.code, message: error.message };
   return reply.code(error.status).type('application/json; charset=utf-8').send(body);
 }

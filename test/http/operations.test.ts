@@ -197,6 +197,7 @@ describe('log lines', () => {
       status: 201,
       actor: 'anonymous',
       deviceId: 'log-device-1',
+      tokenId: token.id,
       serial: ok.body.serial,
       source: '127.0.0.1',
       durationMs: expect.any(Number),
@@ -206,6 +207,10 @@ describe('log lines', () => {
     expect(refused.status).toBe(401);
     expect(refused.headers['x-request-id']).toBe('enroll-req-2');
     expect(await logLine(t, (each) => each.requestId === 'enroll-req-2')).toMatchObject({ event: 'enroll', outcome: 'token_invalid', status: 401 });
+    // A refusal names the token (by id) and the device it was about once the service knows them.
+    const reused = await enroll('log-device-3', token.token, 'enroll-req-3');
+    expect(reused.status).toBe(409);
+    expect(await logLine(t, (each) => each.requestId === 'enroll-req-3')).toMatchObject({ outcome: 'token_used', tokenId: token.id });
 
     // Every line so far, including the token mint and the refusal, holds no token.
     expect(t.raw.length).toBeGreaterThan(2);

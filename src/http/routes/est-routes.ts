@@ -15,7 +15,7 @@ import type { AppServices } from '../../instance.js';
 import { authenticateDevice } from '../authenticate.js';
 import { presentedCertificate } from '../client-certificate.js';
 import { enrollRouteLimits } from '../enroll-limits.js';
-import { toClientError, type ErrorBody } from '../error-handler.js';
+import { recordRefusal, toClientError, type ErrorBody } from '../error-handler.js';
 import { BODY_LIMITS, type Limits } from '../limits.js';
 import { errorResponses } from '../schemas.js';
 import type { WindowCounters } from '../window-counters.js';
@@ -94,6 +94,7 @@ function renderEstError(this: unknown, error: FastifyError | Error, request: Fas
   }
   if (status >= 500) request.log.error({ err: error }, 'request failed');
   if (clientError.retryAfterSeconds !== undefined) reply.header('retry-after', String(clientError.retryAfterSeconds));
+  recordRefusal(reply, clientError);
   const body: ErrorBody = { error: clientError.code, message: clientError.message };
   return reply.code(status).type('application/json; charset=utf-8').send(body);
 }
@@ -173,7 +174,7 @@ export const estRoutes: FastifyPluginAsyncTypebox<{ services: AppServices; limit
           source: request.ip,
           via: { protocol: 'est', label },
         });
-        request.audit = { deviceId: outcome.result.deviceId, serial: outcome.result.serial };
+        request.audit = { deviceId: outcome.result.deviceId, serial: outcome.result.serial, tokenId: outcome.tokenId };
         return sendBase64(reply, 'application/pkcs7-mime; smime-type=certs-only', certsOnlyCms(certificatesFromPem(outcome.result.certificate)));
       },
     );

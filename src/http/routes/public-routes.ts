@@ -45,7 +45,7 @@ export const publicRoutes: FastifyPluginAsyncTypebox<{ services: SigningServices
         csr: request.body.csr,
         source: request.ip,
       });
-      request.audit = { deviceId: outcome.result.deviceId, serial: outcome.result.serial };
+      request.audit = { deviceId: outcome.result.deviceId, serial: outcome.result.serial, tokenId: outcome.tokenId };
       return reply.code(outcome.created ? 201 : 200).send(outcome.result);
     },
   );

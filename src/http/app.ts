@@ -3,14 +3,13 @@
  * listen on port 0.
  */
 import helmet from '@fastify/helmet';
-import rateLimit from '@fastify/rate-limit';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { constants } from 'node:crypto';
 import type { SecureContextOptions } from 'node:tls';
 import type { AppServices } from '../instance.js';
 import { limitConnectionsPerSource } from './connection-limit.js';
-import { rateLimited, rateLimitStore } from './enroll-limits.js';
+import { registerRateLimits } from './enroll-limits.js';
 import { installErrorHandling, refuseConnect, refuseExpectation, renderClientError, renderFrameworkError } from './error-handler.js';
 import { installHealth, type ReadinessProbes } from './health.js';
 import { installObservability, REQUEST_ID_HEADER, requestIdOf } from './observability.js';
@@ -149,14 +148,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(helmet, { contentSecurityPolicy: false });
   // Routes opt in through their config (see enroll-limits).
   const counters = options.counters ?? new LocalWindowCounters();
-  await app.register(rateLimit, {
-    global: false,
-    store: rateLimitStore(counters),
-    errorResponseBuilder: (request, context) => {
-      request.rateLimitedByPlugin = true;
-      return rateLimited('requests', Math.max(1, Math.ceil(context.ttl / 1000)));
-    },
-  });
+  await registerRateLimits(app, counters);
   await app.register(metricsRoute, { services: options.services, operatorsOnly: true });
   await app.register(publicRoutes, { services: options.services, limits, counters });
   await app.register(deviceRoutes, { services: options.services, limits });

@@ -2,7 +2,8 @@
  * The enrollment route's guards: a per-source request rate (@fastify/rate-limit) and a
  * stricter per-source budget of refused tokens, checked before the token is looked at.
  */
-import type { FastifyReply, FastifyRequest, RouteShorthandOptions } from 'fastify';
+import rateLimit from '@fastify/rate-limit';
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptions } from 'fastify';
 import { ImprintError, type ErrorCode } from '../errors.js';
 import { FailureBudget } from './failure-budget.js';
 import type { Limits } from './limits.js';
@@ -66,4 +67,19 @@ export function rateLimitStore(counters: WindowCounters) {
       );
     }
   };
+}
+
+/**
+ * Registers @fastify/rate-limit on an app, counting in `counters`: routes opt in through
+ * their config. Every listener that has rate-limited routes registers it once.
+ */
+export async function registerRateLimits(app: FastifyInstance, counters: WindowCounters): Promise<void> {
+  await app.register(rateLimit, {
+    global: false,
+    store: rateLimitStore(counters),
+    errorResponseBuilder: (request, context) => {
+      request.rateLimitedByPlugin = true;
+      return rateLimited('requests', Math.max(1, Math.ceil(context.ttl / 1000)));
+    },
+  });
 }

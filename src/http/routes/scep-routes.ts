@@ -5,14 +5,13 @@
  * 4.1), PKIOperation hands the message to the SCEP service, which enrolls or renews
  * through the same enrollment service as /v1/enroll and /v1/renew.
  */
-import rateLimit from '@fastify/rate-limit';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { ScepMessageError } from '../../ca/scep.js';
 import { ImprintError } from '../../errors.js';
 import type { AppServices } from '../../instance.js';
-import { enrollRouteLimits, rateLimited, rateLimitStore, TOKEN_FAILURES } from '../enroll-limits.js';
+import { enrollRouteLimits, registerRateLimits, TOKEN_FAILURES } from '../enroll-limits.js';
 import { FailureBudget } from '../failure-budget.js';
 import { BODY_LIMITS, type Limits } from '../limits.js';
 import { errorResponses } from '../schemas.js';
@@ -67,16 +66,7 @@ export const scepRoutes: FastifyPluginAsyncTypebox<{ services: AppServices; limi
   }
   // The plain-HTTP status listener has no rate-limit plugin of its own: SCEP brings it,
   // counting in the same counters, so both listeners share one enroll budget per source.
-  if (!app.hasDecorator('rateLimit')) {
-    await app.register(rateLimit, {
-      global: false,
-      store: rateLimitStore(counters),
-      errorResponseBuilder: (request, context) => {
-        request.rateLimitedByPlugin = true;
-        return rateLimited('requests', Math.max(1, Math.ceil(context.ttl / 1000)));
-      },
-    });
-  }
+  if (!app.hasDecorator('rateLimit')) await registerRateLimits(app, counters);
 
   // The enroll guards of /v1/enroll, applied to PKIOperation only: GetCACaps and GetCACert
   // are public reads a client makes before each enrollment.

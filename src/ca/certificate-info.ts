@@ -4,6 +4,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { bytesOf, childrenOf, contentOf, readElement } from '../asn1/der-reader.js';
+import { describePublicKey } from './public-key.js';
 
 /** Raw parts of a trusted certificate. */
 export interface CertificateParts {
@@ -31,3 +32,24 @@ export function certificateParts(der: Buffer): CertificateParts {
     publicKeyBits: contentOf(der, keyBits).subarray(1),
   };
 }
+
+/**
+ * The key type of a certificate imprint issued, for people ("EC P-256", "RSA 2048"); read
+ * by our own DER walk and describePublicKey, never by a native call (see public-key.ts).
+ */
+export function certificateKeyType(der: Buffer): string {
+  try {
+    const [tbs] = childrenOf(der, readElement(der));
+    const fields = childrenOf(der, tbs!);
+    const offset = fields[0]!.tag === 0xa0 ? 1 : 0;
+    const [algorithm, bits] = childrenOf(der, fields[offset + 5]!);
+    const key = describePublicKey(der, algorithm!, contentOf(der, bits!).subarray(1));
+    if (key.type === 'ec' && 'curve' in key) return `EC ${CURVE_NAMES[key.curve] ?? key.curve}`;
+    if (key.type === 'rsa' && 'bits' in key) return `RSA ${key.bits}`;
+    return key.type;
+  } catch {
+    return 'unknown';
+  }
+}
+
+const CURVE_NAMES: Readonly<Record<string, string>> = { prime256v1: 'P-256', secp384r1: 'P-384' };

@@ -4,7 +4,7 @@
  */
 import { ImprintError } from '../errors.js';
 import { auditFields, auditHash, GENESIS_HASH } from '../store/audit-hash.js';
-import type { AuditEvent, Store } from '../store/store.js';
+import type { AuditEvent, AuditFilter, Store } from '../store/store.js';
 import { checkLimit, listPage } from './paging.js';
 
 /** An audit event as shown to operators. */
@@ -47,6 +47,12 @@ export class AuditService {
     const since = query.since === undefined ? undefined : new Date(query.since);
     if (since && Number.isNaN(since.getTime())) throw new ImprintError('bad_request', 'since must be an ISO 8601 time');
     const page = await listPage(this.store.pageAudit({ since, cursor: query.cursor, limit: checkLimit(query.limit) }));
+    return { items: page.items.map(view), nextCursor: page.nextCursor };
+  }
+
+  /** Events newest first, filtered by actor, device id and action (each exact), a page at a time. */
+  async browse(query: AuditFilter & { cursor?: string | undefined; limit?: number | undefined }): Promise<{ items: AuditEventView[]; nextCursor: string | null }> {
+    const page = await listPage(this.store.browseAudit({ ...query, limit: checkLimit(query.limit) }));
     return { items: page.items.map(view), nextCursor: page.nextCursor };
   }
 

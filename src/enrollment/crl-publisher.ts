@@ -25,6 +25,16 @@ function fresh(crl: PublishedCrl, now: Date): boolean {
 /** Told of every CRL served (for metrics), with the build time when this process built it; must not throw. */
 export type CrlObserver = (scope: CrlScope, crlNumber: number, bytes: number, buildSeconds?: number) => void;
 
+/** The current CRL, described for operators. */
+export interface CrlStatus {
+  readonly crlNumber: number;
+  readonly builtAt: string;
+  readonly nextUpdate: string;
+  readonly bytes: number;
+  /** Revoked certificates not yet expired: what the CRL lists (give or take one expiring since it was built). */
+  readonly entries: number;
+}
+
 /** Builds, publishes and caches the issuing CA's and the root's CRLs. */
 export class CrlPublisher {
   /** The published CRLs this process read last: a request costs two small reads, not the DER. */
@@ -52,6 +62,20 @@ export class CrlPublisher {
     }
     // The root revokes nothing imprint issues: its CRL follows no revocation.
     return this.current('root', 0, async (crlNumber, now) => this.ca.rootCrl({ crlNumber, ...this.validity(now) })!);
+  }
+
+  /** The issuing CA's current CRL (built first if it is due) described: number, build time, size, entries. */
+  async issuerStatus(): Promise<CrlStatus> {
+    const der = await this.issuerCrl();
+    const published = this.held.get('issuer')!;
+    const now = this.clock.now();
+    return {
+      crlNumber: published.crlNumber,
+      builtAt: published.builtAt.toISOString(),
+      nextUpdate: new Date(published.builtAt.getTime() + CRL_LIFETIME_MS).toISOString(),
+      bytes: der.length,
+      entries: await this.store.countRevoked(now),
+    };
   }
 
   /**

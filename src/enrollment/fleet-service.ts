@@ -1,7 +1,8 @@
 /** The fleet as operators see it: devices and certificates, listed, searched, revoked. */
 import type { Clock } from '../clock.js';
 import { ImprintError } from '../errors.js';
-import { REVOCATION_REASONS, type CertificateRecord, type DeviceRecord, type Page, type RevocationReason, type Store } from '../store/store.js';
+import { certificateKeyType } from '../ca/certificate-info.js';
+import { REVOCATION_REASONS, type CertificateRecord, type DeviceRecord, type DeviceSort, type FleetCounts, type Page, type RevocationReason, type Store } from '../store/store.js';
 import type { Actor } from './actor.js';
 import { checkLimit, listPage } from './paging.js';
 import { certificateView, deviceView, type CertificateView, type DeviceView } from './views.js';
@@ -17,6 +18,34 @@ export interface DeviceRevocation extends DeviceDetail {
 }
 
 const MAX_HISTORY = 1000;
+
+/** A device in a fleet listing, with when its current certificate expires. */
+export interface DeviceListingView extends DeviceView {
+  readonly currentNotAfter: string | null;
+}
+
+/** A certificate with what identifies its key. */
+export interface CertificateDetail extends CertificateView {
+  /** SHA-256 of the SubjectPublicKeyInfo, lowercase hex: the key's fingerprint. */
+  readonly spkiSha256: string;
+  /** "EC P-256", "RSA 2048", ... */
+  readonly keyType: string;
+}
+
+/** A device with its certificate history (newest last, with key details) and how it enrolled. */
+export interface DeviceInspection extends DeviceView {
+  readonly enrolledVia: DeviceRecord['enrolledVia'];
+  readonly enrollmentLabel: string | null;
+  readonly certificates: CertificateDetail[];
+}
+
+/** The fleet at a glance; `expiringSoon` counts active device certificates expiring within `windowDays`. */
+export interface FleetCountsView extends FleetCounts {
+  readonly windowDays: number;
+}
+
+/** The expiry window of the fleet counts. */
+export const EXPIRING_WINDOW_DAYS = 30;
 
 /** Checks a reason name from a request; undefined means unspecified. */
 export function revocationReason(reason: string | undefined): RevocationReason {
@@ -71,6 +100,41 @@ export class FleetService {
     const certificate = await this.store.findCertificate(normaliseSerial(serial));
     if (!certificate) throw new ImprintError('not_found', `no certificate with serial ${serial}`);
     return certificateView(certificate, true);
+  }
+
+  /** Devices newest enrollment first or soonest expiry first, searched and filtered, a page at a time. */
+  async browseDevices(query: {
+    sort?: DeviceSort | undefined;
+    status?: DeviceRecord['status'] | undefined;
+    q?: string | undefined;
+    limit?: number | undefined;
+    cursor?: string | undefined;
+  }): Promise<Page<DeviceListingView>> {
+    const page = await listPage(this.store.browseDevices({ ...query, sort: query.sort ?? 'enrolled', limit: checkLimit(query.limit) }));
+    return {
+      items: page.items.map((device) => ({ ...deviceView(device), currentNotAfter: device.currentNotAfter?.toISOString() ?? null })),
+      nextCursor: page.nextCursor,
+    };
+  }
+
+  /** Active and revoked devices, and active device certificates expiring within EXPIRING_WINDOW_DAYS. */
+  async counts(): Promise<FleetCountsView> {
+    const now = this.clock.now();
+    const soon = new Date(now.getTime() + EXPIRING_WINDOW_DAYS * 86_400_000);
+    return { ...(await this.store.countFleet(now, soon)), windowDays: EXPIRING_WINDOW_DAYS };
+  }
+
+  /** A device with its certificate history, each certificate with its key type and fingerprint. */
+  async inspectDevice(id: string): Promise<DeviceInspection> {
+    const device = await this.store.findDevice(id);
+    if (!device) throw new ImprintError('not_found', `no device ${id}`);
+    const history = await this.store.listCertificates({ deviceId: id, limit: MAX_HISTORY });
+    return {
+      ...deviceView(device),
+      enrolledVia: device.enrolledVia,
+      enrollmentLabel: device.enrollmentLabel,
+      certificates: history.items.map((c) => ({ ...certificateView(c), spkiSha256: c.spkiSha256, keyType: certificateKeyType(c.der) })),
+    };
   }
 
   /** Revokes a device and every unexpired certificate it holds. */

@@ -54,6 +54,23 @@ export interface TokenView {
   readonly revokedAt: string | null;
 }
 
+/** A batch of tokens (one label) as operators see it; `label` null gathers the unlabelled tokens. */
+export interface TokenBatchView {
+  readonly label: string | null;
+  readonly firstCreatedAt: string;
+  readonly lastCreatedAt: string;
+  readonly lastExpiresAt: string;
+  readonly createdBy: string;
+  readonly total: number;
+  readonly unused: number;
+  readonly used: number;
+  readonly expired: number;
+  readonly revoked: number;
+}
+
+/** How many batches a listing shows at most (newest first). */
+export const MAX_BATCHES_LISTED = 200;
+
 /** The lifecycle state of a stored token at a given time. */
 export function tokenStatus(token: TokenRecord, now: Date): TokenStatus {
   if (token.usedAt) return 'used';
@@ -168,6 +185,18 @@ export class TokenService {
     const now = this.clock.now();
     const page = await listPage(this.store.listTokens({ ...query, limit: checkLimit(query.limit), now }));
     return { items: page.items.map((token) => view(token, now)), nextCursor: page.nextCursor };
+  }
+
+  /** The batches (tokens grouped by label), newest first, with how many tokens are in each state. */
+  async listBatches(limit = MAX_BATCHES_LISTED): Promise<TokenBatchView[]> {
+    const now = this.clock.now();
+    const batches = await this.store.listTokenBatches({ now, limit });
+    return batches.map((batch) => ({
+      ...batch,
+      firstCreatedAt: batch.firstCreatedAt.toISOString(),
+      lastCreatedAt: batch.lastCreatedAt.toISOString(),
+      lastExpiresAt: batch.lastExpiresAt.toISOString(),
+    }));
   }
 
   /** Revokes every unused token of a batch (a lost CSV file); returns how many. */

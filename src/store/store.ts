@@ -338,5 +338,65 @@ export interface Store {
    */
   countExpiring?(now: Date, soon: Date, later: Date): Promise<{ readonly soon: number; readonly later: number }>;
 
+  /**
+   * Devices in a chosen order (the console's fleet): newest enrollment first, or soonest
+   * expiry of the current certificate first; keyset pages, each read from an index.
+   */
+  browseDevices(query: {
+    sort: DeviceSort;
+    status?: DeviceRecord['status'] | undefined;
+    /** Substring of the device id. */
+    q?: string | undefined;
+    limit: number;
+    cursor?: string | undefined;
+  }): Promise<Page<DeviceListing>>;
+  /** Devices by status, and active device certificates valid at `now` that expire by `soon`. */
+  countFleet(now: Date, soon: Date): Promise<FleetCounts>;
+  /** Revoked certificates not yet expired at `now`: the entries of the CRL built now. */
+  countRevoked(now: Date): Promise<number>;
+  /** Tokens grouped by label (the batch), newest batch first, with how many are in each state at `now`. */
+  listTokenBatches(query: { now: Date; limit: number }): Promise<TokenBatchRecord[]>;
+  /** Audit events newest first, filtered by actor, device and action (all exact), a page at a time. */
+  browseAudit(query: AuditFilter & { limit: number; cursor?: string | undefined }): Promise<Page<AuditEvent>>;
+
   close(): Promise<void>;
+}
+
+/** How browseDevices orders the fleet: newest enrollment first, or soonest expiry first. */
+export type DeviceSort = 'enrolled' | 'expiry';
+
+/** A device with when its current certificate expires. */
+export interface DeviceListing extends DeviceRecord {
+  readonly currentNotAfter: Date | null;
+}
+
+/** The fleet's size at a glance. */
+export interface FleetCounts {
+  readonly active: number;
+  readonly revoked: number;
+  /** Active device certificates that expire within the window asked for. */
+  readonly expiringSoon: number;
+}
+
+/** The tokens of one label (a batch), by state. */
+export interface TokenBatchRecord {
+  /** Null for the tokens minted without a label. */
+  readonly label: string | null;
+  readonly firstCreatedAt: Date;
+  readonly lastCreatedAt: Date;
+  readonly lastExpiresAt: Date;
+  /** Who minted the batch (the first minter when several did). */
+  readonly createdBy: string;
+  readonly total: number;
+  readonly unused: number;
+  readonly used: number;
+  readonly expired: number;
+  readonly revoked: number;
+}
+
+/** Which audit events to list; every field matches exactly. */
+export interface AuditFilter {
+  readonly actor?: string | undefined;
+  readonly deviceId?: string | undefined;
+  readonly action?: string | undefined;
 }

@@ -51,7 +51,8 @@ export class ImprintClient {
 
   constructor(
     baseUrl: string,
-    private readonly caPem: string,
+    /** The root CA certificate: the device's trust anchor. */
+    readonly caPem: string,
     /** Agent for requests without a client certificate; a keep-alive one lets enrollments share connections. */
     private readonly agent: Agent = new Agent({ keepAlive: false, ca: caPem }),
   ) {
@@ -79,6 +80,38 @@ export class ImprintClient {
     return new Agent({ keepAlive, ca: this.caPem, cert: identity.certificatePem, key: identity.keyPem, maxCachedSessions: 0 });
   }
 
+  /** EST simpleenroll (RFC 7030 4.2.1): base64 DER CSR in, the certificate as certs-only CMS out; the token as Bearer. */
+  async estEnroll(token: string, csrDer: Buffer, label?: string): Promise<Buffer> {
+    return this.estPost('simpleenroll', this.agent, csrDer, { authorization: `Bearer ${token}` }, label);
+  }
+
+  /** EST simplereenroll (RFC 7030 4.2.2) over mutual TLS with the current certificate. */
+  async estReenroll(identity: ClientIdentity, csrDer: Buffer, label?: string): Promise<Buffer> {
+    const agent = this.mtlsAgent(identity);
+    try {
+      return await this.estPost('simplereenroll', agent, csrDer, {}, label);
+    } finally {
+      agent.destroy();
+    }
+  }
+
+  /** SCEP GetCACert (RFC 8894 4.2): the RA, the issuing CA and the root as degenerate PKCS#7. */
+  async scepCaCertificates(): Promise<Buffer> {
+    return (await this.exchange('GET', '/scep?operation=GetCACert', this.agent)).body;
+  }
+
+  /** SCEP PKIOperation by POST (RFC 8894 4.3): a pkiMessage in, the RA's CertRep out (also for a refusal). */
+  async scepPkiOperation(message: Buffer): Promise<Buffer> {
+    return (await this.exchange('POST', '/scep?operation=PKIOperation', this.agent, { type: 'application/x-pki-message', bytes: message })).body;
+  }
+
+  private async estPost(operation: string, agent: Agent, csrDer: Buffer, headers: Record<string, string>, label?: string): Promise<Buffer> {
+    const path = `/.well-known/est/${label ? `${label}/` : ''}${operation}`;
+    const body = { type: 'application/pkcs10', bytes: Buffer.from(csrDer.toString('base64')) };
+    const answer = await this.exchange('POST', path, agent, body, headers);
+    return Buffer.from(answer.body.toString('ascii').replace(/\s+/g, ''), 'base64');
+  }
+
   private async send(
     method: string,
     path: string,
@@ -86,7 +119,23 @@ export class ImprintClient {
     json?: unknown,
     headers: Record<string, string> = {},
   ): Promise<{ status: number; body: unknown }> {
-    const payload = json === undefined ? undefined : Buffer.from(JSON.stringify(json));
+    const payload = json === undefined ? undefined : { type: 'application/json', bytes: Buffer.from(JSON.stringify(json)) };
+    const answer = await this.exchange(method, path, agent, payload, headers);
+    try {
+      return { status: answer.status, body: JSON.parse(answer.body.toString('utf8')) };
+    } catch {
+      throw new Error(`${method} ${path}: HTTP ${answer.status} with a body that is not JSON`);
+    }
+  }
+
+  /** One request; a 4xx or 5xx becomes a ServerRefusedError with the server's error code. */
+  private async exchange(
+    method: string,
+    path: string,
+    agent: Agent,
+    payload?: { type: string; bytes: Buffer },
+    headers: Record<string, string> = {},
+  ): Promise<{ status: number; body: Buffer }> {
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
       const req = request(
         new URL(path, this.url),
@@ -94,24 +143,23 @@ export class ImprintClient {
           method,
           agent,
           timeout: REQUEST_TIMEOUT_MS,
-          headers: { ...headers, ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}) },
+          headers: { ...headers, ...(payload ? { 'content-type': payload.type, 'content-length': payload.bytes.length } : {}) },
         },
         resolve,
       );
       req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer within ${REQUEST_TIMEOUT_MS} ms`)));
       req.on('error', reject);
-      req.end(payload);
+      req.end(payload?.bytes);
     });
-    const raw = await readBody(res);
-    let body: unknown;
-    try {
-      body = JSON.parse(raw.toString('utf8'));
-    } catch {
-      throw new Error(`${method} ${path}: HTTP ${res.statusCode} with a body that is not JSON`);
-    }
+    const body = await readBody(res);
     const status = res.statusCode ?? 0;
     if (status >= 400) {
-      const error = body as { error?: string; message?: string };
+      let error: { error?: string; message?: string } = {};
+      try {
+        error = JSON.parse(body.toString('utf8')) as typeof error;
+      } catch {
+        throw new Error(`${method} ${path}: HTTP ${status} with a body that is not JSON`);
+      }
       throw new ServerRefusedError(status, error.error ?? 'unknown', error.message ?? '');
     }
     return { status, body };

@@ -6,7 +6,8 @@ import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DeviceResponse, ImprintClient } from './client.js';
-import { buildCsr, generateDeviceKey, loadDeviceKey } from './csr.js';
+import { loadDeviceKey } from './csr.js';
+import { enrollmentProtocol, type Protocol } from './protocols.js';
 
 /** What one boot of the device did. */
 export interface BootReport {
@@ -32,29 +33,33 @@ export function dueForRenewal(certificatePem: string, now = new Date()): boolean
   return now.getTime() >= from + (to - from) * RENEW_AFTER_FRACTION;
 }
 
-/** Boots the device: enroll (with the token) if it has no certificate yet, else reconnect. */
+/**
+ * Boots the device: enroll (with the token) if it has no certificate yet, else reconnect.
+ * `protocol` is how it enrolls and renews (json by default); reconnects are always /v1/device.
+ */
 export async function bootDevice(
   client: ImprintClient,
-  options: { stateDir: string; deviceId: string; token: string | undefined; now?: Date },
+  options: { stateDir: string; deviceId: string; token: string | undefined; now?: Date; protocol?: Protocol; rootPem?: string },
 ): Promise<BootReport> {
   const paths = statePaths(options.stateDir);
+  const protocol = enrollmentProtocol(options.protocol ?? 'json', client, options.rootPem ?? client.caPem);
   mkdirSync(options.stateDir, { recursive: true, mode: 0o700 });
   if (!existsSync(paths.certificate)) {
     if (!options.token) throw new Error('this device has no certificate yet: give it a --token');
     // The key is kept before enrolling, so a retry after a lost answer sends the same CSR.
-    const key = existsSync(paths.key) ? loadDeviceKey(readFileSync(paths.key, 'utf8')) : await generateDeviceKey();
+    const key = existsSync(paths.key) ? loadDeviceKey(readFileSync(paths.key, 'utf8')) : await protocol.newKey();
     save(paths.key, key.privateKeyPem, 0o600);
-    const enrolled = await client.enroll(options.token, buildCsr(key, options.deviceId));
+    const enrolled = await (await protocol.prepareEnroll(options.token, key, options.deviceId))();
     save(paths.certificate, enrolled.certificate, 0o644);
-    save(paths.chain, enrolled.chain.join(''), 0o644);
+    if (enrolled.chain.length) save(paths.chain, enrolled.chain.join(''), 0o644);
     const device = await client.device({ certificatePem: enrolled.certificate, keyPem: key.privateKeyPem });
     return { action: 'enrolled', device };
   }
   const identity = { certificatePem: readFileSync(paths.certificate, 'utf8'), keyPem: readFileSync(paths.key, 'utf8') };
   if (!dueForRenewal(identity.certificatePem, options.now)) return { action: 'reconnected', device: await client.device(identity) };
 
-  const key = await generateDeviceKey();
-  const renewed = await client.renew(identity, buildCsr(key, options.deviceId));
+  const key = await protocol.newKey();
+  const renewed = await protocol.renew(identity, key, options.deviceId);
   save(`${paths.key}.next`, key.privateKeyPem, 0o600);
   save(paths.certificate, renewed.certificate, 0o644);
   renameSync(`${paths.key}.next`, paths.key);

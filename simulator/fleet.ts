@@ -5,8 +5,8 @@
  */
 import { Agent } from 'node:https';
 import { ImprintClient, type ClientIdentity } from './client.js';
-import { buildCsr, generateDeviceKey } from './csr.js';
 import { phaseReport, runBounded, type PhaseReport } from './load.js';
+import { enrollmentProtocol, type Protocol } from './protocols.js';
 
 /** One row of a `tokens create --format csv` batch. */
 export interface FleetToken {
@@ -29,6 +29,7 @@ export function parseTokenCsv(text: string): FleetToken[] {
 
 /** What a fleet run measured. */
 export interface FleetReport {
+  readonly protocol: Protocol;
   readonly devices: number;
   readonly concurrency: number;
   readonly enroll: PhaseReport;
@@ -44,6 +45,8 @@ export interface FleetOptions {
   readonly concurrency: number;
   readonly idPrefix: string;
   readonly deadline: Date;
+  /** How the devices enroll: json (default), est or scep. */
+  readonly protocol?: Protocol | undefined;
   readonly onProgress?: ((phase: string, done: number, total: number) => void) | undefined;
 }
 
@@ -52,19 +55,20 @@ export async function runFleet(options: FleetOptions): Promise<FleetReport> {
   const count = Math.min(options.devices, options.tokens.length);
   if (count < options.devices) throw new Error(`only ${options.tokens.length} tokens for ${options.devices} devices`);
 
-  // Keys and CSRs first: the device's own cost is not the server's.
-  const prepared = await Promise.all(
-    options.tokens.slice(0, count).map(async (token, index) => {
-      const deviceId = token.deviceId ?? `${options.idPrefix}-${String(index + 1).padStart(6, '0')}`;
-      const key = await generateDeviceKey();
-      return { token: token.token, deviceId, key, csr: buildCsr(key, deviceId) };
-    }),
-  );
-
   const agent = new Agent({ keepAlive: true, maxSockets: options.concurrency, ca: options.caPem });
   const client = new ImprintClient(options.url, options.caPem, agent);
+  const protocol = enrollmentProtocol(options.protocol ?? 'json', client, options.caPem);
   const identities: (ClientIdentity | undefined)[] = [];
   try {
+    // Keys and requests first: the device's own cost is not the server's.
+    const prepared = await Promise.all(
+      options.tokens.slice(0, count).map(async (token, index) => {
+        const deviceId = token.deviceId ?? `${options.idPrefix}-${String(index + 1).padStart(6, '0')}`;
+        const key = await protocol.newKey();
+        return { key, send: await protocol.prepareEnroll(token.token, key, deviceId) };
+      }),
+    );
+
     const enroll = await runBounded(
       count,
       options.concurrency,
@@ -72,7 +76,7 @@ export async function runFleet(options: FleetOptions): Promise<FleetReport> {
       async (index) => {
         const device = prepared[index]!;
         const started = performance.now();
-        const enrolled = await client.enroll(device.token, device.csr);
+        const enrolled = await device.send();
         const ms = performance.now() - started;
         identities[index] = { certificatePem: enrolled.certificate, keyPem: device.key.privateKeyPem };
         return { ms };
@@ -99,6 +103,7 @@ export async function runFleet(options: FleetOptions): Promise<FleetReport> {
     );
 
     return {
+      protocol: protocol.protocol,
       devices: count,
       concurrency: options.concurrency,
       enroll: phaseReport(enroll.results, enroll.seconds),

@@ -8,11 +8,15 @@ import { parseArgs } from 'node:util';
 import { ImprintClient, ServerRefusedError } from './client.js';
 import { bootDevice } from './device.js';
 import { parseTokenCsv, runFleet, type FleetReport } from './fleet.js';
+import { parseProtocol } from './protocols.js';
 
 const USAGE = `usage:
-  simulate --url URL --ca root.pem --token imp_... --device-id ID --state DIR
-  simulate --url URL --ca root.pem --state DIR                      (reconnect / renew)
-  simulate --url URL --ca root.pem --fleet N --tokens batch.csv [--concurrency 16] [--id-prefix sim] [--max-seconds 300] [--json]`;
+  simulate --url URL --ca root.pem --token imp_... --device-id ID --state DIR [--protocol json|est|scep]
+  simulate --url URL --ca root.pem --state DIR [--protocol json|est|scep]    (reconnect / renew)
+  simulate --url URL --ca root.pem --fleet N --tokens batch.csv [--protocol json|est|scep] [--concurrency 16] [--id-prefix sim] [--max-seconds 300] [--json]
+
+  --protocol: how devices enroll and renew: imprint's JSON API (default), EST (RFC 7030)
+  or SCEP (RFC 8894, with an RSA key); reconnects are always GET /v1/device over mTLS.`;
 
 function progressBar(phase: string, done: number, total: number): void {
   if (!process.stderr.isTTY) {
@@ -31,7 +35,7 @@ function formatReport(report: FleetReport): string {
     `${phase.perSecond.toFixed(1).padStart(8)}/s  p50 ${phase.latencyMs.p50} ms  p90 ${phase.latencyMs.p90} ms  p99 ${phase.latencyMs.p99} ms` +
     (phase.failed ? `  errors ${JSON.stringify(phase.errors)}` : '');
   return [
-    `fleet of ${report.devices} devices, concurrency ${report.concurrency}`,
+    `fleet of ${report.devices} devices over ${report.protocol}, concurrency ${report.concurrency}`,
     line('enroll', report.enroll),
     line('reconnect', report.reconnect),
   ].join('\n');
@@ -51,6 +55,7 @@ async function main(): Promise<number> {
       'id-prefix': { type: 'string' },
       'max-seconds': { type: 'string' },
       json: { type: 'boolean' },
+      protocol: { type: 'string' },
       help: { type: 'boolean' },
     },
   });
@@ -59,6 +64,7 @@ async function main(): Promise<number> {
     return values.help ? 0 : 2;
   }
   const caPem = readFileSync(values.ca, 'utf8');
+  const protocol = parseProtocol(values.protocol);
 
   if (values.fleet !== undefined) {
     if (!values.tokens) throw new Error('--fleet needs --tokens batch.csv');
@@ -71,6 +77,7 @@ async function main(): Promise<number> {
       idPrefix: values['id-prefix'] ?? `sim-${Date.now().toString(36)}`,
       deadline: new Date(Date.now() + Number(values['max-seconds'] ?? 300) * 1000),
       onProgress: progressBar,
+      protocol,
     });
     process.stdout.write(`${values.json ? JSON.stringify(report, null, 2) : formatReport(report)}\n`);
     return report.enroll.failed + report.reconnect.failed === 0 ? 0 : 1;
@@ -79,7 +86,7 @@ async function main(): Promise<number> {
   if (!values.state) throw new Error('--state DIR is required');
   const deviceId = values['device-id'];
   if (!deviceId) throw new Error('--device-id is required');
-  const report = await bootDevice(new ImprintClient(values.url, caPem), { stateDir: values.state, deviceId, token: values.token });
+  const report = await bootDevice(new ImprintClient(values.url, caPem), { stateDir: values.state, deviceId, token: values.token, protocol });
   process.stdout.write(
     `${report.action}: the server says this is ${report.device.deviceId} (${report.device.status}, serial ${report.device.serial}, valid until ${report.device.notAfter})\n`,
   );

@@ -30,6 +30,8 @@ export interface CertificateDetail extends CertificateView {
   readonly spkiSha256: string;
   /** "EC P-256", "RSA 2048", ... */
   readonly keyType: string;
+  /** Issued for a bootstrap token (an enrollment) or for the device's previous certificate (a renewal). */
+  readonly issuedFor: 'enrollment' | 'renewal';
 }
 
 /** A device with its certificate history (newest last, with key details) and how it enrolled. */
@@ -133,7 +135,7 @@ export class FleetService {
       ...deviceView(device),
       enrolledVia: device.enrolledVia,
       enrollmentLabel: device.enrollmentLabel,
-      certificates: history.items.map((c) => ({ ...certificateView(c), spkiSha256: c.spkiSha256, keyType: certificateKeyType(c.der) })),
+      certificates: history.items.map((c) => ({ ...certificateView(c), spkiSha256: c.spkiSha256, keyType: certificateKeyType(c.der), issuedFor: c.tokenId ? 'enrollment' : 'renewal' })),
     };
   }
 

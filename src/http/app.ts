@@ -19,6 +19,7 @@ import { BODY_LIMITS, DEFAULT_LIMITS, type Limits } from './limits.js';
 import { installRequestChecks, installValidation } from './validation.js';
 import { LocalWindowCounters, type WindowCounters } from './window-counters.js';
 import { adminRoutes } from './routes/admin-routes.js';
+import { consoleRoutes } from './routes/console-routes.js';
 import { deviceRoutes } from './routes/device-routes.js';
 import { estRoutes } from './routes/est-routes.js';
 import { publicRoutes } from './routes/public-routes.js';
@@ -153,6 +154,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(publicRoutes, { services: options.services, limits, counters });
   await app.register(deviceRoutes, { services: options.services, limits });
   await app.register(adminRoutes, { services: options.services });
+  await app.register(consoleRoutes, { services: options.services });
   await app.register(revocationRoutes, { services: options.services });
   await app.register(estRoutes, { services: options.services, limits, counters });
   await app.register(scepRoutes, { services: options.services, limits, counters });

@@ -39,7 +39,7 @@ export class ScepMessageError extends Error {
     readonly failInfo: FailInfo,
     message: string,
     /** What of the request was read before it failed, to address the failure CertRep. */
-    readonly partial?: { transactionId?: string | undefined; senderNonce?: Buffer | undefined; signerCertificate?: Buffer | undefined },
+    readonly partial?: { transactionId?: string | undefined; senderNonce?: Buffer | undefined; signerCertificate?: Buffer | undefined; messageType?: string | undefined },
   ) {
     super(message);
     this.name = 'ScepMessageError';
@@ -154,7 +154,7 @@ export async function readPkiMessage(der: Buffer, ra: { certificate: Buffer; key
     ? (signed.certificates ?? []).find((c): c is pkijs.Certificate => c instanceof pkijs.Certificate && sameIssuerSerial(c, sid))
     : undefined;
   const signerCertificate = signerCert ? buf(signerCert.toSchema().toBER(false)) : undefined;
-  const partial = { transactionId, senderNonce, signerCertificate };
+  const partial = { transactionId, senderNonce, signerCertificate, messageType };
   if (!signer || !signer.signedAttrs || !transactionId || !senderNonce || !messageType || !signerCertificate) {
     throw new ScepMessageError('badRequest', 'the message lacks a signer, its certificate or a SCEP attribute', partial);
   }
@@ -221,6 +221,26 @@ async function checkedRsaKey(certificate: Buffer, partial: ScepMessageError['par
   }
   if (!key) throw new ScepMessageError('badAlg', 'the signer certificate key is not supported', partial);
   return key;
+}
+
+/**
+ * True when the certificate that signed a request holds the CSR's own key, byte for byte
+ * (the SubjectPublicKeyInfo DER of each). RFC 8894 2.3 says the self-signed certificate of
+ * a first request "SHOULD use the same subject name and key as in the PKCS #10 request";
+ * for a PKCSReq we require the key (see ScepService). Read with the bounded DER walker.
+ */
+export function signerHoldsCsrKey(request: Pick<ScepRequest, 'signerCertificate' | 'csrDer'>): boolean {
+  try {
+    const { spki } = tbsFields(request.signerCertificate);
+    const csr = readElement(request.csrDer);
+    if (csr.tag !== 0x30 || csr.end !== request.csrDer.length) return false;
+    checkWellFormed(request.csrDer, csr);
+    const [info] = childrenOf(request.csrDer, csr);
+    const csrSpki = info?.tag === 0x30 ? childrenOf(request.csrDer, info)[2] : undefined;
+    return csrSpki?.tag === 0x30 && bytesOf(request.csrDer, csrSpki).equals(bytesOf(request.signerCertificate, spki));
+  } catch {
+    return false;
+  }
 }
 
 const SIGNATURE_HASHES: Record<string, string> = {

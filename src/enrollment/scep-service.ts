@@ -10,17 +10,37 @@ import type { CertificateAuthority } from '../ca/authority.js';
 import type { ScepRaIdentity } from '../ca/ca-directory.js';
 import { certsOnlyCms } from '../ca/cms.js';
 import { certificatesFromPem } from '../ca/pem.js';
-import { buildCertRep, checkIssuedBy, MessageType, readPkiMessage, ScepMessageError, type FailInfo, type ScepRequest } from '../ca/scep.js';
+import { buildCertRep, checkIssuedBy, MessageType, readPkiMessage, ScepMessageError, signerHoldsCsrKey, type FailInfo, type ScepRequest } from '../ca/scep.js';
 import { ImprintError, type ErrorCode } from '../errors.js';
 import type { ClientAuthenticator } from './client-authenticator.js';
 import type { EnrollmentService } from './enrollment-service.js';
 
-/** What a PKIOperation is answered with: a CertRep, and the refusal it carries, if any. */
+/** The operation a SCEP message asks for: PKCSReq enrolls, RenewalReq renews. */
+export type ScepOperation = 'enroll' | 'renew';
+
+/** What a SCEP answer was about, for the operator's log line: never the token itself. */
+export interface ScepSubject {
+  readonly deviceId?: string | undefined;
+  readonly serial?: string | undefined;
+  readonly tokenId?: string | undefined;
+}
+
+/**
+ * What a PKIOperation is answered with: a CertRep (refusals too go out as 200 FAILURE
+ * CertReps), and for the HTTP layer's log line and metrics what the message asked for,
+ * the refusal it carries and what it concerned.
+ */
 export interface ScepAnswer {
   readonly certRep: Buffer;
+  /** The operation asked for; undefined when the message names none we read. */
+  readonly operation: ScepOperation | undefined;
   /** Our error code behind a FAILURE CertRep (for rate limits and logs); undefined on success. */
   readonly refusal: ErrorCode | undefined;
+  readonly subject: ScepSubject;
 }
+
+const operationOf = (messageType: string | undefined): ScepOperation | undefined =>
+  messageType === MessageType.PKCSReq ? 'enroll' : messageType === MessageType.RenewalReq ? 'renew' : undefined;
 
 /**
  * failInfo for our refusals (RFC 8894 3.2.1.4). badCertId: the certificate that signed a
@@ -80,26 +100,36 @@ export class ScepService {
       const partial = error.partial;
       if (!partial?.transactionId || !partial.senderNonce) throw error;
       const addressed = { transactionId: partial.transactionId, senderNonce: partial.senderNonce, signerCertificate: undefined };
-      return { certRep: buildCertRep(addressed, { status: 'failure', failInfo: error.failInfo }, ra), refusal: 'bad_request' };
+      const certRep = buildCertRep(addressed, { status: 'failure', failInfo: error.failInfo }, ra);
+      return { certRep, operation: operationOf(partial.messageType), refusal: 'bad_request', subject: {} };
+    }
+    const operation = operationOf(request.messageType);
+    // RFC 8894 2.3 asks only that the self-signed certificate of a PKCSReq SHOULD hold the
+    // CSR's key. We require it: the CertRep is encrypted to that certificate, and only a
+    // signer holding the CSR's key binds the message (and the reply) to the key certified.
+    if (operation === 'enroll' && !signerHoldsCsrKey(request)) {
+      const certRep = buildCertRep(request, { status: 'failure', failInfo: 'badMessageCheck' }, ra);
+      return { certRep, operation, refusal: 'bad_request', subject: {} };
     }
     try {
-      const pem = await this.issue(request, source);
-      const [certificate] = certificatesFromPem(pem);
-      return { certRep: buildCertRep(request, { status: 'success', certificate: certificate! }, ra), refusal: undefined };
+      const issued = await this.issue(request, source);
+      const [certificate] = certificatesFromPem(issued.pem);
+      return { certRep: buildCertRep(request, { status: 'success', certificate: certificate! }, ra), operation, refusal: undefined, subject: issued.subject };
     } catch (error) {
       if (!(error instanceof ImprintError)) throw error;
       const failInfo = FAIL_INFO[error.code] ?? 'badRequest';
-      return { certRep: buildCertRep(request, { status: 'failure', failInfo }, ra), refusal: error.code };
+      return { certRep: buildCertRep(request, { status: 'failure', failInfo }, ra), operation, refusal: error.code, subject: { ...error.subject } };
     }
   }
 
-  /** Enrolls (PKCSReq) or renews (RenewalReq); the issued certificate's PEM. */
-  private async issue(request: ScepRequest, source: string | undefined): Promise<string> {
+  /** Enrolls (PKCSReq) or renews (RenewalReq): the issued certificate's PEM and what it concerned. */
+  private async issue(request: ScepRequest, source: string | undefined): Promise<{ pem: string; subject: ScepSubject }> {
     const csr = request.csrDer.toString('base64');
     if (request.messageType === MessageType.PKCSReq) {
       // RFC 8894 2.3: the challengePassword authorizes the request; here it is the token.
       const outcome = await this.enrollment.enroll({ token: request.challengePassword, csr, source, via: { protocol: 'scep' } });
-      return outcome.result.certificate;
+      const { deviceId, serial } = outcome.result;
+      return { pem: outcome.result.certificate, subject: { deviceId, serial, tokenId: outcome.tokenId } };
     }
     if (request.messageType === MessageType.RenewalReq) {
       // RFC 8894 3.3.1.2: signed with the current certificate. It must chain to our issuing
@@ -110,7 +140,7 @@ export class ScepService {
         { renewing: true },
       );
       const result = await this.enrollment.renew(identity, { csr, source });
-      return result.certificate;
+      return { pem: result.certificate, subject: { deviceId: identity.deviceId, serial: result.serial } };
     }
     throw new ImprintError('bad_request', `SCEP messageType ${request.messageType} is not supported`);
   }

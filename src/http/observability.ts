@@ -3,8 +3,9 @@
  * line per operation that matters (enrollment, renewal, refusal, rate-limit trip,
  * revocation, token mint and revoke, every admin call), written once here by an onResponse
  * hook rather than by each handler. Routes opt in through their config
- * (`config: { audit: 'enroll' }`, plus `protocol` for enrollment over another protocol);
- * handlers put what only they know on `request.audit`. Other routes write no access line:
+ * (`config: { audit: 'enroll' }`, plus `protocol` for enrollment over another protocol),
+ * or per request through `request.auditOperation`; handlers put what only they know on
+ * `request.audit`. Other routes write no access line:
  * at ~1,000 enrollments a second a line per request costs more than the enrollment.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, RawRequestDefaultExpression } from 'fastify';
@@ -66,6 +67,11 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** What the handler knows about the operation, for its log line. */
     audit: AuditFields | undefined;
+    /**
+     * The operation, when one route serves several and only the request tells which
+     * (SCEP's PKIOperation enrolls or renews); the route's `audit` config otherwise.
+     */
+    auditOperation: AuditedOperation | undefined;
     /** The contract code the request was refused with, set by the error handler. */
     errorCode: ErrorCode | undefined;
     /** Set when @fastify/rate-limit refused the request (it knows which route's rate). */
@@ -85,13 +91,14 @@ function rateLimitOf(request: FastifyRequest, operation: AuditedOperation): Rate
  */
 export function installObservability(app: FastifyInstance): void {
   app.decorateRequest('audit', undefined);
+  app.decorateRequest('auditOperation', undefined);
   app.decorateRequest('errorCode', undefined);
   app.decorateRequest('rateLimitedByPlugin', false);
   metrics().instrument(app);
 
   app.addHook('onResponse', function logOperation(request: FastifyRequest, reply: FastifyReply, done: () => void) {
     metrics().observeRequest(request, reply);
-    const operation = request.routeOptions.config.audit;
+    const operation = request.auditOperation ?? request.routeOptions.config.audit;
     if (operation === undefined) return done();
     const status = reply.statusCode;
     const outcome: string = request.errorCode ?? (status < 400 ? 'ok' : `http_${status}`);

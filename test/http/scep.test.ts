@@ -6,6 +6,7 @@
  * inputs that must end in a 4xx or a FAILURE CertRep, never a 5xx.
  */
 import { execFile } from 'node:child_process';
+import { X509Certificate, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -14,6 +15,11 @@ import { caPaths } from '../../src/ca/ca-directory.js';
 import { curl } from '../helpers/curl.js';
 import { openssl, opensslVerify, tempDir } from '../helpers/openssl.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { DEFAULT_LIMITS, withoutRateLimits } from '../../src/http/limits.js';
+import { startServer, type RunningServer } from '../../src/server.js';
+import { ImprintClient } from '../../simulator/client.js';
+import { buildCsrDer, generateDeviceKey, type DeviceKey } from '../../simulator/csr.js';
+import { buildPkiMessage, raFromCaCertificates, readCertRep, ScepMessageType, selfSignedCertificate, transactionIdOf, type ScepRa } from '../../simulator/scep.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -160,3 +166,150 @@ describe('hostile SCEP input', () => {
     expect(result.output).toContain('failInfo: badCertID');
   });
 });
+
+/**
+ * SCEP messages built with the simulator's device-side SCEP code against a server whose
+ * log lines are kept: what the log line and the metrics say about a PKCSReq and a
+ * RenewalReq, the PKCSReq signer's key, and retries.
+ */
+describe('SCEP messages from the simulator', () => {
+  let logged: RunningServer;
+  let ra: ScepRa;
+  const lines: Record<string, unknown>[] = [];
+  const rootPem = () => readFileSync(caPaths(logged.instance.dataDir).root, 'utf8');
+
+  beforeAll(async () => {
+    logged = await startServer({
+      dataDir: join(work, 'logged'),
+      host: '127.0.0.1',
+      port: 0,
+      statusPort: 0,
+      init: { hostnames: ['127.0.0.1'] },
+      limits: withoutRateLimits(DEFAULT_LIMITS),
+      logger: true,
+      logLevel: 'info',
+      logStream: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
+    });
+    ra = raFromCaCertificates(await new ImprintClient(logged.url, rootPem()).scepCaCertificates(), rootPem());
+  });
+  afterAll(async () => {
+    await logged.close();
+  });
+
+  const mint = async () => (await logged.instance.tokens.mint({ count: 1 }, { actor: 'cli:test', role: 'admin' })).tokens[0]!;
+
+  /** POSTs a pkiMessage to the status listener with a request id; the raw answer. */
+  async function post(message: Buffer, requestId: string) {
+    const file = join(work, `${requestId}.der`);
+    writeFileSync(file, message);
+    const out = join(work, `${requestId}.rep`);
+    const response = await curl(['-H', 'Content-Type: application/x-pki-message', '-H', `X-Request-Id: ${requestId}`, '--data-binary', `@${file}`, '-o', out, `${logged.statusUrl}/scep?operation=PKIOperation`]);
+    return { status: response.status, body: readFileSync(out) };
+  }
+
+  /** A PKCSReq for `deviceId` with `token`; `signer` signs it (by default the CSR's own key). */
+  async function pkcsReq(deviceId: string, token: string, key: DeviceKey, signer: DeviceKey = key, transactionId = transactionIdOf(key)) {
+    const senderNonce = randomBytes(16);
+    const csrDer = buildCsrDer(key, deviceId, { challengePassword: token });
+    const message = buildPkiMessage(ra, { messageType: ScepMessageType.PKCSReq, transactionId, senderNonce, csrDer, signerCertificate: selfSignedCertificate(signer, deviceId), signerKey: signer });
+    return { message, read: (certRep: Buffer) => readCertRep(certRep, { ra, transactionId, senderNonce, recipientKey: signer, commonName: deviceId }) };
+  }
+
+  const logLine = async (requestId: string) => {
+    for (let i = 0; i < 50 && !lines.some((line) => line.requestId === requestId); i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    return lines.find((line) => line.requestId === requestId);
+  };
+  const scrape = async () => (await curl([`${logged.statusUrl}/metrics`])).body;
+
+  it('a PKCSReq, a refused one and a RenewalReq are logged and counted as SCEP enrollments and a renewal', async () => {
+    const before = await scrape();
+    const token = await mint();
+    const key = await generateDeviceKey('rsa');
+    const enroll = await pkcsReq('scep-logged-1', token.token, key);
+    const enrolled = await post(enroll.message, 'scep-enroll-1');
+    expect(enrolled.status).toBe(200);
+    const result = enroll.read(enrolled.body);
+    expect(result.status).toBe('success');
+    const certificate = new X509Certificate((result as { certificate: Buffer }).certificate);
+    const serial = certificate.serialNumber.toLowerCase().replace(/^(00)+/, '');
+    expect(await logLine('scep-enroll-1')).toMatchObject({
+      event: 'enroll', protocol: 'scep', outcome: 'ok', status: 200, deviceId: 'scep-logged-1', serial, tokenId: token.id,
+    });
+
+    // The same token again with another key and CSR: a FAILURE CertRep, logged with its code.
+    const other = await pkcsReq('scep-logged-2', token.token, await generateDeviceKey('rsa'));
+    const refused = await post(other.message, 'scep-enroll-2');
+    expect(refused.status).toBe(200);
+    expect(other.read(refused.body)).toEqual({ status: 'failure', failInfo: 'badRequest' });
+    expect(await logLine('scep-enroll-2')).toMatchObject({ event: 'enroll', protocol: 'scep', outcome: 'token_used', status: 200, tokenId: token.id });
+
+    // A RenewalReq signed with the certificate just issued.
+    const renewKey = await generateDeviceKey('rsa');
+    const transactionId = transactionIdOf(renewKey);
+    const senderNonce = randomBytes(16);
+    const renewal = buildPkiMessage(ra, {
+      messageType: ScepMessageType.RenewalReq, transactionId, senderNonce, csrDer: buildCsrDer(renewKey, 'scep-logged-1'), signerCertificate: certificate.raw, signerKey: key,
+    });
+    const renewed = readCertRep((await post(renewal, 'scep-renew-1')).body, { ra, transactionId, senderNonce, recipientKey: key, commonName: 'scep-logged-1' });
+    expect(renewed.status).toBe('success');
+    expect(await logLine('scep-renew-1')).toMatchObject({ event: 'renew', protocol: 'scep', outcome: 'ok', actor: 'device:scep-logged-1', deviceId: 'scep-logged-1' });
+
+    const after = await scrape();
+    const delta = (name: string, labels: Record<string, string>) => sample(after, name, labels) - sample(before, name, labels);
+    expect(delta('imprint_enrollments_total', { protocol: 'scep', outcome: 'ok' })).toBe(1);
+    expect(delta('imprint_enrollments_total', { protocol: 'scep', outcome: 'token_used' })).toBe(1);
+    expect(delta('imprint_renewals_total', { outcome: 'ok' })).toBe(1);
+    // GetCACert (made in beforeAll) and GetCACaps write no line.
+    expect(lines.filter((line) => line.event !== undefined && line.protocol === 'scep')).toHaveLength(3);
+  });
+
+  it('refuses a PKCSReq whose signer certificate holds another key than the CSR (badMessageCheck), and the token stays usable', async () => {
+    const token = await mint();
+    const key = await generateDeviceKey('rsa');
+    const stranger = await pkcsReq('scep-signer-1', token.token, key, await generateDeviceKey('rsa'));
+    const refused = await post(stranger.message, 'scep-signer-1');
+    expect(refused.status).toBe(200);
+    expect(stranger.read(refused.body)).toEqual({ status: 'failure', failInfo: 'badMessageCheck' });
+    expect(await logLine('scep-signer-1')).toMatchObject({ event: 'enroll', protocol: 'scep', outcome: 'bad_request' });
+
+    const honest = await pkcsReq('scep-signer-1', token.token, key);
+    expect(honest.read((await post(honest.message, 'scep-signer-2')).body).status).toBe('success');
+  });
+
+  it('a repeated PKCSReq (same transactionID and CSR) gets the same certificate, also re-signed after a lost reply; another CSR with the token is refused', async () => {
+    const token = await mint();
+    const key = await generateDeviceKey('rsa');
+    const first = await pkcsReq('scep-retry-1', token.token, key);
+    const original = first.read((await post(first.message, 'scep-retry-1')).body);
+    expect(original.status).toBe('success');
+    const certificateOf = (result: ReturnType<typeof first.read>) => (result as { certificate: Buffer }).certificate.toString('hex');
+
+    // The very same bytes again (the device never saw the first reply).
+    const again = first.read((await post(first.message, 'scep-retry-2')).body);
+    expect(certificateOf(again)).toBe(certificateOf(original));
+
+    // A new message for the same transaction: new senderNonce and signature, same CSR key and challenge.
+    const resent = await pkcsReq('scep-retry-1', token.token, key);
+    const resentResult = resent.read((await post(resent.message, 'scep-retry-3')).body);
+    expect(certificateOf(resentResult)).toBe(certificateOf(original));
+    expect(await logLine('scep-retry-3')).toMatchObject({ outcome: 'ok', tokenId: token.id, deviceId: 'scep-retry-1' });
+
+    // Same token, same transactionID, another key (so another CSR): refused.
+    const otherKey = await generateDeviceKey('rsa');
+    const other = await pkcsReq('scep-retry-1', token.token, otherKey, otherKey, transactionIdOf(key));
+    expect(other.read((await post(other.message, 'scep-retry-4')).body)).toEqual({ status: 'failure', failInfo: 'badRequest' });
+    expect(await logLine('scep-retry-4')).toMatchObject({ outcome: 'token_used' });
+  });
+});
+
+/** A sample's value in Prometheus text (0 when absent). */
+function sample(text: string, name: string, labels: Record<string, string>): number {
+  const wanted = Object.entries(labels).map(([key, value]) => `${key}="${value}"`);
+  for (const line of text.split('\n')) {
+    const match = /^([a-zA-Z_:][\w:]*)(?:\{([^}]*)\})? (\S+)$/.exec(line);
+    if (!match || match[1] !== name) continue;
+    const present = (match[2] ?? '').split(',');
+    if (wanted.every((label) => present.includes(label))) return Number(match[3]);
+  }
+  return 0;
+}

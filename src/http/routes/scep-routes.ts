@@ -75,7 +75,11 @@ export const scepRoutes: FastifyPluginAsyncTypebox<{ services: AppServices; limi
   const refuseOverBudget = guards.onRequest as ((request: FastifyRequest, reply: FastifyReply) => Promise<void>) | undefined;
   const rateLimitConfig = (guards.config as { rateLimit?: object } | undefined)?.rateLimit;
   const options = {
-    ...(rateLimitConfig ? { config: { rateLimit: { ...rateLimitConfig, allowList: (request: FastifyRequest) => !isPkiOperation(request) } } } : {}),
+    config: {
+      // The log line and metrics of a PKIOperation (see scepOperation) name the protocol.
+      protocol: 'scep',
+      ...(rateLimitConfig ? { rateLimit: { ...rateLimitConfig, allowList: (request: FastifyRequest) => !isPkiOperation(request) } } : {}),
+    },
     ...(refuseOverBudget
       ? {
           onRequest: async function scepFailureBudget(request: FastifyRequest, reply: FastifyReply) {
@@ -100,6 +104,13 @@ export const scepRoutes: FastifyPluginAsyncTypebox<{ services: AppServices; limi
     },
   };
 
+  // A PKIOperation is an enrollment for the log line and metrics until its message says it
+  // renews; GetCACaps and GetCACert write no line. A plugin-level hook, so that it runs
+  // before the route's rate limit and failure budget, whose refusals are enrollments too.
+  app.addHook('onRequest', async function scepOperation(request: FastifyRequest) {
+    if (isPkiOperation(request)) request.auditOperation = 'enroll';
+  });
+
   async function scep(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const { operation } = request.query as { operation: string };
     switch (operation) {
@@ -119,6 +130,10 @@ export const scepRoutes: FastifyPluginAsyncTypebox<{ services: AppServices; limi
           if (error instanceof ScepMessageError) throw new ImprintError('bad_request', `not a SCEP pkiMessage: ${error.message}`);
           throw error;
         }
+        // RFC 8894 answers refusals 200 too: the log line and metrics learn them from the service.
+        request.auditOperation = answer.operation ?? 'enroll';
+        request.audit = { ...answer.subject };
+        request.errorCode = answer.refusal;
         if (answer.refusal !== undefined && budget && TOKEN_FAILURES.has(answer.refusal)) await budget.recordFailure(request.ip);
         // RFC 8894 3.3.2: a refusal is a CertRep with pkiStatus FAILURE, answered 200.
         reply.code(200).type('application/x-pki-message').send(answer.certRep);

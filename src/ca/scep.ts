@@ -138,7 +138,11 @@ const sameIssuerSerial = (certificate: pkijs.Certificate, sid: pkijs.IssuerAndSe
 export async function readPkiMessage(der: Buffer, ra: { certificate: Buffer; key: KeyObject; secret: Buffer }): Promise<ScepRequest> {
   let signed: pkijs.SignedData;
   try {
-    const info = pkijs.ContentInfo.fromBER(ab(der));
+    // The message is one element and nothing after it: pkijs alone would read a prefix.
+    const parsed = asn1js.fromBER(ab(der));
+    if (parsed.offset === -1) throw new Error(parsed.result.error);
+    if (parsed.offset !== der.length) throw new Error('bytes after the message');
+    const info = new pkijs.ContentInfo({ schema: parsed.result });
     if (info.contentType !== CMS_OID.signedData) throw new Error('not SignedData');
     signed = new pkijs.SignedData({ schema: info.content });
   } catch (error) {

@@ -9,7 +9,9 @@
  *   client certificate and one GET /v1/device each) and kept-alive mTLS requests/s against
  *   nginx with ssl_verify_client on; revocation reach; CRL rebuild with 100,000 entries;
  *   OCSP responses/s with a nonce (signed each) and without (a kept answer), over HTTPS and over
- *   the plain-HTTP status listener; the server's peak RSS.
+ *   the plain-HTTP status listener; the server's peak RSS. Enrollment per protocol (JSON,
+ *   EST, SCEP) side by side, driven by the simulator's client, and the server's CPU per
+ *   enrollment (all its processes, from /proc) beside each enrollment rate.
  *
  * Usage: npm run bench -- [--quick] [--devices N] [--seconds S] [--concurrency C] [--workers N] [--out FILE]
  */
@@ -22,11 +24,12 @@ import { parseArgs } from 'node:util';
 import { openInstance } from '../src/instance.js';
 import { ImprintClient, type ClientIdentity } from '../simulator/client.js';
 import { buildCsr, generateDeviceKey } from '../simulator/csr.js';
+import { enrollmentProtocol, PROTOCOLS, type PreparedEnrollment, type Protocol } from '../simulator/protocols.js';
 import { readBody } from '../simulator/read-body.js';
 import { phaseReport, runBounded, type PhaseReport } from '../simulator/load.js';
 import { ensureTool, runWrk, startCfssl, startNginx, writePool, type PoolEntry, type WrkResult } from './bench-tools.js';
 import { prefillDevices, revokePrefilled } from './bench-store.js';
-import { freePort, peakRssMiB, spawnServer, type ServerProcess } from './server-process.js';
+import { cpuSeconds, freePort, peakRssMiB, spawnServer, type ServerProcess } from './server-process.js';
 
 const { values } = parseArgs({
   options: {
@@ -53,6 +56,13 @@ const REACH_SAMPLES = 5;
 const WARM_UP_SECONDS = 2;
 const WARM_UP_POOL = WARM_UP_SECONDS * 6_000;
 const MTLS_COUNT = quick ? 3_000 : 20_000;
+/**
+ * Enrollments per protocol row: enough for the load's seconds at the Node client's pace,
+ * except SCEP, whose devices each make an RSA 2048 key first (~150 ms here): its row is
+ * bounded by count, and its rate is over the time those took.
+ */
+const PROTOCOL_COUNT: Record<Protocol, number> = quick ? { json: SECONDS * 1_500, est: SECONDS * 1_500, scep: 160 } : { json: SECONDS * 2_500, est: SECONDS * 2_500, scep: 600 };
+const PROTOCOL_WARM_UP = 24;
 const CLI = join(import.meta.dirname, '../src/cli/main.js');
 
 const log = (text: string) => process.stderr.write(`${text}\n`);
@@ -101,6 +111,51 @@ async function enrollmentPool(count: number, prefix: string): Promise<{ entries:
 
 function wrkEnroll(url: string, pool: string, seconds = SECONDS): WrkResult {
   return runWrk({ url, path: '/v1/enroll', seconds, connections: CONCURRENCY, threads: 2, work, pool });
+}
+
+/** Runs `load` and adds the server's CPU per successful operation, in microseconds. */
+async function withServerCpu<T>(server: ServerProcess, load: () => T | Promise<T>, succeeded: (result: T) => number): Promise<T & { cpuUsPerOp: number | null }> {
+  const before = cpuSeconds(server.child.pid!);
+  const result = await load();
+  const used = cpuSeconds(server.child.pid!) - before;
+  const count = succeeded(result);
+  return { ...result, cpuUsPerOp: count > 0 ? Math.round((used / count) * 1e6) : null };
+}
+
+/**
+ * Enrollment over one protocol with the simulator's client: tokens, keys and requests
+ * (for SCEP the whole signed, enveloped message) made first, a warm-up, then the load,
+ * bounded by count and time, with the server's CPU per enrollment.
+ */
+async function protocolEnroll(server: ServerProcess, protocol: Protocol): Promise<PhaseReport & { cpuUsPerOp: number | null }> {
+  const count = PROTOCOL_COUNT[protocol];
+  const tokens = await mintTokens(count + PROTOCOL_WARM_UP);
+  const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY, ca: server.rootPem });
+  try {
+    const client = new ImprintClient(server.url, server.rootPem, agent);
+    const speaker = enrollmentProtocol(protocol, client, server.rootPem);
+    const prepared: PreparedEnrollment[] = [];
+    for (let i = 0; i < tokens.length; i += 500) {
+      prepared.push(
+        ...(await Promise.all(
+          tokens.slice(i, i + 500).map(async (token, j) => speaker.prepareEnroll(token, await speaker.newKey(), `${protocol}-${String(i + j).padStart(7, '0')}`)),
+        )),
+      );
+    }
+    const run = (from: number, n: number, seconds: number) =>
+      runBounded(n, CONCURRENCY, new Date(Date.now() + seconds * 1000), async (index) => {
+        const started = performance.now();
+        await prepared[from + index]!();
+        return { ms: performance.now() - started };
+      }, () => undefined);
+    await run(0, PROTOCOL_WARM_UP, WARM_UP_SECONDS);
+    return await withServerCpu(server, async () => {
+      const { results, seconds } = await run(PROTOCOL_WARM_UP, count, SECONDS * 3);
+      return phaseReport(results, seconds);
+    }, (report) => report.ok);
+  } finally {
+    agent.destroy();
+  }
 }
 
 /** mTLS load with the Node client: new TLS sessions, or kept-alive connections. */
@@ -229,8 +284,13 @@ async function main(): Promise<void> {
   let server = await startImprint([...serveArgs, '--status-port', String(await freePort())]);
   log('enroll, empty store ...');
   wrkEnroll(server.url, join(work, 'warm-0.pool'), WARM_UP_SECONDS);
-  const enrollEmpty = wrkEnroll(server.url, join(work, 'enroll-empty.pool'));
+  const enrollEmpty = await withServerCpu(server, () => wrkEnroll(server.url, join(work, 'enroll-empty.pool')), (result) => result.requests - result.failed);
   const identities = await identitiesFor(server, 32);
+  const byProtocol = {} as Record<Protocol, Awaited<ReturnType<typeof protocolEnroll>>>;
+  for (const protocol of PROTOCOLS) {
+    log(`enroll over ${protocol}, the simulator's client ...`);
+    byProtocol[protocol] = await protocolEnroll(server, protocol);
+  }
   log('mTLS reconnects and kept-alive requests ...');
   const reconnect = await mtlsLoad(server.url, rootPem, identities, false);
   const keptAlive = await mtlsLoad(server.url, rootPem, identities, true);
@@ -279,7 +339,7 @@ async function main(): Promise<void> {
   server = await startImprint(serveArgs);
   log('enroll, pre-filled store ...');
   wrkEnroll(server.url, join(work, 'warm-1.pool'), WARM_UP_SECONDS);
-  const enrollFull = wrkEnroll(server.url, join(work, 'enroll-full.pool'));
+  const enrollFull = await withServerCpu(server, () => wrkEnroll(server.url, join(work, 'enroll-full.pool')), (result) => result.requests - result.failed);
   const rssMiB = peakRssMiB(server.child.pid!);
 
   log(`CRL with ${CRL_ENTRIES.toLocaleString('en')} revoked entries ...`);
@@ -325,9 +385,22 @@ async function main(): Promise<void> {
   }
 
   // --- report --------------------------------------------------------------------------
+  const cpu = (result: { cpuUsPerOp: number | null }) => (result.cpuUsPerOp === null ? '' : `, ${result.cpuUsPerOp} us CPU`);
+  const json = byProtocol.json;
+  const protocolRows = PROTOCOLS.map((protocol): [string, string, string, string, string] => {
+    const report = byProtocol[protocol];
+    return [
+      `enroll/s over ${protocol}, Node client (p50 / p99 ms, server CPU/enroll)`,
+      `${report.perSecond} (${report.latencyMs.p50} / ${report.latencyMs.p99}${cpu(report)})`,
+      protocol === 'json' ? `${report.ok} enrolled, ${report.failed} failed` : `json ${json.perSecond}${cpu(json)}`,
+      protocol === 'json' ? '' : String(ratio(report.perSecond, json.perSecond) ?? '-'),
+      '',
+    ];
+  });
   const rows: [string, string, string, string, string][] = [
-    ['enroll/s, empty store (p50 / p99 ms)', `${enrollEmpty.perSecond} (${enrollEmpty.p50Ms} / ${enrollEmpty.p99Ms})`, cfsslSign ? `cfssl sign ${cfsslSign.perSecond} (${cfsslSign.p50Ms} / ${cfsslSign.p99Ms})` : 'cfssl: not run', String(ratio(enrollEmpty.perSecond, cfsslSign?.perSecond) ?? '-'), '>= 1.0, p99 < 50 ms'],
-    [`enroll/s, ${PREFILL.toLocaleString('en')} devices (p50 / p99 ms)`, `${enrollFull.perSecond} (${enrollFull.p50Ms} / ${enrollFull.p99Ms})`, `empty store ${enrollEmpty.perSecond}`, String(ratio(enrollFull.perSecond, enrollEmpty.perSecond)), '>= 0.9'],
+    ['enroll/s, empty store (p50 / p99 ms, server CPU/enroll)', `${enrollEmpty.perSecond} (${enrollEmpty.p50Ms} / ${enrollEmpty.p99Ms}${cpu(enrollEmpty)})`, cfsslSign ? `cfssl sign ${cfsslSign.perSecond} (${cfsslSign.p50Ms} / ${cfsslSign.p99Ms})` : 'cfssl: not run', String(ratio(enrollEmpty.perSecond, cfsslSign?.perSecond) ?? '-'), '>= 1.0, p99 < 50 ms'],
+    [`enroll/s, ${PREFILL.toLocaleString('en')} devices (p50 / p99 ms, CPU)`, `${enrollFull.perSecond} (${enrollFull.p50Ms} / ${enrollFull.p99Ms}${cpu(enrollFull)})`, `empty store ${enrollEmpty.perSecond}`, String(ratio(enrollFull.perSecond, enrollEmpty.perSecond)), '>= 0.9'],
+    ...protocolRows,
     ['mTLS reconnects/s (p50 / p99 ms)', `${reconnect.perSecond} (${reconnect.latencyMs.p50} / ${reconnect.latencyMs.p99})`, nginxReconnect ? `nginx ${nginxReconnect.perSecond}` : 'nginx: not run', String(ratio(reconnect.perSecond, nginxReconnect?.perSecond) ?? '-'), '>= 0.9'],
     ['kept-alive mTLS requests/s', String(keptAlive.perSecond), nginxKeptAlive ? `nginx ${nginxKeptAlive.perSecond}` : 'nginx: not run', String(ratio(keptAlive.perSecond, nginxKeptAlive?.perSecond) ?? '-'), ''],
     ['OCSP/s, nonce: signed each, HTTPS (p99 ms)', `${ocsp.perSecond} (${ocsp.p99Ms})`, '', '', '>= 10,000'],
@@ -345,7 +418,7 @@ async function main(): Promise<void> {
     cpuModel: cpus()[0]?.model ?? 'unknown',
     date: new Date().toISOString(),
   };
-  const widths = [46, 26, 32, 7, 22];
+  const widths = [62, 34, 32, 7, 22];
   const line = (cells: readonly string[]) => cells.map((cell, i) => cell.padEnd(widths[i]!)).join(' ').trimEnd();
   process.stdout.write(
     [
@@ -357,7 +430,7 @@ async function main(): Promise<void> {
       '',
     ].join('\n'),
   );
-  const failures = enrollEmpty.failed + enrollFull.failed + ocsp.failed + ocspNoNonce.failed + ocspHttp.failed + ocspHttpNoNonce.failed + (cfsslSign?.failed ?? 0) + reconnect.failed + keptAlive.failed;
+  const failures = PROTOCOLS.reduce((sum, protocol) => sum + byProtocol[protocol].failed, 0) + enrollEmpty.failed + enrollFull.failed + ocsp.failed + ocspNoNonce.failed + ocspHttp.failed + ocspHttpNoNonce.failed + (cfsslSign?.failed ?? 0) + reconnect.failed + keptAlive.failed;
   if (failures) log(`warning: ${failures} requests failed or ran out of pool (see JSON)`);
 
   Object.assign(results, {
@@ -365,6 +438,7 @@ async function main(): Promise<void> {
     options: { seconds: SECONDS, concurrency: CONCURRENCY, prefilledDevices: PREFILL, workers: WORKERS ?? null, pool: POOL },
     enrollEmpty,
     enrollFull,
+    enrollByProtocol: byProtocol,
     cfsslSign: cfsslSign ?? null,
     reconnect,
     nginxReconnect: nginxReconnect ?? null,

@@ -48,6 +48,33 @@ export function peakRssMiB(pid: number): { readonly total: number; readonly larg
   return { total: Math.round(peaks.reduce((a, b) => a + b, 0)), largest: Math.round(Math.max(...peaks)) };
 }
 
+/** Clock ticks per second of /proc's CPU times (USER_HZ: 100 on every Linux we run on). */
+const CLOCK_TICKS = 100;
+
+/**
+ * CPU seconds (user + system) a process and its children (cluster workers) have used so
+ * far, read from /proc: the difference over a load is the server's CPU for that load.
+ */
+export function cpuSeconds(pid: number): number {
+  const of = (target: number) => {
+    try {
+      const stat = readFileSync(`/proc/${target}/stat`, 'utf8');
+      // "pid (comm) state ..." with utime and stime the 14th and 15th fields; comm may hold spaces.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+    } catch {
+      return 0;
+    }
+  };
+  let children: number[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    // no children file: count the process alone
+  }
+  return [pid, ...children].reduce((sum, target) => sum + of(target), 0);
+}
+
 /** A loopback port that was free a moment ago: for a port that must be named before it listens. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -13,6 +13,8 @@ import { VERSION } from '../version.js';
 export interface RegisteredRoute {
   readonly method: string;
   readonly url: string;
+  /** Left out of the document on purpose (`schema: { hide: true }`: the console's own UI routes). */
+  readonly hidden: boolean;
 }
 
 const routeLists = new WeakMap<FastifyInstance, RegisteredRoute[]>();
@@ -22,7 +24,7 @@ export function trackRoutes(app: FastifyInstance): void {
   const routes: RegisteredRoute[] = [];
   routeLists.set(app, routes);
   app.addHook('onRoute', (route: RouteOptions) => {
-    for (const method of Array.isArray(route.method) ? route.method : [route.method]) routes.push({ method, url: route.url });
+    for (const method of Array.isArray(route.method) ? route.method : [route.method]) routes.push({ method, url: route.url, hidden: (route.schema as { hide?: boolean } | undefined)?.hide === true });
   });
 }
 

@@ -42,12 +42,12 @@ describe.skipIf(!hasSystemd)('deploy/imprint.service', () => {
 });
 
 describe('npm pack', () => {
-  it('ships what runs and nothing else: the build, the migrations, the unit, the README', () => {
+  it('ships what runs and nothing else: the build, the migrations, the console page, the unit, the README', () => {
     const result = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { encoding: 'utf8', cwd: new URL('..', import.meta.url).pathname });
     expect(result.status, result.stderr).toBe(0);
     const files = (JSON.parse(result.stdout) as { files: { path: string }[] }[])[0]!.files.map((file) => file.path);
-    for (const path of files) expect(path).toMatch(/^(dist\/src\/|dist\/simulator\/|migrations\/|deploy\/|README\.md$|package\.json$)/);
-    expect(files).toEqual(expect.arrayContaining(['dist/src/cli/main.js', 'migrations/0001_initial.sql', 'deploy/imprint.service']));
+    for (const path of files) expect(path).toMatch(/^(dist\/src\/|dist\/simulator\/|migrations\/|console\/|deploy\/|README\.md$|package\.json$)/);
+    expect(files).toEqual(expect.arrayContaining(['dist/src/cli/main.js', 'migrations/0001_initial.sql', 'console/index.html', 'deploy/imprint.service']));
     expect(files.some((path) => path.startsWith('test/') || path.startsWith('src/') || path.includes('.scratch'))).toBe(false);
   });
 });

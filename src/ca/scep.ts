@@ -302,6 +302,14 @@ function octetContent(value: asn1js.AsnType): Buffer {
   return buf(block.valueHexView ?? new Uint8Array());
 }
 
+/** The RA certificate, parsed once: it is ours and the same for every request. */
+const raCertificates = new WeakMap<Buffer, pkijs.Certificate>();
+function raCertificate(der: Buffer): pkijs.Certificate {
+  let parsed = raCertificates.get(der);
+  if (!parsed) raCertificates.set(der, (parsed = pkijs.Certificate.fromBER(ab(der))));
+  return parsed;
+}
+
 /** Decrypts the EnvelopedData addressed to the RA. */
 function openEnvelope(der: Buffer, ra: { certificate: Buffer; key: KeyObject; secret: Buffer }, partial: ScepMessageError['partial']): Buffer {
   let enveloped: pkijs.EnvelopedData;
@@ -312,7 +320,7 @@ function openEnvelope(der: Buffer, ra: { certificate: Buffer; key: KeyObject; se
   } catch (error) {
     throw new ScepMessageError('badRequest', `not a CMS EnvelopedData: ${(error as Error).message}`, partial);
   }
-  const raCert = pkijs.Certificate.fromBER(ab(ra.certificate));
+  const raCert = raCertificate(ra.certificate);
   const recipient = enveloped.recipientInfos
     .map((info) => info.value)
     .find((value): value is pkijs.KeyTransRecipientInfo => value instanceof pkijs.KeyTransRecipientInfo && value.rid instanceof pkijs.IssuerAndSerialNumber && sameIssuerSerial(raCert, value.rid));
@@ -363,7 +371,7 @@ export function buildCertRep(
   result: CertRepResult,
   ra: { certificate: Buffer; key: KeyObject },
 ): Buffer {
-  const raCert = pkijs.Certificate.fromBER(ab(ra.certificate));
+  const raCert = raCertificate(ra.certificate);
   let content: Buffer | undefined;
   if (result.status === 'success') {
     if (!request.signerCertificate || !request.signerKey) throw new Error('a successful CertRep needs the requester certificate and its checked key');

@@ -5,6 +5,7 @@ import type { DeviceIdentity, OperatorIdentity } from '../enrollment/client-auth
 import type { SigningServices } from '../instance.js';
 import type { OperatorRole } from '../store/store.js';
 import { presentedCertificate } from './client-certificate.js';
+import { refuseCrossSite } from './same-origin.js';
 
 /** Every operator role may do this. */
 export const ANY_OPERATOR: readonly OperatorRole[] = ['admin', 'provisioner'];
@@ -35,6 +36,7 @@ declare module 'fastify' {
  */
 export function requireOperator(services: SigningServices, roles: readonly OperatorRole[]) {
   return async function requireOperatorHook(request: FastifyRequest): Promise<void> {
+    refuseCrossSite(request);
     request.operator = await authenticateOperator(services, request, roles);
   };
 }
@@ -46,6 +48,7 @@ export function operatorOf(request: FastifyRequest): OperatorIdentity & Actor {
 }
 
 /** The device behind a request; `renewing` lets a recently expired certificate renew when configured. */
-export function authenticateDevice(services: SigningServices, request: FastifyRequest, options: { renewing?: boolean } = {}): Promise<DeviceIdentity> {
+export async function authenticateDevice(services: SigningServices, request: FastifyRequest, options: { renewing?: boolean } = {}): Promise<DeviceIdentity> {
+  refuseCrossSite(request);
   return services.clients.device(presentedCertificate(request), options);
 }

@@ -65,6 +65,32 @@ describe('access control', () => {
     expect((await as(admin, 'GET', '/v1/admin/devices/admin-test-device')).body.status).toBe('active');
   });
 
+  it.each([
+    { name: 'Sec-Fetch-Site: cross-site', id: 'csrf-1', headers: { 'sec-fetch-site': 'cross-site' } },
+    { name: 'Sec-Fetch-Site: same-site', id: 'csrf-2', headers: { 'sec-fetch-site': 'same-site' } },
+    { name: 'a foreign Origin', id: 'csrf-3', headers: { origin: 'https://evil.example' } },
+    { name: 'Origin null', id: 'csrf-4', headers: { origin: 'null' } },
+  ])('a browser request marked cross-site ($name) is refused before it acts, even with an admin certificate', async ({ id, headers }) => {
+    await enroll(id);
+    const response = await call(`${t.url}/v1/admin/devices/${id}/revoke`, { ca: t.rootPem, cert: admin.cert, key: admin.key, method: 'POST', headers });
+    expect(response.status).toBe(403);
+    expect(response.body.error).toBe('forbidden');
+    expect((await as(admin, 'GET', `/v1/admin/devices/${id}`)).body.status).toBe('active');
+  });
+
+  it('the same request from this origin (or from a client that is no browser) goes through', async () => {
+    await enroll('csrf-same-origin');
+    const host = new URL(t.url).host;
+    const response = await call(`${t.url}/v1/admin/devices/csrf-same-origin/revoke`, {
+      ca: t.rootPem,
+      cert: admin.cert,
+      key: admin.key,
+      method: 'POST',
+      headers: { 'sec-fetch-site': 'same-origin', origin: `https://${host}` },
+    });
+    expect(response.status).toBe(200);
+  });
+
   it('a revocation without a body is a revocation without a reason', async () => {
     await enroll('no-body-device');
     const response = await as(admin, 'POST', '/v1/admin/devices/no-body-device/revoke');

@@ -26,6 +26,7 @@ import { VERSION } from '../../version.js';
 import { ADMIN_ONLY, ANY_OPERATOR, operatorOf, requireOperator } from '../authenticate.js';
 import { presentedCertificate } from '../client-certificate.js';
 import { BODY_LIMITS } from '../limits.js';
+import { refuseCrossSite } from '../same-origin.js';
 import { metrics } from '../metrics.js';
 
 /** The header every console API request carries; a cross-site form cannot send it. */
@@ -92,12 +93,8 @@ async function sameOriginOnly(request: FastifyRequest): Promise<void> {
   if (request.headers[CONSOLE_HEADER] !== '1') {
     throw new ImprintError('forbidden', `console API requests must carry the ${CONSOLE_HEADER} header`);
   }
-  const site = request.headers['sec-fetch-site'];
-  if (site !== undefined && site !== 'same-origin') throw new ImprintError('forbidden', 'cross-site request refused');
-  const origin = request.headers.origin;
-  const own = `https://${request.headers.host ?? ''}`;
-  if (origin !== undefined && origin !== own) throw new ImprintError('forbidden', 'cross-origin request refused');
-  if (request.method !== 'GET' && request.method !== 'HEAD' && origin === undefined) {
+  refuseCrossSite(request);
+  if (request.method !== 'GET' && request.method !== 'HEAD' && request.headers.origin === undefined) {
     throw new ImprintError('forbidden', 'a console request that changes something must carry Origin');
   }
 }

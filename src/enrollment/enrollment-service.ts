@@ -10,7 +10,7 @@ import { decodeCsrText, parseCsr, type ParsedCsr } from '../ca/csr.js';
 import { toPem } from '../ca/pem.js';
 import type { Clock } from '../clock.js';
 import { ImprintError } from '../errors.js';
-import type { AuditEventInput, Redemption, Store, TokenRecord } from '../store/store.js';
+import type { AuditEventInput, CertificateRecord, Redemption, Store, TokenRecord } from '../store/store.js';
 import type { DeviceIdentity } from './client-authenticator.js';
 import { checkCsr } from './csr-policy.js';
 import type { DeviceIdPolicy } from './device-id.js';
@@ -177,6 +177,10 @@ export class EnrollmentService {
       if (deviceId !== identity.deviceId) {
         throw new ImprintError('csr_subject_mismatch', `a renewal CSR must name ${identity.deviceId}`);
       }
+      // The same renewal again (its answer was lost, or a SCEP message was replayed) gets
+      // the certificate it already produced, not another one superseding it.
+      const earlier = await this.store.findRenewal(identity.certificate.serial, csr.sha256);
+      if (earlier) return await this.retried(earlier, audit);
       // Cheap refusal before signing; the transaction guarantees it under concurrency.
       const since = new Date(now.getTime() - DAY_MS);
       const recent = await this.store.renewalCount(deviceId, since);
@@ -187,10 +191,14 @@ export class EnrollmentService {
         presentedSerial: identity.certificate.serial,
         retireAt: new Date(now.getTime() + this.renewal.overlapMs),
         limit: { max: this.renewal.perDay, since },
-        certificate: this.newCertificate(issued, csr, deviceId, now, null),
+        certificate: { ...this.newCertificate(issued, csr, deviceId, now, null), renewedFrom: identity.certificate.serial, csrSha256: csr.sha256 },
         audit: { ...audit, serial: issued.serial },
       });
       if (outcome.ok) return this.result(deviceId, issued.pem, issued.serial, issued.notAfter);
+      if (outcome.conflict === 'already_renewed') {
+        const certificate = await this.store.findCertificate(outcome.serial);
+        if (certificate) return await this.retried(certificate, audit);
+      }
       if (outcome.conflict === 'key_reused') throw keyReused();
       if (outcome.conflict === 'renewal_limit') throw this.renewalLimited(deviceId, now, outcome.retryAt);
       if (outcome.conflict === 'certificate_not_current') {
@@ -223,6 +231,18 @@ export class EnrollmentService {
       tokenId: token.id,
       result: this.result(certificate.deviceId, toPem(certificate.der), certificate.serial, certificate.notAfter),
     };
+  }
+
+  /**
+   * Answers a renewal sent again with the certificate it produced the first time, while
+   * that one stands; once it was replaced, the old request produces nothing more.
+   */
+  private async retried(certificate: CertificateRecord, audit: AuditEventInput): Promise<EnrollmentResult> {
+    if (certificate.status !== 'active') {
+      throw new ImprintError('bad_request', 'this renewal was answered before and its certificate has been replaced since; send a new CSR');
+    }
+    await this.store.appendAudit({ ...audit, action: 'renew.retry', serial: certificate.serial });
+    return this.result(certificate.deviceId ?? certificate.subject, toPem(certificate.der), certificate.serial, certificate.notAfter);
   }
 
   private renewalLimited(deviceId: string, now: Date, retryAt: Date): ImprintError {

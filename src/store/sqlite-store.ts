@@ -228,9 +228,10 @@ export class SqliteStore implements Store {
       keyTaken: s(`SELECT 1 FROM certificates WHERE spki_sha256 = ?
                      AND (device_id IS NULL OR device_id <> ? OR revocation_reason = 'keyCompromise') LIMIT 1`),
       insertCertificate: s(`INSERT INTO certificates (serial, kind, subject, device_id, spki_sha256, not_before, not_after,
-                              issued_at, status, token_id, der)
+                              issued_at, status, token_id, der, renewed_from, csr_sha256)
                             VALUES (@serial, @kind, @subject, @deviceId, @spkiSha256, @notBefore, @notAfter,
-                              @issuedAt, 'active', @tokenId, @der)`),
+                              @issuedAt, 'active', @tokenId, @der, @renewedFrom, @csrSha256)`),
+      renewalOf: s(`SELECT * FROM certificates WHERE renewed_from = ? AND csr_sha256 = ? ORDER BY issued_at DESC LIMIT 1`),
       listAudit: s('SELECT * FROM audit_events WHERE id > ? AND at >= ? ORDER BY id LIMIT ?'),
       lastAuditHash: s('SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1'),
       insertAudit: s(`INSERT INTO audit_events (at, actor, action, outcome, source, token_id, device_id, serial, detail, prev_hash, hash)
@@ -282,6 +283,8 @@ export class SqliteStore implements Store {
       if (presented?.status !== 'active' || (keep !== device.current_serial && keep !== device.retiring_serial)) {
         return { conflict: 'certificate_not_current' };
       }
+      const earlier = r.certificate.csrSha256 === undefined ? undefined : (this.statements.renewalOf.get(keep, r.certificate.csrSha256) as Row | undefined);
+      if (earlier) return { conflict: 'already_renewed', serial: earlier.serial as string };
       if (this.statements.keyTaken.get(r.certificate.spkiSha256, deviceId)) return { conflict: 'key_reused' };
       const since = r.limit.since.getTime();
       const recent = this.statements.renewalCount.get({ id: deviceId, since }) as { count: number; oldest: number | null };
@@ -323,6 +326,8 @@ export class SqliteStore implements Store {
   private insertCertificate(certificate: NewCertificate): void {
     this.statements.insertCertificate.run({
       ...certificate,
+      renewedFrom: certificate.renewedFrom ?? null,
+      csrSha256: certificate.csrSha256 ?? null,
       notBefore: certificate.notBefore.getTime(),
       notAfter: certificate.notAfter.getTime(),
       issuedAt: certificate.issuedAt.getTime(),
@@ -397,6 +402,11 @@ export class SqliteStore implements Store {
       this.insertAudit(audit);
       return { ok: true };
     }).immediate();
+  }
+
+  async findRenewal(presentedSerial: string, csrSha256: string): Promise<CertificateRecord | undefined> {
+    const row = this.statements.renewalOf.get(presentedSerial, csrSha256) as Row | undefined;
+    return row && certificateFromRow(row);
   }
 
   async renewalCount(deviceId: string, since: Date): Promise<{ count: number; oldest: Date | null }> {

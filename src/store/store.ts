@@ -80,7 +80,11 @@ export interface CertificateRecord {
 export type CertificateStatus = Pick<CertificateRecord, 'status' | 'revokedAt' | 'revocationReason'>;
 
 /** A certificate to insert (always active when recorded). */
-export type NewCertificate = Omit<CertificateRecord, 'status' | 'revokedAt' | 'revocationReason'>;
+export type NewCertificate = Omit<CertificateRecord, 'status' | 'revokedAt' | 'revocationReason'> & {
+  /** For a renewal: the certificate the device renewed with, and the CSR it sent. */
+  readonly renewedFrom?: string | undefined;
+  readonly csrSha256?: string | undefined;
+};
 
 /** RFC 5280 5.3.1 reason names accepted for end-entity certificates. */
 export const REVOCATION_REASONS = [
@@ -212,6 +216,8 @@ export interface Renewal {
 /** Why a renewal did not commit; nothing was written. */
 export type RenewalConflict =
   | { readonly conflict: 'device_not_active' | 'certificate_not_current' | 'key_reused' }
+  /** The same renewal (same certificate, same CSR) was recorded before: `serial` answers it. */
+  | { readonly conflict: 'already_renewed'; readonly serial: string }
   | { readonly conflict: 'renewal_limit'; readonly retryAt: Date };
 
 /** A server TLS certificate issued by the issuing CA (OCSP answers for it too). */
@@ -271,6 +277,8 @@ export interface Store {
     redemption: Redemption,
   ): Promise<{ ok: true } | { ok: false; conflict: RedemptionConflict }>;
   recordRenewal(renewal: Renewal): Promise<{ ok: true } | ({ ok: false } & RenewalConflict)>;
+  /** The certificate a renewal with `presentedSerial` and this CSR already produced (revoked or not), if any. */
+  findRenewal(presentedSerial: string, csrSha256: string): Promise<CertificateRecord | undefined>;
   /** How many renewals of a device were issued after `since`, and when the oldest of them was. */
   renewalCount(deviceId: string, since: Date): Promise<{ count: number; oldest: Date | null }>;
   /**

@@ -175,6 +175,26 @@ describe('renewal retires the certificate it replaces', () => {
     expect(statusOf(first.serial)?.revocation_reason).toBe('superseded');
   });
 
+  it('the same renewal sent again gets the same certificate; once replaced, it gets nothing more', async () => {
+    const device = await enrolled('ret-again');
+    const send = (csr: string, holder: { cert: string; key: DeviceKey } = device) =>
+      call(`${t.url}/v1/renew`, { ca: t.rootPem, json: { csr }, cert: holder.cert, key: holder.key.privateKeyPem });
+    const [first, second] = [await generateDeviceKey(), await generateDeviceKey()];
+    const csr1 = buildCsr(first, 'ret-again');
+    const answered = await send(csr1);
+    expect(answered.status).toBe(201);
+    const again = await send(csr1); // the answer was lost: the device sends the same request
+    expect(again.body.serial).toBe(answered.body.serial);
+    expect(query(t.dataDir, "SELECT serial FROM certificates WHERE device_id = 'ret-again' AND status = 'active'")).toHaveLength(2);
+
+    const other = await send(buildCsr(second, 'ret-again'));
+    expect(other.status).toBe(201);
+    const replayed = await send(csr1); // its certificate was superseded by the one just issued
+    expect(replayed.status).toBe(400);
+    expect(replayed.body.error).toBe('bad_request');
+    expect(statusOf(other.body.serial)?.status).toBe('active');
+  });
+
   it('renewals per device are limited: 429 rate_limited with Retry-After', async () => {
     let holder: { id: string; cert: string; key: DeviceKey } = await enrolled('limit-1');
     for (let i = 0; i < 4; i++) {

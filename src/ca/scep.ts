@@ -217,7 +217,14 @@ async function checkedRsaKey(certificate: Buffer, partial: ScepMessageError['par
     const bitString = contentOf(spkiDer, bits);
     if (bitString[0] !== 0) throw new RangeError('public key BIT STRING has unused bits');
     const description = describePublicKey(spkiDer, algorithm, bitString.subarray(1));
-    if (description.type !== 'rsa') throw new ScepMessageError('badAlg', 'the signer certificate must hold an RSA key: the reply is encrypted to it', partial);
+    if (description.type !== 'rsa' || !('bits' in description)) {
+      throw new ScepMessageError('badAlg', 'the signer certificate must hold an RSA key: the reply is encrypted to it', partial);
+    }
+    // The enrollment policy's RSA sizes: verifying a signature under a 16384-bit key with a
+    // huge exponent costs milliseconds, and anyone may send a PKCSReq.
+    if (description.bits < 2048 || description.bits > 4096 || description.exponent !== 65537n) {
+      throw new ScepMessageError('badAlg', 'the signer key must be RSA 2048 to 4096 bits with exponent 65537', partial);
+    }
     key = await importCheckedKey(description, spkiDer, bitString.subarray(1));
   } catch (error) {
     if (error instanceof ScepMessageError) throw error;

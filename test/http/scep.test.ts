@@ -6,7 +6,7 @@
  * inputs that must end in a 4xx or a FAILURE CertRep, never a 5xx.
  */
 import { execFile } from 'node:child_process';
-import { X509Certificate, randomBytes } from 'node:crypto';
+import { X509Certificate, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -274,6 +274,16 @@ describe('SCEP messages from the simulator', () => {
 
     const honest = await pkcsReq('scep-signer-1', token.token, key);
     expect(honest.read((await post(honest.message, 'scep-signer-2')).body).status).toBe('success');
+  });
+
+  it('refuses a signer key outside RSA 2048-4096 with exponent 65537 before verifying anything under it (badAlg)', async () => {
+    const token = await mint();
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 3 });
+    const odd = { privateKey, privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string };
+    const request = await pkcsReq('scep-odd-signer', token.token, odd);
+    const refused = await post(request.message, 'scep-odd-signer');
+    expect(refused.status).toBe(200);
+    expect(request.read(refused.body)).toEqual({ status: 'failure', failInfo: 'badAlg' });
   });
 
   it('a repeated PKCSReq (same transactionID and CSR) gets the same certificate, also re-signed after a lost reply; another CSR with the token is refused', async () => {

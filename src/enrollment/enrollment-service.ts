@@ -113,6 +113,11 @@ export class EnrollmentService {
       const token = await this.store.findTokenByHash(hashToken(request.token));
       if (!token) throw new ImprintError('token_invalid', 'token is not valid');
       audit = { ...audit, actor: `token:${token.id}`, tokenId: token.id };
+      // An EST path label names the token's batch (a factory line): it is recorded with the
+      // device, so it must be the token's own, not a label the client picked.
+      if (request.via?.label !== undefined && token.label !== request.via.label) {
+        throw new ImprintError('not_found', 'this token belongs to no such EST label');
+      }
 
       if (token.usedAt) return await this.replay(token, request.csr, audit);
       refuseUnusableToken(token, now);

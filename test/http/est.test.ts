@@ -9,6 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hashToken } from '../../src/enrollment/tokens.js';
 import { DEFAULT_LIMITS, withoutRateLimits } from '../../src/http/limits.js';
 import { curl } from '../helpers/curl.js';
 import { call } from '../helpers/https.js';
@@ -299,15 +300,24 @@ describe('labels', () => {
     expect(audit.find((event) => event.deviceId === 'est-labelled' && event.action === 'enroll')?.detail).toMatchObject({ protocol: 'est', label: 'line-3' });
   });
 
-  it.each(['no-such-line', 'line%203', '%00'])('unknown label %s -> 404 not_found', async (label) => {
-    const { token } = await t.mintToken();
+  it.each(['no-such-line', 'line%203', 'line-4', '%00'])('a token enrolls only under its own label: %s -> 404 not_found, token still usable', async (label) => {
+    await t.mintToken({ label: 'line-4' }); // line-4 exists, but is not this token's batch
+    const { token } = await t.mintToken({ label: 'line-3' });
     const { csr } = await makeCsr('est-unknown-label');
     const response = await postCsr(`${label}/simpleenroll`, csr, ['-u', `:${token}`]);
     expect(response.status).toBeGreaterThanOrEqual(400);
     expect(response.status).toBeLessThan(500);
     expect(JSON.parse(response.body)).toMatchObject({ error: label === '%00' ? expect.any(String) : 'not_found' });
-    const cacerts = await call(`${est}/${label}/csrattrs`, { ca: t.rootPem });
-    expect(cacerts.status).toBe(label === '%00' ? cacerts.status : 404);
+    expect((await t.server.instance.store.findTokenByHash(hashToken(token)))?.usedAt).toBeNull();
+  });
+
+  it('the public label routes answer the same whether a batch exists or not (no label enumeration)', async () => {
+    await t.mintToken({ label: 'line-5' });
+    const known = await call(`${est}/line-5/csrattrs`, { ca: t.rootPem });
+    const unknown = await call(`${est}/no-such-batch/csrattrs`, { ca: t.rootPem });
+    expect([known.status, unknown.status]).toEqual([200, 200]);
+    expect(unknown.raw.equals(known.raw)).toBe(true);
+    expect((await call(`${est}/%00/csrattrs`, { ca: t.rootPem })).status).toBe(404); // not a label at all
   });
 
   it('a JSON enrollment is recorded as json', async () => {

@@ -116,17 +116,14 @@ export const estRoutes: FastifyPluginAsyncTypebox<{ services: AppServices; limit
   app.setErrorHandler(renderEstError);
 
   /**
-   * RFC 7030 3.2.2's optional label, here a token batch label (a factory line): valid when
-   * it fits the token label pattern and at least one token carries it. Anything else is
-   * 404, as an unknown CA would be.
+   * RFC 7030 3.2.2's optional label, here a token batch label (a factory line). Only its
+   * form is checked here, so the public routes do not tell which batches exist; an
+   * enrollment must come with a token of that very batch (the enrollment service checks).
    */
   async function checkedLabel(request: FastifyRequest): Promise<string | undefined> {
     const label = (request.params as { label?: string }).label;
     if (label === undefined) return undefined;
-    if (LABEL_PATTERN.test(label)) {
-      const page = await services.tokens.list({ label, limit: 1 });
-      if (page.items.length > 0) return label;
-    }
+    if (LABEL_PATTERN.test(label)) return label;
     throw new ImprintError('not_found', 'no such EST label');
   }
 

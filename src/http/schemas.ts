@@ -1,6 +1,7 @@
 /** Schemas shared by routes: request bodies and the contract's response shapes. */
 import { Type } from 'typebox';
 import { MAX_CSR_DER_BYTES } from '../ca/csr.js';
+import { MAX_TOKENS_PER_REQUEST, MAX_TOKEN_TTL_SECONDS, MIN_TOKEN_TTL_SECONDS } from '../enrollment/tokens.js';
 
 /** {"error", "message"} */
 export const ErrorBodySchema = Type.Object({ error: Type.String(), message: Type.String() });
@@ -106,3 +107,14 @@ export const AuditEventSchema = Type.Object({
   detail: Nullable(Type.Object({}, { additionalProperties: true })),
 });
 export const AuditPageSchema = Page(AuditEventSchema);
+
+/** A token minting request (the admin API and the console take the same). */
+export const MintRequestSchema = Type.Object(
+  {
+    count: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_TOKENS_PER_REQUEST })),
+    ttlSeconds: Type.Optional(Type.Integer({ minimum: MIN_TOKEN_TTL_SECONDS, maximum: MAX_TOKEN_TTL_SECONDS })),
+    deviceIds: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: MAX_TOKENS_PER_REQUEST })),
+    label: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+  },
+  { additionalProperties: false },
+);

@@ -1,7 +1,6 @@
 /** The operator API under /v1/admin: tokens, devices, certificates, audit. */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { MAX_TOKENS_PER_REQUEST, MAX_TOKEN_TTL_SECONDS, MIN_TOKEN_TTL_SECONDS } from '../../enrollment/tokens.js';
 import { MAX_PAGE_SIZE } from '../../enrollment/paging.js';
 import type { AppServices } from '../../instance.js';
 import { REVOCATION_REASONS } from '../../store/store.js';
@@ -15,6 +14,7 @@ import {
   DeviceRevocationSchema,
   errorResponses,
   MintedTokensSchema,
+  MintRequestSchema,
   Page,
   RevokedBatchSchema,
   TokenPageSchema,
@@ -50,15 +50,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ services: AppServices }> =
       bodyLimit: BODY_LIMITS.tokenBatch,
       schema: {
         response: { 201: MintedTokensSchema, ...refusals, ...errorResponses(409) },
-        body: Type.Object(
-          {
-            count: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_TOKENS_PER_REQUEST })),
-            ttlSeconds: Type.Optional(Type.Integer({ minimum: MIN_TOKEN_TTL_SECONDS, maximum: MAX_TOKEN_TTL_SECONDS })),
-            deviceIds: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: MAX_TOKENS_PER_REQUEST })),
-            label: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
-          },
-          { additionalProperties: false },
-        ),
+        body: MintRequestSchema,
       },
     },
     async (request, reply) => {

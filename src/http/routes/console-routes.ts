@@ -17,7 +17,6 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Type } from 'typebox';
-import { MAX_TOKENS_PER_REQUEST, MAX_TOKEN_TTL_SECONDS, MIN_TOKEN_TTL_SECONDS } from '../../enrollment/tokens.js';
 import { MAX_PAGE_SIZE } from '../../enrollment/paging.js';
 import { ImprintError } from '../../errors.js';
 import type { AppServices } from '../../instance.js';
@@ -25,6 +24,7 @@ import { REVOCATION_REASONS } from '../../store/store.js';
 import { VERSION } from '../../version.js';
 import { ADMIN_ONLY, ANY_OPERATOR, operatorOf, requireOperator } from '../authenticate.js';
 import { presentedCertificate } from '../client-certificate.js';
+import { MintRequestSchema } from '../schemas.js';
 import { BODY_LIMITS } from '../limits.js';
 import { refuseCrossSite } from '../same-origin.js';
 import { metrics } from '../metrics.js';
@@ -253,15 +253,7 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<{ services: AppServices }>
       bodyLimit: BODY_LIMITS.tokenBatch,
       schema: {
         hide: true,
-        body: Type.Object(
-          {
-            count: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_TOKENS_PER_REQUEST })),
-            ttlSeconds: Type.Optional(Type.Integer({ minimum: MIN_TOKEN_TTL_SECONDS, maximum: MAX_TOKEN_TTL_SECONDS })),
-            deviceIds: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: MAX_TOKENS_PER_REQUEST })),
-            label: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
-          },
-          { additionalProperties: false },
-        ),
+        body: MintRequestSchema,
       },
     },
     async (request, reply) => {

@@ -40,7 +40,7 @@ async function until(what: string, check: () => boolean, timeoutMs = 8_000): Pro
 
 const lines = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').filter(Boolean) : []);
 /** Serials in the file's first CRL (the issuing CA's), as openssl prints them. */
-const revokedSerials = (file: string) => [...openssl(['crl', '-in', file, '-noout', '-text']).matchAll(/Serial Number: ([0-9A-F]+)/g)].map((m) => m[1]!.toLowerCase());
+const revokedSerials = (file: string) => [...openssl(['crl', '-in', file, '-noout', '-text']).matchAll(/Serial Number: ([0-9A-F]+)/g)].map((m) => m[1]!.toLowerCase().replace(/^0+/, ''));
 
 async function stop(child: ChildProcess): Promise<number | null> {
   if (child.exitCode !== null) return child.exitCode;

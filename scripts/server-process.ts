@@ -27,6 +27,16 @@ export interface ServerProcess {
   killGroup(signal: NodeJS.Signals): Promise<void>;
 }
 
+/** A process and its children (a cluster primary and its workers), from /proc. */
+function withChildren(pid: number): number[] {
+  try {
+    const listed = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    return [pid, ...listed];
+  } catch {
+    return [pid]; // no children file: the process alone
+  }
+}
+
 /** Peak resident memory (Linux VmHWM) of a process and of its children (cluster workers), in MiB. */
 export function peakRssMiB(pid: number): { readonly total: number; readonly largest: number } | undefined {
   const peak = (of: number) => {
@@ -37,13 +47,7 @@ export function peakRssMiB(pid: number): { readonly total: number; readonly larg
       return 0;
     }
   };
-  let children: number[] = [];
-  try {
-    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    // no children file: count the process alone
-  }
-  const peaks = [pid, ...children].map(peak);
+  const peaks = withChildren(pid).map(peak);
   if (!peaks[0]) return undefined;
   return { total: Math.round(peaks.reduce((a, b) => a + b, 0)), largest: Math.round(Math.max(...peaks)) };
 }
@@ -66,13 +70,7 @@ export function cpuSeconds(pid: number): number {
       return 0;
     }
   };
-  let children: number[] = [];
-  try {
-    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    // no children file: count the process alone
-  }
-  return [pid, ...children].reduce((sum, target) => sum + of(target), 0);
+  return withChildren(pid).reduce((sum, target) => sum + of(target), 0);
 }
 
 /** A loopback port that was free a moment ago: for a port that must be named before it listens. */

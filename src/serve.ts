@@ -126,6 +126,10 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
 
     const fork = () => {
       const worker = cluster.fork();
+      // A send to a worker that is just exiting (ours, or Node's own handing it the listening
+      // handle) fails with EPIPE, emitted here: unheard, it would end the primary. The
+      // worker's 'exit' follows and says what happened.
+      worker.on('error', () => undefined);
       startedAt.set(worker, Date.now());
       counting.adopt(worker);
       gathering.adopt(worker);

@@ -138,11 +138,9 @@ function measure(services: SigningServices, store: Store): () => void {
   services.ocsp.observer = (status, kind) => m.ocspAnswered(status, kind);
   services.crls.observer = (scope, crlNumber, bytes, buildSeconds) => m.crl(scope, crlNumber, bytes, buildSeconds);
   observeCommits((seconds) => m.transaction(seconds));
-  const count = store.countExpiring?.bind(store);
-  if (!count) return () => undefined;
   return m.countExpiringWith(async () => {
     const now = Date.now();
-    const { soon, later } = await count(new Date(now), new Date(now + 7 * DAY_MS), new Date(now + 30 * DAY_MS));
+    const { soon, later } = await store.countExpiring(new Date(now), new Date(now + 7 * DAY_MS), new Date(now + 30 * DAY_MS));
     return { within7d: soon, within30d: later };
   });
 }

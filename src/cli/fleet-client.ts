@@ -12,7 +12,7 @@ import type { MintRequest, MintedToken, TokenView } from '../enrollment/tokens.j
 import type { CertificateView, DeviceView } from '../enrollment/views.js';
 import { openInstance, type Instance } from '../instance.js';
 import type { Config } from '../config.js';
-import type { Page, TokenStatus } from '../store/store.js';
+import type { Page, TokenStatus } from '../enrollment/model.js';
 import { ImprintError } from '../errors.js';
 
 /** A token listing's filters. */

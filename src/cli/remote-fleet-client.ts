@@ -10,7 +10,7 @@ import type { AuditEventView } from '../enrollment/audit-service.js';
 import type { DeviceDetail, DeviceRevocation } from '../enrollment/fleet-service.js';
 import type { MintRequest, MintedToken, TokenView } from '../enrollment/tokens.js';
 import type { CertificateView, DeviceView } from '../enrollment/views.js';
-import type { Page } from '../store/store.js';
+import type { Page } from '../enrollment/model.js';
 import type { AuditQuery, CertificateQuery, Crls, DeviceQuery, FleetClient, TokenQuery } from './fleet-client.js';
 
 /** A refusal from the server: its error code and message. */

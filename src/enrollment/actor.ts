@@ -1,5 +1,5 @@
 /** Who asks for an operation, for authorization and the audit log. */
-import type { OperatorRole } from '../store/store.js';
+import type { OperatorRole } from './model.js';
 
 export interface Actor {
   /** `operator:<name>`, `device:<id>`, `cli:<user>`, `token:<id>`. */

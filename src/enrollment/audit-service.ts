@@ -4,7 +4,8 @@
  */
 import { ImprintError } from '../errors.js';
 import { auditFields, auditHash, GENESIS_HASH } from '../store/audit-hash.js';
-import type { AuditEvent, AuditFilter, Store } from '../store/store.js';
+import type { AuditEvent, AuditFilter } from './model.js';
+import type { AuditStore } from '../store/store.js';
 import { checkLimit, listPage } from './paging.js';
 
 /** An audit event as shown to operators. */
@@ -40,7 +41,7 @@ const VERIFY_BATCH = 5000;
 
 /** Lists and verifies the audit log. */
 export class AuditService {
-  constructor(private readonly store: Store) {}
+  constructor(private readonly store: AuditStore) {}
 
   /** Events from `since` (ISO time), oldest first, a page at a time. */
   async list(query: { since?: string | undefined; cursor?: string | undefined; limit?: number | undefined }): Promise<{ items: AuditEventView[]; nextCursor: string | null }> {

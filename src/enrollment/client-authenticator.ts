@@ -5,7 +5,8 @@
  */
 import type { Clock } from '../clock.js';
 import { ImprintError } from '../errors.js';
-import type { CertificateRecord, DeviceRecord, OperatorRole, Store } from '../store/store.js';
+import type { CertificateRecord, DeviceRecord, OperatorRole } from './model.js';
+import type { InventoryStore, OperatorStore, RevocationStore } from '../store/store.js';
 
 /** What the TLS layer saw of the client's certificate. */
 export interface PresentedCertificate {
@@ -53,7 +54,7 @@ export class ClientAuthenticator {
    *   authenticate a renewal (0: never).
    */
   constructor(
-    private readonly store: Store,
+    private readonly store: InventoryStore & RevocationStore & OperatorStore,
     private readonly clock: Clock,
     private readonly renewAfterExpiryMs = 0,
   ) {}
@@ -81,7 +82,7 @@ export class ClientAuthenticator {
       throw new ImprintError('client_cert_invalid', 'client certificate has been replaced by a renewal (superseded)');
     }
     if (device.retiringSerial && device.currentSerial === certificate.serial) {
-      await this.store.retireReplaced(device.id, certificate.serial, {
+      await this.store.retireReplaced(device.id, certificate.serial, 'superseded', {
         at: now,
         actor: `device:${device.id}`,
         action: 'certificates.retire',

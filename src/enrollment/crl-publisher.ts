@@ -7,7 +7,8 @@
 import type { CertificateAuthority } from '../ca/authority.js';
 import type { Clock } from '../clock.js';
 import { ImprintError } from '../errors.js';
-import type { CrlScope, PublishedCrl, Store } from '../store/store.js';
+import type { CrlScope, PublishedCrl } from './model.js';
+import type { CrlStore, RevocationStore } from '../store/store.js';
 
 const DAY_MS = 86_400_000;
 /** nextUpdate: relying parties that load a CRL file must refresh it within a week. */
@@ -43,7 +44,7 @@ export class CrlPublisher {
   observer: CrlObserver | undefined;
 
   constructor(
-    private readonly store: Store,
+    private readonly store: RevocationStore & CrlStore,
     private readonly ca: CertificateAuthority,
     private readonly clock: Clock,
   ) {}

@@ -10,7 +10,8 @@ import { decodeCsrText, parseCsr, type ParsedCsr } from '../ca/csr.js';
 import { toPem } from '../ca/pem.js';
 import type { Clock } from '../clock.js';
 import { ImprintError } from '../errors.js';
-import type { AuditEventInput, CertificateRecord, Redemption, Store, TokenRecord } from '../store/store.js';
+import type { AuditEventInput, CertificateRecord, Redemption, TokenRecord } from './model.js';
+import type { AuditStore, InventoryStore, RedemptionStore, TokenStore } from '../store/store.js';
 import type { DeviceIdentity } from './client-authenticator.js';
 import { checkCsr } from './csr-policy.js';
 import type { DeviceIdPolicy } from './device-id.js';
@@ -80,7 +81,7 @@ function refuseUnusableToken(token: TokenRecord, now: Date): void {
 /** Enrolls devices with bootstrap tokens and renews them over mTLS. */
 export class EnrollmentService {
   constructor(
-    private readonly store: Store,
+    private readonly store: TokenStore & RedemptionStore & InventoryStore & AuditStore,
     private readonly ca: CertificateAuthority,
     private readonly clock: Clock,
     private readonly deviceIds: DeviceIdPolicy,
@@ -136,6 +137,7 @@ export class EnrollmentService {
         now,
         csrSha256: csr.sha256,
         mode: token.deviceId === null ? 'unbound' : token.mayReprovision ? 'reprovision' : 'create',
+        supersede: 'superseded',
         certificate: this.newCertificate(issued, csr, deviceId, now, token.id),
         audit: { ...audit, serial: issued.serial },
         via: request.via,
@@ -196,6 +198,7 @@ export class EnrollmentService {
         presentedSerial: identity.certificate.serial,
         retireAt: new Date(now.getTime() + this.renewal.overlapMs),
         limit: { max: this.renewal.perDay, since },
+        supersede: 'superseded',
         certificate: { ...this.newCertificate(issued, csr, deviceId, now, null), renewedFrom: identity.certificate.serial, csrSha256: csr.sha256 },
         audit: { ...audit, serial: issued.serial },
       });

@@ -2,7 +2,8 @@
 import type { Clock } from '../clock.js';
 import { ImprintError } from '../errors.js';
 import { certificateKeyType } from '../ca/certificate-info.js';
-import { REVOCATION_REASONS, type CertificateRecord, type DeviceRecord, type DeviceSort, type FleetCounts, type Page, type RevocationReason, type Store } from '../store/store.js';
+import { REVOCATION_REASONS, type CertificateRecord, type DeviceRecord, type DeviceSort, type FleetCounts, type Page, type RevocationReason } from './model.js';
+import type { InventoryStore, RevocationStore } from '../store/store.js';
 import type { Actor } from './actor.js';
 import { checkLimit, listPage } from './paging.js';
 import { certificateView, deviceView, type CertificateView, type DeviceView } from './views.js';
@@ -71,7 +72,7 @@ export function normaliseSerial(serial: string): string {
 /** Lists, shows and revokes devices and certificates. */
 export class FleetService {
   constructor(
-    private readonly store: Store,
+    private readonly store: InventoryStore & RevocationStore,
     private readonly clock: Clock,
   ) {}
 

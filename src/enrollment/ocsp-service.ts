@@ -18,7 +18,7 @@ import {
 } from '../ca/ocsp.js';
 import type { CertificateAuthority } from '../ca/authority.js';
 import type { Clock } from '../clock.js';
-import type { Store } from '../store/store.js';
+import type { InventoryStore, RevocationStore } from '../store/store.js';
 
 /** How long a relying party may cache an answer (nextUpdate - thisUpdate). */
 const OCSP_VALIDITY_MS = 60 * 60_000;
@@ -54,7 +54,7 @@ export class OcspService {
   observer: OcspAnswerObserver | undefined;
 
   constructor(
-    private readonly store: Store,
+    private readonly store: InventoryStore & RevocationStore,
     private readonly ca: CertificateAuthority,
     private readonly clock: Clock,
   ) {}

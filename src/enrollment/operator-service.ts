@@ -7,7 +7,8 @@ import type { CertificateAuthority } from '../ca/authority.js';
 import { generateP256 } from '../ca/keys.js';
 import type { Clock } from '../clock.js';
 import { ImprintError } from '../errors.js';
-import type { OperatorRecord, OperatorRole, Store } from '../store/store.js';
+import type { OperatorRecord, OperatorRole } from './model.js';
+import type { OperatorStore } from '../store/store.js';
 import { operatorActor, type Actor } from './actor.js';
 
 const OPERATOR_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -52,7 +53,7 @@ const view = (operator: OperatorRecord): OperatorView => ({
 /** Issues, lists and revokes operator identities. */
 export class OperatorService {
   constructor(
-    private readonly store: Store,
+    private readonly store: OperatorStore,
     private readonly ca: CertificateAuthority,
     private readonly clock: Clock,
   ) {}
@@ -120,7 +121,7 @@ export class OperatorService {
    * unused: a factory line's identity that leaked must not leave redeemable tokens behind.
    */
   async revoke(name: string, by: Actor): Promise<OperatorView & { revokedSerials: readonly string[]; revokedTokens: number }> {
-    const result = await this.store.revokeOperator(name, operatorActor(name), {
+    const result = await this.store.revokeOperator(name, operatorActor(name), 'privilegeWithdrawn', {
       at: this.clock.now(),
       actor: by.actor,
       action: 'operators.revoke',

@@ -1,6 +1,6 @@
 /** Limits and cursors of listing requests, checked the same way for every listing. */
 import { ImprintError } from '../errors.js';
-import { InvalidCursorError, type Page } from '../store/store.js';
+import { InvalidCursorError, type Page } from './model.js';
 
 export const DEFAULT_PAGE_SIZE = 100;
 export const MAX_PAGE_SIZE = 1000;

@@ -5,7 +5,7 @@
  * due with time: certificates replaced by a renewal whose overlap has ended.
  */
 import { systemClock, type Clock } from '../clock.js';
-import type { Store } from '../store/store.js';
+import type { InventoryStore, RevocationStore } from '../store/store.js';
 
 /** Polling interval: well inside the one-second promise, and one indexed read per tick. */
 export const REVOCATION_POLL_MS = 200;
@@ -19,7 +19,7 @@ export class RevocationWatcher {
   private polling = false;
 
   constructor(
-    private readonly store: Store,
+    private readonly store: InventoryStore & RevocationStore,
     private readonly onRevoked: (serials: string[]) => void,
     private readonly onError: (error: unknown) => void,
     private readonly intervalMs = REVOCATION_POLL_MS,
@@ -40,7 +40,7 @@ export class RevocationWatcher {
     if (this.polling) return;
     this.polling = true;
     try {
-      await this.store.retireOverdue({ at: this.clock.now(), actor: 'system', action: 'certificates.retire', outcome: 'ok', detail: { overlapEnded: true } });
+      await this.store.retireOverdue('superseded', { at: this.clock.now(), actor: 'system', action: 'certificates.retire', outcome: 'ok', detail: { overlapEnded: true } });
       const seq = await this.store.revocationSeq();
       if (seq === this.seq) return;
       const serials = await this.store.revokedSince(this.seq);

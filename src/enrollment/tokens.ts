@@ -5,7 +5,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import { ImprintError } from '../errors.js';
-import type { AuditEventInput, Page, Store, TokenRecord, TokenStatus } from '../store/store.js';
+import type { AuditEventInput, Page, TokenRecord, TokenStatus } from './model.js';
+import type { InventoryStore, TokenStore } from '../store/store.js';
 import type { Actor } from './actor.js';
 import { checkLimit, listPage } from './paging.js';
 import type { DeviceIdPolicy } from './device-id.js';
@@ -94,7 +95,7 @@ const view = (token: TokenRecord, now: Date): TokenView => ({
 /** Mints, lists and revokes bootstrap tokens; shared by the CLI and the admin API. */
 export class TokenService {
   constructor(
-    private readonly store: Store,
+    private readonly store: TokenStore & InventoryStore,
     private readonly clock: Clock,
     private readonly deviceIds: DeviceIdPolicy,
     private readonly random: (size: number) => Buffer = randomBytes,

@@ -1,6 +1,6 @@
 /** The JSON shapes of devices and certificates, shared by the admin API and the CLI's --json. */
 import { toPem } from '../ca/pem.js';
-import type { CertificateRecord, DeviceRecord } from '../store/store.js';
+import type { CertificateRecord, DeviceRecord } from './model.js';
 
 /** A device as operators see it. */
 export interface DeviceView {

@@ -3,7 +3,7 @@ import type { FastifyRequest } from 'fastify';
 import { operatorActor, type Actor } from '../enrollment/actor.js';
 import type { DeviceIdentity, OperatorIdentity } from '../enrollment/client-authenticator.js';
 import type { SigningServices } from '../instance.js';
-import type { OperatorRole } from '../store/store.js';
+import type { OperatorRole } from '../enrollment/model.js';
 import { presentedCertificate } from './client-certificate.js';
 import { refuseCrossSite } from './same-origin.js';
 

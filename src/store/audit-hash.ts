@@ -1,6 +1,6 @@
 /** The audit log's hash chain: how an event's hash is computed from the one before it. */
 import { createHash } from 'node:crypto';
-import type { AuditEventInput } from './store.js';
+import type { AuditEventInput } from '../enrollment/model.js';
 
 /** The previous hash of the first event. */
 export const GENESIS_HASH = '0'.repeat(64);

@@ -14,37 +14,9 @@ import { CURSOR_KEY_SETTING, CursorCodec } from './cursor.js';
 import { openDatabase, type Durability } from './database.js';
 import { GroupCommit } from './group-commit.js';
 import { migrate } from './migrate.js';
-import { InvalidCursorError } from './store.js';
-import type {
-  AuditEvent,
-  AuditEventInput,
-  AuditFilter,
-  DeviceListing,
-  DeviceSort,
-  FleetCounts,
-  TokenBatchRecord,
-  CertificateRecord,
-  CrlScope,
-  CertificateStatus,
-  DeviceRecord,
-  NewCertificate,
-  NewToken,
-  OperatorRecord,
-  OperatorRole,
-  Page,
-  PublishedCrl,
-  Redemption,
-  RedemptionConflict,
-  Renewal,
-  RenewalConflict,
-  RevocationReason,
-  RevocationResult,
-  RevokedEntry,
-  ServerCertificate,
-  Store,
-  TokenRecord,
-  TokenStatus,
-} from './store.js';
+import { InvalidCursorError } from '../enrollment/model.js';
+import type { AuditEvent, AuditEventInput, AuditFilter, DeviceListing, DeviceSort, FleetCounts, TokenBatchRecord, CertificateRecord, CrlScope, CertificateStatus, DeviceRecord, NewCertificate, NewToken, OperatorRecord, OperatorRole, Page, PublishedCrl, Redemption, RedemptionConflict, Renewal, RenewalConflict, RevocationReason, RevocationResult, RevokedEntry, ServerCertificate, TokenRecord, TokenStatus } from '../enrollment/model.js';
+import type { Store } from './store.js';
 
 
 type Row = Record<string, unknown>;
@@ -257,7 +229,7 @@ export class SqliteStore implements Store {
       if (inserted.changes !== 1) {
         if (r.mode !== 'reprovision') return abort('device_exists');
         const previous = deviceFromRow(this.statements.device.get(deviceId) as Row);
-        const { revoked } = this.revokeAll(this.statements.activeDeviceCertificates, { id: deviceId, now }, 'superseded');
+        const { revoked } = this.revokeAll(this.statements.activeDeviceCertificates, { id: deviceId, now }, r.supersede);
         this.statements.reactivateDevice.run({ id: deviceId, now, serial: r.certificate.serial, ...via });
         audit = {
           ...audit,
@@ -292,7 +264,7 @@ export class SqliteStore implements Store {
       // The presented certificate stays until the new one is used (its deadline is not
       // pushed back by renewing again with it); any other is superseded now.
       const retireAt = device.retiring_serial === keep ? (device.retire_at as number) : r.retireAt.getTime();
-      const { revoked } = this.revokeAll(this.statements.otherActiveDeviceCertificates, { id: deviceId, now, keep }, 'superseded');
+      const { revoked } = this.revokeAll(this.statements.otherActiveDeviceCertificates, { id: deviceId, now, keep }, r.supersede);
       this.statements.setRenewedSerial.run({ id: deviceId, now, serial: r.certificate.serial, retiring: keep, retireAt });
       this.insertCertificate(r.certificate);
       this.insertAudit({ ...r.audit, detail: { ...r.audit.detail, retiring: keep, retireAt: new Date(retireAt).toISOString(), superseded: revoked } });
@@ -486,33 +458,33 @@ export class SqliteStore implements Store {
     return conflict ? { ok: false, ...conflict } : { ok: true };
   }
 
-  async retireReplaced(deviceId: string, serial: string, audit: AuditEventInput): Promise<RevocationResult> {
+  async retireReplaced(deviceId: string, serial: string, reason: RevocationReason, audit: AuditEventInput): Promise<RevocationResult> {
     return this.db.transaction(() => {
       const device = this.statements.device.get(deviceId) as Row | undefined;
       const retiring = text(device?.retiring_serial);
       if (!device || !retiring || device.current_serial !== serial) return { revoked: [], seq: this.currentSeq() };
-      return this.retire([{ id: deviceId, retiring_serial: retiring }], audit);
+      return this.retire([{ id: deviceId, retiring_serial: retiring }], reason, audit);
     }).immediate();
   }
 
-  async retireOverdue(audit: AuditEventInput): Promise<RevocationResult> {
+  async retireOverdue(reason: RevocationReason, audit: AuditEventInput): Promise<RevocationResult> {
     const select = () => this.statements.overdueRetirements.all(audit.at.getTime()) as { id: string; retiring_serial: string }[];
     // One indexed read when nothing is due, which is nearly always: no write lock for it.
     if (select().length === 0) return { revoked: [], seq: this.currentSeq() };
-    return this.db.transaction(() => this.retire(select(), audit)).immediate();
+    return this.db.transaction(() => this.retire(select(), reason, audit)).immediate();
   }
 
-  /** Revokes the replaced certificates of these devices as superseded, one audit event each. */
-  private retire(devices: readonly { id: string; retiring_serial: string }[], audit: AuditEventInput): RevocationResult {
+  /** Revokes the replaced certificates of these devices, one audit event each. */
+  private retire(devices: readonly { id: string; retiring_serial: string }[], reason: RevocationReason, audit: AuditEventInput): RevocationResult {
     const result = this.revokeSerials(
       devices.map((device) => device.retiring_serial),
       audit.at.getTime(),
-      'superseded',
+      reason,
     );
     for (const device of devices) {
       this.statements.clearRetiring.run(device.id);
       if (result.revoked.includes(device.retiring_serial)) {
-        this.insertAudit({ ...audit, deviceId: device.id, serial: device.retiring_serial, detail: { ...audit.detail, reason: 'superseded' } });
+        this.insertAudit({ ...audit, deviceId: device.id, serial: device.retiring_serial, detail: { ...audit.detail, reason } });
       }
     }
     return result;
@@ -696,12 +668,13 @@ export class SqliteStore implements Store {
   async revokeOperator(
     name: string,
     tokensCreatedBy: string,
+    reason: RevocationReason,
     audit: AuditEventInput,
   ): Promise<(RevocationResult & { operator: OperatorRecord; revokedTokens: number }) | undefined> {
     return this.db.transaction(() => {
       if (!this.statements.operator.get(name)) return undefined;
       const now = audit.at.getTime();
-      const result = this.revokeAll(this.statements.activeOperatorCertificates, { id: name, now }, 'privilegeWithdrawn');
+      const result = this.revokeAll(this.statements.activeOperatorCertificates, { id: name, now }, reason);
       const changed = this.statements.revokeOperator.run({ id: name, now }).changes === 1;
       const revokedTokens = this.statements.revokeTokensByCreator.run(now, tokensCreatedBy).changes;
       if (changed || result.revoked.length || revokedTokens) {

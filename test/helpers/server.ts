@@ -132,6 +132,7 @@ export async function recordExpiredDevice(server: TestServer, id: string, daysAg
     now: notBefore,
     csrSha256: createHash('sha256').update(id).digest('hex'),
     mode: 'create',
+    supersede: 'superseded',
     certificate: {
       serial: issued.serial,
       kind: 'device',

@@ -12,7 +12,7 @@ import { listPage } from '../../src/enrollment/paging.js';
 import { ImprintError } from '../../src/errors.js';
 import { CURSOR_KEY_SETTING, CursorCodec } from '../../src/store/cursor.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
-import { InvalidCursorError } from '../../src/store/store.js';
+import { InvalidCursorError } from '../../src/enrollment/model.js';
 import { tempDir } from '../helpers/openssl.js';
 
 const codec = new CursorCodec(randomBytes(32));

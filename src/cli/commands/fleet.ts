@@ -1,7 +1,7 @@
 /** `devices`, `certs` and `audit`: the fleet, locally or on a server (--server). */
 import { openInstance } from '../../instance.js';
 import type { CertificateView } from '../../enrollment/views.js';
-import { REVOCATION_REASONS } from '../../store/store.js';
+import { REVOCATION_REASONS } from '../../enrollment/model.js';
 import { JSON_OPTION, oneOf, optional, str, UsageError, type Command } from '../command.js';
 import { table } from '../table.js';
 import { FLEET_OPTIONS, LIST_OPTIONS, pageQuery, printPage, withFleet } from './fleet-helpers.js';

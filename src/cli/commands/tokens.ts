@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { parseDuration } from '../../duration.js';
 import { MAX_TOKENS_PER_REQUEST, MAX_TOKEN_TTL_SECONDS, MIN_TOKEN_TTL_SECONDS, type MintedToken } from '../../enrollment/tokens.js';
-import type { TokenStatus } from '../../store/store.js';
+import type { TokenStatus } from '../../enrollment/model.js';
 import { int, JSON_OPTION, oneOf, optional, parsed, str, UsageError, type Command } from '../command.js';
 import { LIST_OPTIONS, pageQuery, printPage, withFleet, FLEET_OPTIONS } from './fleet-helpers.js';
 

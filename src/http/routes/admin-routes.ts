@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { MAX_PAGE_SIZE } from '../../enrollment/paging.js';
 import type { AppServices } from '../../instance.js';
-import { REVOCATION_REASONS } from '../../store/store.js';
+import { REVOCATION_REASONS } from '../../enrollment/model.js';
 import { BODY_LIMITS } from '../limits.js';
 import { ADMIN_ONLY, ANY_OPERATOR, operatorOf, requireOperator } from '../authenticate.js';
 import {

@@ -20,7 +20,7 @@ import { Type } from 'typebox';
 import { MAX_PAGE_SIZE } from '../../enrollment/paging.js';
 import { ImprintError } from '../../errors.js';
 import type { AppServices } from '../../instance.js';
-import { REVOCATION_REASONS } from '../../store/store.js';
+import { REVOCATION_REASONS } from '../../enrollment/model.js';
 import { VERSION } from '../../version.js';
 import { ADMIN_ONLY, ANY_OPERATOR, operatorOf, requireOperator } from '../authenticate.js';
 import { presentedCertificate } from '../client-certificate.js';

@@ -25,11 +25,12 @@ export interface Stores {
   fresh(): Promise<Store>;
 }
 
-/** Opens the block's shared store before its tests and closes it after them. */
-export function useStores(backend: StoreBackend): Stores {
+/** Opens the block's shared store (filled by `prepare`) before its tests and closes it after them. */
+export function useStores(backend: StoreBackend, prepare?: (store: Store) => Promise<void>): Stores {
   let shared: Store | undefined;
   beforeAll(async () => {
     shared = await backend.open();
+    await prepare?.(shared);
   });
   afterAll(() => shared?.close());
   return {

@@ -1,0 +1,50 @@
+/** SQLite CRLs: the CRL number in revocation_state, the last CRL of each scope in published_crls. */
+import type Database from 'better-sqlite3';
+import type { CrlScope, PublishedCrl } from '../../enrollment/model.js';
+import type { CrlStore } from '../store.js';
+import { publishedCrlFromRow, type Row } from './rows.js';
+
+/** CRL numbers and published CRLs. */
+export class SqliteCrls implements CrlStore {
+  private readonly statements;
+
+  constructor(private readonly db: Database.Database) {
+    const s = (sql: string) => db.prepare(sql);
+    this.statements = {
+      nextCrlNumber: s('UPDATE revocation_state SET crl_number = crl_number + 1 WHERE id = 1 RETURNING crl_number'),
+      publishedCrlNumber: s('SELECT crl_number FROM published_crls WHERE scope = ?'),
+      publishedCrl: s('SELECT * FROM published_crls WHERE scope = ?'),
+      publishCrl: s(`INSERT INTO published_crls (scope, revocation_seq, crl_number, built_at, der)
+                     VALUES (@scope, @revocationSeq, @crlNumber, @builtAt, @der)
+                     ON CONFLICT (scope) DO UPDATE SET revocation_seq = excluded.revocation_seq, crl_number = excluded.crl_number,
+                       built_at = excluded.built_at, der = excluded.der
+                     WHERE excluded.crl_number > published_crls.crl_number`),
+    };
+  }
+
+  async nextCrlNumber(): Promise<number> {
+    return this.db.transaction(() => (this.statements.nextCrlNumber.get() as { crl_number: number }).crl_number).immediate();
+  }
+
+  async publishedCrlNumber(scope: CrlScope): Promise<number | undefined> {
+    return (this.statements.publishedCrlNumber.get(scope) as { crl_number: number } | undefined)?.crl_number;
+  }
+
+  async publishedCrl(scope: CrlScope): Promise<PublishedCrl | undefined> {
+    return readPublishedCrl(this.statements.publishedCrl, scope);
+  }
+
+  async publishCrl(crl: PublishedCrl): Promise<PublishedCrl> {
+    return this.db
+      .transaction(() => {
+        this.statements.publishCrl.run({ ...crl, builtAt: crl.builtAt.getTime() });
+        return readPublishedCrl(this.statements.publishedCrl, crl.scope)!;
+      })
+      .immediate();
+  }
+}
+
+function readPublishedCrl(publishedCrl: Database.Statement, scope: CrlScope): PublishedCrl | undefined {
+  const row = publishedCrl.get(scope) as Row | undefined;
+  return row && publishedCrlFromRow(scope, row);
+}

@@ -1,0 +1,148 @@
+/**
+ * SQLite issuing to devices: a token's one enrollment and renewals, each one transaction
+ * run through the group commit (they come in floods).
+ */
+import type Database from 'better-sqlite3';
+import type { CertificateRecord, Redemption, RedemptionConflict, Renewal, RenewalConflict } from '../../enrollment/model.js';
+import type { GroupCommit } from '../group-commit.js';
+import type { RedemptionStore } from '../store.js';
+import type { SharedReads } from './reads.js';
+import { certificateFromRow, date, deviceFromRow, type Row } from './rows.js';
+import type { Writer } from './writer.js';
+
+/** Redeeming tokens and recording renewals. */
+export class SqliteRedemption implements RedemptionStore {
+  private readonly statements;
+  private readonly redeemTransaction;
+  private readonly renewTransaction;
+
+  constructor(
+    db: Database.Database,
+    private readonly groupCommit: GroupCommit,
+    reads: SharedReads,
+    writer: Writer,
+  ) {
+    const s = (sql: string) => db.prepare(sql);
+    this.statements = {
+      redeemToken: s(`UPDATE tokens SET used_at = @now, used_by_device = @deviceId, csr_sha256 = @csrSha256, serial = @serial
+                      WHERE id = @tokenId AND used_at IS NULL AND revoked_at IS NULL AND expires_at > @now`),
+      insertDevice: s(`INSERT INTO devices (id, status, enrolled_at, updated_at, current_serial, enrolled_via, enrollment_label)
+                       VALUES (@id, 'active', @now, @now, @serial, @via, @label) ON CONFLICT (id) DO NOTHING`),
+      reactivateDevice: s(`UPDATE devices SET status = 'active', updated_at = @now, current_serial = @serial,
+                           revoked_at = NULL, revocation_reason = NULL, retiring_serial = NULL, retire_at = NULL,
+                           enrolled_via = @via, enrollment_label = @label WHERE id = @id`),
+      setRenewedSerial: s(`UPDATE devices SET current_serial = @serial, updated_at = @now, retiring_serial = @retiring, retire_at = @retireAt
+                           WHERE id = @id`),
+      otherActiveDeviceCertificates: s(`SELECT serial FROM certificates WHERE device_id = @id AND status = 'active' AND serial <> @keep`),
+      // An id bound to a token still waiting for its device is that device's: an unbound
+      // token may not take it first.
+      reservedId: s(`SELECT 1 FROM tokens WHERE device_id = @id AND used_at IS NULL AND revoked_at IS NULL
+                       AND expires_at > @now LIMIT 1`),
+      renewalCount: s(`SELECT count(*) AS count, min(issued_at) AS oldest FROM certificates
+                       WHERE device_id = @id AND issued_at > @since AND token_id IS NULL`),
+      // A key is never certified again once it was on another device, on an operator, or
+      // on any certificate revoked for keyCompromise (this device's own included).
+      keyTaken: s(`SELECT 1 FROM certificates WHERE spki_sha256 = ?
+                     AND (device_id IS NULL OR device_id <> ? OR revocation_reason = 'keyCompromise') LIMIT 1`),
+      renewalOf: s(`SELECT * FROM certificates WHERE renewed_from = ? AND csr_sha256 = ? ORDER BY issued_at DESC LIMIT 1`),
+    };
+
+    this.redeemTransaction = db.transaction((r: Redemption): RedemptionConflict | undefined => {
+      const deviceId = r.certificate.deviceId;
+      const now = r.now.getTime();
+      const redeemed = this.statements.redeemToken.run({
+        tokenId: r.tokenId,
+        now,
+        deviceId,
+        csrSha256: r.csrSha256,
+        serial: r.certificate.serial,
+      });
+      if (redeemed.changes !== 1) return 'token_unavailable';
+      if (this.statements.keyTaken.get(r.certificate.spkiSha256, deviceId)) return abort('key_reused');
+      if (r.mode === 'unbound' && this.statements.reservedId.get({ id: deviceId, now })) return abort('device_exists');
+      const via = { via: r.via?.protocol ?? 'json', label: r.via?.label ?? null };
+      const inserted = this.statements.insertDevice.run({ id: deviceId, now, serial: r.certificate.serial, ...via });
+      let audit = r.audit;
+      if (inserted.changes !== 1) {
+        if (r.mode !== 'reprovision') return abort('device_exists');
+        const previous = deviceFromRow(reads.device.get(deviceId) as Row);
+        const { revoked } = writer.revokeAll(reads.activeDeviceCertificates, { id: deviceId, now }, r.supersede);
+        this.statements.reactivateDevice.run({ id: deviceId, now, serial: r.certificate.serial, ...via });
+        audit = {
+          ...audit,
+          action: `${audit.action}.reprovision`,
+          detail: { ...audit.detail, previousStatus: previous.status, previousReason: previous.revocationReason, superseded: revoked },
+        };
+      }
+      writer.insertCertificate(r.certificate);
+      writer.insertAudit(audit);
+      return undefined;
+    });
+
+    this.renewTransaction = db.transaction((r: Renewal): RenewalConflict | undefined => {
+      const deviceId = r.certificate.deviceId;
+      const now = r.now.getTime();
+      const device = reads.device.get(deviceId) as Row | undefined;
+      if (device?.status !== 'active') return { conflict: 'device_not_active' };
+      // What authenticated the request may have been revoked or superseded since (a
+      // re-provisioning, a retirement): only the current or the retiring certificate renews.
+      const keep = r.presentedSerial;
+      const presented = reads.certificateStatus.get(keep) as Row | undefined;
+      if (presented?.status !== 'active' || (keep !== device.current_serial && keep !== device.retiring_serial)) {
+        return { conflict: 'certificate_not_current' };
+      }
+      const earlier = r.certificate.csrSha256 === undefined ? undefined : (this.statements.renewalOf.get(keep, r.certificate.csrSha256) as Row | undefined);
+      if (earlier) return { conflict: 'already_renewed', serial: earlier.serial as string };
+      if (this.statements.keyTaken.get(r.certificate.spkiSha256, deviceId)) return { conflict: 'key_reused' };
+      const since = r.limit.since.getTime();
+      const recent = this.statements.renewalCount.get({ id: deviceId, since }) as { count: number; oldest: number | null };
+      if (recent.count >= r.limit.max) return { conflict: 'renewal_limit', retryAt: new Date((recent.oldest ?? since) + (now - since)) };
+      // The presented certificate stays until the new one is used (its deadline is not
+      // pushed back by renewing again with it); any other is superseded now.
+      const retireAt = device.retiring_serial === keep ? (device.retire_at as number) : r.retireAt.getTime();
+      const { revoked } = writer.revokeAll(this.statements.otherActiveDeviceCertificates, { id: deviceId, now, keep }, r.supersede);
+      this.statements.setRenewedSerial.run({ id: deviceId, now, serial: r.certificate.serial, retiring: keep, retireAt });
+      writer.insertCertificate(r.certificate);
+      writer.insertAudit({ ...r.audit, detail: { ...r.audit.detail, retiring: keep, retireAt: new Date(retireAt).toISOString(), superseded: revoked } });
+      return undefined;
+    });
+  }
+
+  async redeemTokenAndRecordCertificate(
+    redemption: Redemption,
+  ): Promise<{ ok: true } | { ok: false; conflict: RedemptionConflict }> {
+    try {
+      const conflict = await this.groupCommit.run(() => this.redeemTransaction(redemption));
+      return conflict ? { ok: false, conflict } : { ok: true };
+    } catch (error) {
+      if (error instanceof Abort) return { ok: false, conflict: error.conflict as RedemptionConflict };
+      throw error;
+    }
+  }
+
+  async recordRenewal(renewal: Renewal): Promise<{ ok: true } | ({ ok: false } & RenewalConflict)> {
+    const conflict = await this.groupCommit.run(() => this.renewTransaction(renewal));
+    return conflict ? { ok: false, ...conflict } : { ok: true };
+  }
+
+  async findRenewal(presentedSerial: string, csrSha256: string): Promise<CertificateRecord | undefined> {
+    const row = this.statements.renewalOf.get(presentedSerial, csrSha256) as Row | undefined;
+    return row && certificateFromRow(row);
+  }
+
+  async renewalCount(deviceId: string, since: Date): Promise<{ count: number; oldest: Date | null }> {
+    const row = this.statements.renewalCount.get({ id: deviceId, since: since.getTime() }) as { count: number; oldest: number | null };
+    return { count: row.count, oldest: date(row.oldest) };
+  }
+}
+
+/** Thrown inside a transaction to roll back what it already wrote and report a conflict. */
+class Abort extends Error {
+  constructor(readonly conflict: string) {
+    super(conflict);
+  }
+}
+
+function abort(conflict: RedemptionConflict): never {
+  throw new Abort(conflict);
+}

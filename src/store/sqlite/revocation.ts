@@ -1,0 +1,123 @@
+/**
+ * SQLite revocation: devices and certificates revoked, replaced certificates retired, and
+ * the revocation sequence and revoked list every process follows.
+ */
+import type Database from 'better-sqlite3';
+import type { AuditEventInput, CertificateRecord, DeviceRecord, RevocationReason, RevocationResult, RevokedEntry } from '../../enrollment/model.js';
+import type { RevocationStore } from '../store.js';
+import type { SharedReads } from './reads.js';
+import { certificateFromRow, date, deviceFromRow, text, type Row } from './rows.js';
+import type { Writer } from './writer.js';
+
+/** Revoking and following what was revoked. */
+export class SqliteRevocation implements RevocationStore {
+  private readonly statements;
+
+  constructor(
+    private readonly db: Database.Database,
+    private readonly reads: SharedReads,
+    private readonly writer: Writer,
+  ) {
+    const s = (sql: string) => db.prepare(sql);
+    this.statements = {
+      clearRetiring: s('UPDATE devices SET retiring_serial = NULL, retire_at = NULL WHERE id = ?'),
+      overdueRetirements: s('SELECT id, retiring_serial FROM devices WHERE retire_at <= ?'),
+      revokeDevice: s(`UPDATE devices SET status = 'revoked', updated_at = @now, revoked_at = @now, revocation_reason = @reason,
+                         retiring_serial = NULL, retire_at = NULL
+                       WHERE id = @id AND status = 'active'`),
+      revokedSince: s('SELECT serial FROM certificates WHERE revocation_seq > ? ORDER BY revocation_seq'),
+      listRevoked: s(`SELECT serial, revoked_at, revocation_reason, not_after FROM certificates
+                      WHERE status = 'revoked' AND not_after > ? ORDER BY revoked_at, serial`),
+    };
+  }
+
+  async revokeDevice(id: string, reason: RevocationReason, audit: AuditEventInput): Promise<(RevocationResult & { device: DeviceRecord }) | undefined> {
+    return this.db.transaction(() => {
+      const now = audit.at.getTime();
+      if (!this.reads.device.get(id)) return undefined;
+      const result = this.writer.revokeAll(this.reads.activeDeviceCertificates, { id, now }, reason);
+      const changed = this.statements.revokeDevice.run({ id, now, reason }).changes === 1;
+      if (changed || result.revoked.length) {
+        this.writer.insertAudit({ ...audit, deviceId: id, detail: { ...audit.detail, reason, serials: result.revoked } });
+      }
+      return { ...result, device: deviceFromRow(this.reads.device.get(id) as Row) };
+    }).immediate();
+  }
+
+  async revokeCertificate(serial: string, reason: RevocationReason, audit: AuditEventInput): Promise<(RevocationResult & { certificate: CertificateRecord }) | undefined> {
+    return this.db.transaction(() => {
+      const row = this.reads.certificate.get(serial) as Row | undefined;
+      if (!row) return undefined;
+      let result: RevocationResult = { revoked: [], seq: this.writer.currentSeq() };
+      if (row.status === 'active') {
+        result = this.writer.revokeSerials([serial], audit.at.getTime(), reason);
+        this.writer.insertAudit({ ...audit, serial, deviceId: text(row.device_id) ?? undefined, detail: { ...audit.detail, reason } });
+      }
+      return { ...result, certificate: certificateFromRow(this.reads.certificate.get(serial) as Row) };
+    }).immediate();
+  }
+
+  async retireReplaced(deviceId: string, serial: string, reason: RevocationReason, audit: AuditEventInput): Promise<RevocationResult> {
+    return this.db.transaction(() => {
+      const device = this.reads.device.get(deviceId) as Row | undefined;
+      const retiring = text(device?.retiring_serial);
+      if (!device || !retiring || device.current_serial !== serial) return { revoked: [], seq: this.writer.currentSeq() };
+      return retire(this.writer, this.statements.clearRetiring, [{ id: deviceId, retiring_serial: retiring }], reason, audit);
+    }).immediate();
+  }
+
+  async retireOverdue(reason: RevocationReason, audit: AuditEventInput): Promise<RevocationResult> {
+    const select = () => this.statements.overdueRetirements.all(audit.at.getTime()) as { id: string; retiring_serial: string }[];
+    // One indexed read when nothing is due, which is nearly always: no write lock for it.
+    if (select().length === 0) return { revoked: [], seq: this.writer.currentSeq() };
+    return this.db.transaction(() => retire(this.writer, this.statements.clearRetiring, select(), reason, audit)).immediate();
+  }
+
+  async revocationSeq(): Promise<number> {
+    return this.writer.currentSeq();
+  }
+
+  async revokedSince(seq: number): Promise<string[]> {
+    return (this.statements.revokedSince.all(seq) as { serial: string }[]).map((row) => row.serial);
+  }
+
+  async listRevoked(now: Date): Promise<RevokedEntry[]> {
+    const rows = this.statements.listRevoked.all(now.getTime()) as Row[];
+    return rows.map((row) => ({
+      serial: row.serial as string,
+      revokedAt: date(row.revoked_at)!,
+      reason: (row.revocation_reason ?? 'unspecified') as RevocationReason,
+      notAfter: date(row.not_after)!,
+    }));
+  }
+
+  /** The console's statement, prepared on first use. */
+  private revokedCount: Database.Statement | undefined;
+
+  async countRevoked(now: Date): Promise<number> {
+    this.revokedCount ??= this.db.prepare(`SELECT count(*) AS n FROM certificates WHERE status = 'revoked' AND not_after > ?`);
+    return (this.revokedCount.get(now.getTime()) as { n: number }).n;
+  }
+}
+
+/** Revokes the replaced certificates of these devices, one audit event each. */
+function retire(
+  writer: Writer,
+  clearRetiring: Database.Statement,
+  devices: readonly { id: string; retiring_serial: string }[],
+  reason: RevocationReason,
+  audit: AuditEventInput,
+): RevocationResult {
+  const result = writer.revokeSerials(
+    devices.map((device) => device.retiring_serial),
+    audit.at.getTime(),
+    reason,
+  );
+  for (const device of devices) {
+    clearRetiring.run(device.id);
+    if (result.revoked.includes(device.retiring_serial)) {
+      writer.insertAudit({ ...audit, deviceId: device.id, serial: device.retiring_serial, detail: { ...audit.detail, reason } });
+    }
+  }
+  return result;
+}

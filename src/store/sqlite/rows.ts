@@ -1,0 +1,109 @@
+/** Rows as better-sqlite3 returns them, mapped to the domain's records (times are epoch milliseconds). */
+import type { AuditEvent, CertificateRecord, CertificateStatus, CrlScope, DeviceRecord, OperatorRecord, OperatorRole, PublishedCrl, TokenRecord } from '../../enrollment/model.js';
+
+/** A row with its columns by name. */
+export type Row = Record<string, unknown>;
+
+/** A time column (epoch milliseconds) as a Date; null stays null. */
+export const date = (value: unknown): Date | null => (value === null || value === undefined ? null : new Date(value as number));
+
+/** A nullable text column. */
+export const text = (value: unknown): string | null => (value === null || value === undefined ? null : (value as string));
+
+/** A row of tokens. */
+export function tokenFromRow(row: Row): TokenRecord {
+  return {
+    id: row.id as string,
+    label: text(row.label),
+    deviceId: text(row.device_id),
+    createdAt: date(row.created_at)!,
+    createdBy: row.created_by as string,
+    expiresAt: date(row.expires_at)!,
+    usedAt: date(row.used_at),
+    usedByDevice: text(row.used_by_device),
+    csrSha256: text(row.csr_sha256),
+    serial: text(row.serial),
+    revokedAt: date(row.revoked_at),
+    mayReprovision: row.may_reprovision === 1,
+  };
+}
+
+/** A row of devices. */
+export function deviceFromRow(row: Row): DeviceRecord {
+  return {
+    id: row.id as string,
+    status: row.status as DeviceRecord['status'],
+    enrolledAt: date(row.enrolled_at)!,
+    updatedAt: date(row.updated_at)!,
+    currentSerial: text(row.current_serial),
+    revokedAt: date(row.revoked_at),
+    revocationReason: text(row.revocation_reason),
+    retiringSerial: text(row.retiring_serial),
+    retireAt: date(row.retire_at),
+    enrolledVia: (text(row.enrolled_via) ?? 'json') as DeviceRecord['enrolledVia'],
+    enrollmentLabel: text(row.enrollment_label),
+  };
+}
+
+/** The status columns of a certificate row. */
+export function statusFromRow(row: Row): CertificateStatus {
+  return { status: row.status as CertificateStatus['status'], revokedAt: date(row.revoked_at), revocationReason: text(row.revocation_reason) };
+}
+
+/** A row of certificates. */
+export function certificateFromRow(row: Row): CertificateRecord {
+  return {
+    serial: row.serial as string,
+    kind: row.kind as CertificateRecord['kind'],
+    subject: row.subject as string,
+    deviceId: text(row.device_id),
+    spkiSha256: row.spki_sha256 as string,
+    notBefore: date(row.not_before)!,
+    notAfter: date(row.not_after)!,
+    issuedAt: date(row.issued_at)!,
+    ...statusFromRow(row),
+    tokenId: text(row.token_id),
+    der: row.der as Buffer,
+  };
+}
+
+/** A row of operators. */
+export function operatorFromRow(row: Row): OperatorRecord {
+  return {
+    name: row.name as string,
+    role: row.role as OperatorRole,
+    status: row.status as OperatorRecord['status'],
+    createdAt: date(row.created_at)!,
+    createdBy: row.created_by as string,
+    revokedAt: date(row.revoked_at),
+  };
+}
+
+/** A row of audit_events. */
+export function auditFromRow(row: Row): AuditEvent {
+  return {
+    id: row.id as number,
+    at: date(row.at)!,
+    actor: row.actor as string,
+    action: row.action as string,
+    outcome: row.outcome as string,
+    source: text(row.source) ?? undefined,
+    tokenId: text(row.token_id) ?? undefined,
+    deviceId: text(row.device_id) ?? undefined,
+    serial: text(row.serial) ?? undefined,
+    detail: row.detail ? (JSON.parse(row.detail as string) as Record<string, unknown>) : undefined,
+    prevHash: row.prev_hash as string,
+    hash: row.hash as string,
+  };
+}
+
+/** The row of published_crls for `scope`. */
+export function publishedCrlFromRow(scope: CrlScope, row: Row): PublishedCrl {
+  return {
+    scope,
+    revocationSeq: row.revocation_seq as number,
+    crlNumber: row.crl_number as number,
+    builtAt: date(row.built_at)!,
+    der: row.der as Buffer,
+  };
+}

@@ -1,0 +1,86 @@
+/**
+ * The writes several roles make inside their own transactions: certificates, audit
+ * events (one hash chain) and revocations under the revocation sequence every process
+ * watches.
+ */
+import type Database from 'better-sqlite3';
+import type { AuditEventInput, NewCertificate, RevocationReason, RevocationResult } from '../../enrollment/model.js';
+import { auditFields, auditHash, GENESIS_HASH } from '../audit-hash.js';
+
+/** Shared writes on one connection; the caller holds the transaction. */
+export class Writer {
+  private readonly statements;
+
+  constructor(db: Database.Database) {
+    const s = (sql: string) => db.prepare(sql);
+    this.statements = {
+      insertCertificate: s(`INSERT INTO certificates (serial, kind, subject, device_id, spki_sha256, not_before, not_after,
+                              issued_at, status, token_id, der, renewed_from, csr_sha256)
+                            VALUES (@serial, @kind, @subject, @deviceId, @spkiSha256, @notBefore, @notAfter,
+                              @issuedAt, 'active', @tokenId, @der, @renewedFrom, @csrSha256)`),
+      lastAuditHash: s('SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1'),
+      insertAudit: s(`INSERT INTO audit_events (at, actor, action, outcome, source, token_id, device_id, serial, detail, prev_hash, hash)
+                      VALUES (@at, @actor, @action, @outcome, @source, @tokenId, @deviceId, @serial, @detail, @prevHash, @hash)`),
+      bumpRevocationSeq: s('UPDATE revocation_state SET seq = seq + 1 WHERE id = 1 RETURNING seq'),
+      revocationSeq: s('SELECT seq FROM revocation_state WHERE id = 1'),
+      revokeCertificate: s(`UPDATE certificates SET status = 'revoked', revoked_at = @now, revocation_reason = @reason,
+                              revocation_seq = @seq WHERE serial = @serial AND status = 'active'`),
+    };
+  }
+
+  /** Records a certificate as issued, active. */
+  insertCertificate(certificate: NewCertificate): void {
+    this.statements.insertCertificate.run({
+      ...certificate,
+      renewedFrom: certificate.renewedFrom ?? null,
+      csrSha256: certificate.csrSha256 ?? null,
+      notBefore: certificate.notBefore.getTime(),
+      notAfter: certificate.notAfter.getTime(),
+      issuedAt: certificate.issuedAt.getTime(),
+    });
+  }
+
+  /** Appends `event` to the audit hash chain. */
+  insertAudit(event: AuditEventInput): void {
+    const last = this.statements.lastAuditHash.get() as { hash: string } | undefined;
+    const prevHash = last?.hash ?? GENESIS_HASH;
+    this.statements.insertAudit.run({
+      ...auditFields(event),
+      at: event.at.getTime(),
+      detail: event.detail ? JSON.stringify(event.detail) : null,
+      prevHash,
+      hash: auditHash(prevHash, event),
+    });
+  }
+
+  /** The current revocation sequence number. */
+  currentSeq(): number {
+    return (this.statements.revocationSeq.get() as { seq: number }).seq;
+  }
+
+  /**
+   * Revokes the certificates a selection statement finds, under one new sequence number;
+   * the sequence moves only when something was revoked.
+   */
+  revokeAll(select: Database.Statement, params: { readonly now: number } & Record<string, unknown>, reason: RevocationReason): RevocationResult {
+    const serials = (select.all(params) as { serial: string }[]).map((row) => row.serial);
+    return this.revokeSerials(serials, params.now, reason);
+  }
+
+  /** Revokes those of `serials` still active, under one new sequence number when any. */
+  revokeSerials(serials: readonly string[], now: number, reason: RevocationReason): RevocationResult {
+    const revoked: string[] = [];
+    let seq: number | undefined;
+    for (const serial of serials) {
+      seq ??= this.bumpSeq();
+      if (this.statements.revokeCertificate.run({ serial, now, reason, seq }).changes === 1) revoked.push(serial);
+    }
+    // An unused number is harmless: watchers only compare it.
+    return { revoked, seq: seq ?? this.currentSeq() };
+  }
+
+  /** Takes the next revocation sequence number. */
+  private bumpSeq(): number {
+    return (this.statements.bumpRevocationSeq.get() as { seq: number }).seq;
+  }
+}

@@ -1,0 +1,41 @@
+/** PostgreSQL CRLs as built and shared by every instance on the database. */
+import type { CrlScope, PublishedCrl } from '../../enrollment/model.js';
+import type { CrlStore } from '../store.js';
+import type { Postgres } from './connection.js';
+import { PUBLISHED_CRL_COLUMNS, publishedCrlFromRow } from './rows.js';
+
+/** A single-row counter: the row lock makes concurrent takers wait for each other's commit. */
+const NEXT_CRL_NUMBER = 'UPDATE revocation_state SET crl_number = crl_number + 1 WHERE id = 1 RETURNING crl_number';
+const PUBLISHED = `SELECT ${PUBLISHED_CRL_COLUMNS} FROM published_crls WHERE scope = $1`;
+/** Never goes back: a CRL with a lower number than the one there is not published (RETURNING then returns nothing). */
+const PUBLISH = `INSERT INTO published_crls (scope, revocation_seq, crl_number, built_at, der) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (scope) DO UPDATE SET revocation_seq = excluded.revocation_seq, crl_number = excluded.crl_number,
+                   built_at = excluded.built_at, der = excluded.der
+                 WHERE excluded.crl_number > published_crls.crl_number
+                 RETURNING ${PUBLISHED_CRL_COLUMNS}`;
+
+/** CRL numbers and the CRLs last published. */
+export class PostgresCrls implements CrlStore {
+  constructor(private readonly db: Postgres) {}
+
+  async nextCrlNumber(): Promise<number> {
+    const [row] = await this.db.rows<{ crl_number: number }>(NEXT_CRL_NUMBER);
+    return row!.crl_number;
+  }
+
+  async publishedCrlNumber(scope: CrlScope): Promise<number | undefined> {
+    const [row] = await this.db.rows<{ crl_number: number }>('SELECT crl_number FROM published_crls WHERE scope = $1', [scope]);
+    return row?.crl_number;
+  }
+
+  async publishedCrl(scope: CrlScope): Promise<PublishedCrl | undefined> {
+    const [row] = await this.db.rows(PUBLISHED, [scope]);
+    return row && publishedCrlFromRow(row);
+  }
+
+  async publishCrl(crl: PublishedCrl): Promise<PublishedCrl> {
+    const [published] = await this.db.rows(PUBLISH, [crl.scope, crl.revocationSeq, crl.crlNumber, crl.builtAt.getTime(), crl.der]);
+    // Not published: a newer one is there (read now, after the upsert waited for any writer of it).
+    return published ? publishedCrlFromRow(published) : (await this.publishedCrl(crl.scope))!;
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * Group commit on PostgreSQL: the writes that come in floods (enrollments, renewals,
+ * refusals' audit events) and arrive while a batch commits, or in the same turn of the
+ * event loop, share one transaction. Every write transaction holds the writer lock to its
+ * commit (locks.ts), so writes serialise at commit latency; batching them is what keeps
+ * enrollments from paying a commit each. synchronous_commit stays at the server's
+ * setting (on by default): a commit is durable when it returns (DESIGN "Durability").
+ *
+ * Each write runs in its own savepoint: one that fails rolls back alone and rejects
+ * alone. A failure of the connection or the database fails the whole batch, which then
+ * committed nothing that anyone is told of. A caller's promise settles only after COMMIT
+ * returned. One batch at a time per instance: a second would only wait for the lock.
+ */
+import type { Postgres } from './connection.js';
+import type { Outcome, Transaction } from './transaction.js';
+
+interface Pending {
+  readonly write: (tx: Transaction) => Promise<unknown>;
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
+}
+
+/** Batches writes into shared transactions on one pool. */
+export class GroupCommit {
+  private queue: Pending[] = [];
+  private scheduled = false;
+  private running: Promise<void> | undefined;
+
+  constructor(
+    private readonly db: Postgres,
+    /** Bounds one transaction's length, and so the wait of the first write in it. */
+    private readonly maxBatch = 256,
+  ) {}
+
+  /** Runs `write` in the next batch; resolves with its result once the batch committed. */
+  run<T>(write: (tx: Transaction) => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ write, resolve: resolve as (value: unknown) => void, reject });
+      this.schedule();
+    });
+  }
+
+  /** Commits everything queued now (before the pool closes). */
+  async drain(): Promise<void> {
+    while (this.running || this.queue.length) await this.flush();
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.running) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      void this.flush();
+    });
+  }
+
+  /** Starts a batch of what is queued, unless one is running; resolves when it ends. */
+  private flush(): Promise<void> {
+    if (this.running) return this.running;
+    const items = this.queue.splice(0, this.maxBatch);
+    if (items.length === 0) return Promise.resolve();
+    this.running = this.commit(items).finally(() => {
+      this.running = undefined;
+      if (this.queue.length) this.schedule();
+    });
+    return this.running;
+  }
+
+  private async commit(items: readonly Pending[]): Promise<void> {
+    let outcomes: Outcome<unknown>[];
+    try {
+      outcomes = await this.db.write(async (tx) => {
+        const done: Outcome<unknown>[] = [];
+        for (const item of items) done.push(await tx.attempt(item.write));
+        return done;
+      });
+    } catch (error) {
+      for (const item of items) item.reject(error);
+      return;
+    }
+    items.forEach((item, i) => {
+      const outcome = outcomes[i]!;
+      if (outcome.ok) item.resolve(outcome.value);
+      else item.reject(outcome.error);
+    });
+  }
+}

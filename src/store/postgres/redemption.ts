@@ -1,0 +1,138 @@
+/**
+ * PostgreSQL issuing to devices: a token's one enrollment and renewals, each one write
+ * run through the group commit (they come in floods). Each runs under the writer lock
+ * (locks.ts), so its checks see every other instance's committed writes and nobody
+ * else's can slip in before it commits: the conditional UPDATE decides who redeems a
+ * token, and the key and device-id checks hold across instances.
+ */
+import type { CertificateRecord, Redemption, RedemptionConflict, Renewal, RenewalConflict } from '../../enrollment/model.js';
+import type { RedemptionStore } from '../store.js';
+import type { Postgres } from './connection.js';
+import type { GroupCommit } from './group-commit.js';
+import { READS } from './reads.js';
+import type { Row } from './query.js';
+import { CERTIFICATE_COLUMNS, certificateFromRow, date, deviceFromRow } from './rows.js';
+import type { Transaction } from './transaction.js';
+import { insertCertificate, revokeSelected } from './writer.js';
+
+const REDEEM_TOKEN = `UPDATE tokens SET used_at = $2, used_by_device = $3, csr_sha256 = $4, serial = $5
+                      WHERE id = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2`;
+const INSERT_DEVICE = `INSERT INTO devices (id, status, enrolled_at, updated_at, current_serial, enrolled_via, enrollment_label)
+                       VALUES ($1, 'active', $2, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`;
+const REACTIVATE_DEVICE = `UPDATE devices SET status = 'active', updated_at = $2, current_serial = $3,
+                             revoked_at = NULL, revocation_reason = NULL, retiring_serial = NULL, retire_at = NULL,
+                             enrolled_via = $4, enrollment_label = $5 WHERE id = $1`;
+const SET_RENEWED_SERIAL = 'UPDATE devices SET current_serial = $2, updated_at = $3, retiring_serial = $4, retire_at = $5 WHERE id = $1';
+const OTHER_ACTIVE_DEVICE_CERTIFICATES = `SELECT serial FROM certificates WHERE device_id = $1 AND status = 'active' AND serial <> $2
+                                          ORDER BY issued_at, pos`;
+/** An id bound to a token still waiting for its device is that device's: an unbound token may not take it first. */
+const RESERVED_ID = `SELECT 1 FROM tokens WHERE device_id = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2 LIMIT 1`;
+const RENEWAL_COUNT = `SELECT count(*) AS count, min(issued_at) AS oldest FROM certificates
+                       WHERE device_id = $1 AND issued_at > $2 AND token_id IS NULL`;
+/**
+ * A key is never certified again once it was on another device, on an operator, or on any
+ * certificate revoked for keyCompromise (this device's own included).
+ */
+const KEY_TAKEN = `SELECT 1 FROM certificates WHERE spki_sha256 = $1
+                     AND (device_id IS NULL OR device_id <> $2 OR revocation_reason = 'keyCompromise') LIMIT 1`;
+const RENEWAL_OF = `SELECT ${CERTIFICATE_COLUMNS} FROM certificates WHERE renewed_from = $1 AND csr_sha256 = $2 ORDER BY issued_at DESC LIMIT 1`;
+
+/** Thrown inside a write to roll back what it already wrote and report a conflict. */
+class Abort extends Error {
+  constructor(readonly conflict: RedemptionConflict) {
+    super(conflict);
+  }
+}
+
+const exists = async (tx: Transaction, sql: string, params: readonly unknown[]): Promise<boolean> => (await tx.rows(sql, params)).length > 0;
+
+/** Redeems the token and records the device and its certificate; a conflict writes nothing. */
+async function redeem(tx: Transaction, r: Redemption): Promise<RedemptionConflict | undefined> {
+  const deviceId = r.certificate.deviceId;
+  const now = r.now.getTime();
+  // Row lock and re-check: of concurrent redemptions of one token, exactly one updates it.
+  const redeemed = await tx.changes(REDEEM_TOKEN, [r.tokenId, now, deviceId, r.csrSha256, r.certificate.serial]);
+  if (redeemed !== 1) return 'token_unavailable';
+  if (await exists(tx, KEY_TAKEN, [r.certificate.spkiSha256, deviceId])) throw new Abort('key_reused');
+  if (r.mode === 'unbound' && (await exists(tx, RESERVED_ID, [deviceId, now]))) throw new Abort('device_exists');
+  const via = [r.via?.protocol ?? 'json', r.via?.label ?? null];
+  const inserted = await tx.changes(INSERT_DEVICE, [deviceId, now, r.certificate.serial, ...via]);
+  let audit = r.audit;
+  if (inserted !== 1) {
+    if (r.mode !== 'reprovision') throw new Abort('device_exists');
+    const [row] = await tx.rows(READS.device, [deviceId]);
+    const previous = deviceFromRow(row!);
+    const { revoked } = await revokeSelected(tx, READS.activeDeviceCertificates, [deviceId], now, r.supersede);
+    await tx.changes(REACTIVATE_DEVICE, [deviceId, now, r.certificate.serial, ...via]);
+    audit = {
+      ...audit,
+      action: `${audit.action}.reprovision`,
+      detail: { ...audit.detail, previousStatus: previous.status, previousReason: previous.revocationReason, superseded: revoked },
+    };
+  }
+  await insertCertificate(tx, r.certificate);
+  await tx.appendAudit(audit);
+  return undefined;
+}
+
+/** Records a renewal: the new certificate becomes current, the presented one retires. */
+async function renew(tx: Transaction, r: Renewal): Promise<RenewalConflict | undefined> {
+  const deviceId = r.certificate.deviceId;
+  const now = r.now.getTime();
+  const [device] = await tx.rows(READS.device, [deviceId]);
+  if (device?.status !== 'active') return { conflict: 'device_not_active' };
+  // What authenticated the request may have been revoked or superseded since (a
+  // re-provisioning, a retirement): only the current or the retiring certificate renews.
+  const keep = r.presentedSerial;
+  const [presented] = await tx.rows(READS.certificateStatus, [keep]);
+  if (presented?.status !== 'active' || (keep !== device.current_serial && keep !== device.retiring_serial)) {
+    return { conflict: 'certificate_not_current' };
+  }
+  const [earlier] = r.certificate.csrSha256 === undefined ? [] : await tx.rows(RENEWAL_OF, [keep, r.certificate.csrSha256]);
+  if (earlier) return { conflict: 'already_renewed', serial: earlier.serial as string };
+  if (await exists(tx, KEY_TAKEN, [r.certificate.spkiSha256, deviceId])) return { conflict: 'key_reused' };
+  const since = r.limit.since.getTime();
+  const [recent] = await tx.rows<{ count: number; oldest: number | null }>(RENEWAL_COUNT, [deviceId, since]);
+  if (recent!.count >= r.limit.max) return { conflict: 'renewal_limit', retryAt: new Date((recent!.oldest ?? since) + (now - since)) };
+  // The presented certificate stays until the new one is used (its deadline is not
+  // pushed back by renewing again with it); any other is superseded now.
+  const retireAt = device.retiring_serial === keep ? (device.retire_at as number) : r.retireAt.getTime();
+  const { revoked } = await revokeSelected(tx, OTHER_ACTIVE_DEVICE_CERTIFICATES, [deviceId, keep], now, r.supersede);
+  await tx.changes(SET_RENEWED_SERIAL, [deviceId, r.certificate.serial, now, keep, retireAt]);
+  await insertCertificate(tx, r.certificate);
+  await tx.appendAudit({ ...r.audit, detail: { ...r.audit.detail, retiring: keep, retireAt: new Date(retireAt).toISOString(), superseded: revoked } });
+  return undefined;
+}
+
+/** Redeeming tokens and recording renewals. */
+export class PostgresRedemption implements RedemptionStore {
+  constructor(
+    private readonly db: Postgres,
+    private readonly groupCommit: GroupCommit,
+  ) {}
+
+  async redeemTokenAndRecordCertificate(redemption: Redemption): Promise<{ ok: true } | { ok: false; conflict: RedemptionConflict }> {
+    try {
+      const conflict = await this.groupCommit.run((tx) => redeem(tx, redemption));
+      return conflict ? { ok: false, conflict } : { ok: true };
+    } catch (error) {
+      if (error instanceof Abort) return { ok: false, conflict: error.conflict };
+      throw error;
+    }
+  }
+
+  async recordRenewal(renewal: Renewal): Promise<{ ok: true } | ({ ok: false } & RenewalConflict)> {
+    const conflict = await this.groupCommit.run((tx) => renew(tx, renewal));
+    return conflict ? { ok: false, ...conflict } : { ok: true };
+  }
+
+  async findRenewal(presentedSerial: string, csrSha256: string): Promise<CertificateRecord | undefined> {
+    const [row] = await this.db.rows(RENEWAL_OF, [presentedSerial, csrSha256]);
+    return row && certificateFromRow(row);
+  }
+
+  async renewalCount(deviceId: string, since: Date): Promise<{ count: number; oldest: Date | null }> {
+    const [row] = await this.db.rows<Row>(RENEWAL_COUNT, [deviceId, since.getTime()]);
+    return { count: row!.count as number, oldest: date(row!.oldest) };
+  }
+}

@@ -1,0 +1,122 @@
+/** PostgreSQL revocation: devices, certificates, replaced certificates, and the sequence every instance follows. */
+import type { AuditEventInput, CertificateRecord, DeviceRecord, RevocationReason, RevocationResult, RevokedEntry } from '../../enrollment/model.js';
+import type { RevocationStore } from '../store.js';
+import type { Postgres } from './connection.js';
+import { READS } from './reads.js';
+import { certificateFromRow, date, deviceFromRow, text } from './rows.js';
+import type { Transaction } from './transaction.js';
+import { currentSeq, revokeSelected, revokeSerials } from './writer.js';
+
+const REVOKE_DEVICE = `UPDATE devices SET status = 'revoked', updated_at = $2, revoked_at = $2, revocation_reason = $3,
+                         retiring_serial = NULL, retire_at = NULL
+                       WHERE id = $1 AND status = 'active'`;
+const CLEAR_RETIRING = 'UPDATE devices SET retiring_serial = NULL, retire_at = NULL WHERE id = ANY($1::text[])';
+/** In deadline order, as SQLite reads them from devices_retire_at. */
+const OVERDUE = 'SELECT id, retiring_serial FROM devices WHERE retire_at <= $1 ORDER BY retire_at, pos';
+const REVOKED_SINCE = 'SELECT serial FROM certificates WHERE revocation_seq > $1 ORDER BY revocation_seq, pos';
+const LIST_REVOKED = `SELECT serial, revoked_at, revocation_reason, not_after FROM certificates
+                      WHERE status = 'revoked' AND not_after > $1 ORDER BY revoked_at, serial`;
+const COUNT_REVOKED = `SELECT count(*) AS n FROM certificates WHERE status = 'revoked' AND not_after > $1`;
+
+/** A device whose renewal replaced a certificate that still waits to retire. */
+interface Retiring {
+  readonly id: string;
+  readonly retiring_serial: string;
+}
+
+/** Revokes the replaced certificates of these devices, one audit event each. */
+async function retire(tx: Transaction, devices: readonly Retiring[], reason: RevocationReason, audit: AuditEventInput): Promise<RevocationResult> {
+  const result = await revokeSerials(
+    tx,
+    devices.map((device) => device.retiring_serial),
+    audit.at.getTime(),
+    reason,
+  );
+  await tx.changes(CLEAR_RETIRING, [devices.map((device) => device.id)]);
+  for (const device of devices) {
+    if (result.revoked.includes(device.retiring_serial)) {
+      await tx.appendAudit({ ...audit, deviceId: device.id, serial: device.retiring_serial, detail: { ...audit.detail, reason } });
+    }
+  }
+  return result;
+}
+
+/** Revoking, and following what was revoked. */
+export class PostgresRevocation implements RevocationStore {
+  constructor(private readonly db: Postgres) {}
+
+  async revokeDevice(
+    id: string,
+    reason: RevocationReason,
+    audit: AuditEventInput,
+  ): Promise<(RevocationResult & { device: DeviceRecord }) | undefined> {
+    return this.db.write(async (tx) => {
+      const now = audit.at.getTime();
+      if ((await tx.rows(READS.device, [id])).length === 0) return undefined;
+      const result = await revokeSelected(tx, READS.activeDeviceCertificates, [id], now, reason);
+      const changed = (await tx.changes(REVOKE_DEVICE, [id, now, reason])) === 1;
+      if (changed || result.revoked.length) {
+        await tx.appendAudit({ ...audit, deviceId: id, detail: { ...audit.detail, reason, serials: result.revoked } });
+      }
+      const [row] = await tx.rows(READS.device, [id]);
+      return { ...result, device: deviceFromRow(row!) };
+    });
+  }
+
+  async revokeCertificate(
+    serial: string,
+    reason: RevocationReason,
+    audit: AuditEventInput,
+  ): Promise<(RevocationResult & { certificate: CertificateRecord }) | undefined> {
+    return this.db.write(async (tx) => {
+      const [row] = await tx.rows(READS.certificate, [serial]);
+      if (!row) return undefined;
+      let result: RevocationResult = { revoked: [], seq: await currentSeq(tx) };
+      if (row.status === 'active') {
+        result = await revokeSerials(tx, [serial], audit.at.getTime(), reason);
+        await tx.appendAudit({ ...audit, serial, deviceId: text(row.device_id) ?? undefined, detail: { ...audit.detail, reason } });
+      }
+      const [after] = await tx.rows(READS.certificate, [serial]);
+      return { ...result, certificate: certificateFromRow(after!) };
+    });
+  }
+
+  async retireReplaced(deviceId: string, serial: string, reason: RevocationReason, audit: AuditEventInput): Promise<RevocationResult> {
+    return this.db.write(async (tx) => {
+      const [device] = await tx.rows(READS.device, [deviceId]);
+      const retiring = text(device?.retiring_serial);
+      if (!device || !retiring || device.current_serial !== serial) return { revoked: [], seq: await currentSeq(tx) };
+      return retire(tx, [{ id: deviceId, retiring_serial: retiring }], reason, audit);
+    });
+  }
+
+  async retireOverdue(reason: RevocationReason, audit: AuditEventInput): Promise<RevocationResult> {
+    const params = [audit.at.getTime()];
+    // One indexed read when nothing is due, which is nearly always: no writer lock for it.
+    if ((await this.db.rows(OVERDUE, params)).length === 0) return { revoked: [], seq: await currentSeq(this.db) };
+    return this.db.write(async (tx) => retire(tx, await tx.rows<Retiring>(OVERDUE, params), reason, audit));
+  }
+
+  async revocationSeq(): Promise<number> {
+    return currentSeq(this.db);
+  }
+
+  async revokedSince(seq: number): Promise<string[]> {
+    return (await this.db.rows<{ serial: string }>(REVOKED_SINCE, [seq])).map((row) => row.serial);
+  }
+
+  async listRevoked(now: Date): Promise<RevokedEntry[]> {
+    const rows = await this.db.rows(LIST_REVOKED, [now.getTime()]);
+    return rows.map((row) => ({
+      serial: row.serial as string,
+      revokedAt: date(row.revoked_at)!,
+      reason: (row.revocation_reason ?? 'unspecified') as RevocationReason,
+      notAfter: date(row.not_after)!,
+    }));
+  }
+
+  async countRevoked(now: Date): Promise<number> {
+    const [row] = await this.db.rows<{ n: number }>(COUNT_REVOKED, [now.getTime()]);
+    return row!.n;
+  }
+}

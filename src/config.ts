@@ -8,12 +8,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { Type, type TSchema } from 'typebox';
 import { DEFAULT_RENEWAL_POLICY, type RenewalPolicy } from './enrollment/enrollment-service.js';
 import { LIMIT_VARIABLES, limitsFrom, type Limits } from './http/limits.js';
 import { parseDuration } from './duration.js';
+import { withoutPassword } from './store/database-url.js';
 
 /** A configuration problem the user must fix: the CLI prints it as one line and exits 2. */
 export class ConfigError extends Error {
@@ -40,6 +41,8 @@ export interface SettingSpec {
   /** A list: repeated flags, comma-separated in the environment, an array in the file. */
   readonly list?: boolean;
   readonly secret?: boolean;
+  /** How `config show` prints a secret that is only partly secret; masked whole when absent. */
+  readonly reveal?: (value: string) => string;
   /** Secrets have no flag: a command line is visible to every user of the host (ps). */
   readonly noFlag?: boolean;
   /** The placeholder in help (`--port N`). */
@@ -88,6 +91,19 @@ const kebab = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}
 /** Every setting imprint reads, in the order `config show` prints them. */
 export const SETTINGS = [
   { key: 'data', flag: 'data', env: 'IMPRINT_DATA', ...file('the data directory (CA, TLS identity, SQLite)'), placeholder: 'DIR', expect: 'a directory', defaultText: './data' },
+  {
+    key: 'database',
+    flag: 'database',
+    env: 'IMPRINT_DATABASE_URL',
+    schema: Type.String({ pattern: '^postgres(ql)?://[^\\s]+$', maxLength: 2048 }),
+    // The URL may hold the password: never in an error, and `config show` masks just it.
+    secret: true,
+    reveal: withoutPassword,
+    placeholder: 'URL',
+    expect: 'a postgres://user:password@host:port/database URL',
+    defaultText: 'SQLite in the data directory',
+    help: 'PostgreSQL to keep the fleet in (several instances share it); the data directory keeps ca/ and tls/',
+  },
   {
     key: 'caPassphrase',
     flag: 'ca-passphrase',
@@ -310,6 +326,8 @@ export interface ConfigInput {
 /** The effective configuration. */
 export interface Config {
   readonly dataDir: string;
+  /** PostgreSQL's URL; SQLite in the data directory when absent. */
+  readonly database: string | undefined;
   readonly caPassphrase: string | undefined;
   readonly p12Passphrase: string | undefined;
   readonly remote: { readonly server: string; readonly cert: string; readonly key: string; readonly cacert: string | undefined } | undefined;
@@ -436,6 +454,7 @@ export function loadConfig(input: ConfigInput = {}): Config {
   const validity = get<string>('deviceValidity');
   return {
     dataDir: resolve(get<string>('data') ?? 'data'),
+    database: get<string>('database'),
     caPassphrase: get<string>('caPassphrase'),
     p12Passphrase: get<string>('p12Passphrase'),
     remote,
@@ -482,7 +501,7 @@ const MASK = '********';
 export function showConfig(config: Config): ShownSetting[] {
   return SETTINGS.map((spec: SettingSpec) => {
     const resolved = config.settings.get(spec.key as SettingKey);
-    const value = resolved ? (spec.secret ? MASK : resolved.value) : effectiveDefault(spec, config);
+    const value = resolved ? (spec.secret ? (spec.reveal?.(resolved.value as string) ?? MASK) : resolved.value) : effectiveDefault(spec, config);
     return {
       key: spec.key,
       value,
@@ -499,6 +518,8 @@ function effectiveDefault(spec: SettingSpec, config: Config): unknown {
   switch (spec.key) {
     case 'data':
       return config.dataDir;
+    case 'database':
+      return `SQLite ${join(config.dataDir, 'imprint.db')}`;
     case 'workers':
       return config.workers;
     case 'host':

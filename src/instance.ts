@@ -2,7 +2,6 @@
  * The composition root: a data directory opened into a store, a CA and the services on
  * top of them. The server and every CLI command start here, so both run the same code.
  */
-import { join } from 'node:path';
 import { CertificateAuthority } from './ca/authority.js';
 import { caExists, caPaths, createCa, importCa, issueServerCertificate, loadCa, loadScepRa, type ImportCaOptions } from './ca/ca-directory.js';
 import { systemClock, type Clock } from './clock.js';
@@ -16,12 +15,8 @@ import { OcspService } from './enrollment/ocsp-service.js';
 import { OperatorService } from './enrollment/operator-service.js';
 import { ScepService } from './enrollment/scep-service.js';
 import { TokenService } from './enrollment/tokens.js';
-import type { Durability } from './store/database.js';
-import { SqliteStore } from './store/sqlite-store.js';
+import { openStore, type StoreOptions } from './store/open-store.js';
 import type { Store } from './store/store.js';
-
-/** The SQLite file inside a data directory. */
-export const databasePath = (dataDir: string): string => join(dataDir, 'imprint.db');
 
 /** Settings fixed at init time and kept in the store. */
 export interface InstanceSettings {
@@ -45,6 +40,8 @@ export interface InitOptions {
   /** The plain-HTTP status listener's port: when set, the default public URL points there. */
   readonly statusPort?: number | undefined;
   readonly passphrase?: string | undefined;
+  /** PostgreSQL's URL; SQLite in the data directory when absent. */
+  readonly databaseUrl?: string | undefined;
   readonly importCa?: Omit<ImportCaOptions, 'now' | 'passphrase'> | undefined;
 }
 
@@ -71,8 +68,12 @@ export async function initInstance(dataDir: string, options: InitOptions, clock:
     hostnames,
   };
   validateSettings(settings);
-  const store = SqliteStore.open(databasePath(dataDir));
+  const store = await openStore({ dataDir, databaseUrl: options.databaseUrl });
   try {
+    // A shared database already serves a fleet: a new CA here would split it in two.
+    if (options.databaseUrl !== undefined && (await store.getSettings()).public_url !== undefined) {
+      throw new Error('the database is already initialised: copy ca/ and tls/ from an instance that serves it into this data directory');
+    }
     await store.putSettings({
       ...(settings.org ? { org: settings.org } : {}),
       trust_domain: settings.trustDomain,
@@ -149,12 +150,11 @@ export interface SigningServices {
 export type AppServices = SigningServices & Pick<Instance, 'tokens' | 'fleet' | 'audit'>;
 
 /** Options for opening a data directory. */
-export interface OpenOptions {
+export interface OpenOptions extends StoreOptions {
   readonly passphrase?: string | undefined;
   readonly clock?: Clock | undefined;
-  readonly durability?: Durability | undefined;
-  /** A serving process: checkpoint the WAL on a thread of its own. */
-  readonly backgroundCheckpoints?: boolean | undefined;
+  /** PostgreSQL's URL; SQLite in the data directory when absent. */
+  readonly databaseUrl?: string | undefined;
   /** Renewal overlap, limit and after-expiry window; the defaults when absent. */
   readonly renewal?: RenewalPolicy | undefined;
 }
@@ -163,8 +163,13 @@ export interface OpenOptions {
 export async function openInstance(dataDir: string, options: OpenOptions = {}): Promise<Instance> {
   if (!caExists(dataDir)) throw new Error(`${dataDir} is not initialised: run imprint init --data ${dataDir}`);
   const clock = options.clock ?? systemClock;
-  const store = SqliteStore.open(databasePath(dataDir), options.durability, { backgroundCheckpoints: options.backgroundCheckpoints });
-  const settings = settingsFrom(await store.getSettings());
+  const store = await openStore({ dataDir, databaseUrl: options.databaseUrl }, options);
+  const stored = await store.getSettings();
+  if (options.databaseUrl !== undefined && stored.public_url === undefined) {
+    await store.close();
+    throw new Error(`the database is not initialised: run imprint init --data ${dataDir} with the same --database`);
+  }
+  const settings = settingsFrom(stored);
   const deviceIds = new DeviceIdPolicy(settings.deviceIdPattern);
   const renewal = options.renewal ?? DEFAULT_RENEWAL_POLICY;
   let signing: SigningServices | undefined;

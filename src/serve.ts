@@ -11,13 +11,12 @@
  * and rejects with one sentence, which the CLI prints as its one line on stderr.
  */
 import cluster, { type Worker } from 'node:cluster';
-import { caExists } from './ca/ca-directory.js';
 import { ImprintError } from './errors.js';
 import { DEFAULT_LIMITS } from './http/limits.js';
 import { MetricsPrimary } from './http/metrics.js';
 import { ClusterWindowCounters, CountingPrimary } from './http/window-counters.js';
-import { initInstance, openInstance } from './instance.js';
-import { banner, loadSigning, scepRaIdentity, serverIdentity, startServer, type RunningServer, type ServeOptions } from './server.js';
+import { openInstance } from './instance.js';
+import { banner, initialiseIfEmpty, loadSigning, scepRaIdentity, serverIdentity, startServer, type RunningServer, type ServeOptions } from './server.js';
 
 /** Where serve writes its messages. */
 export interface ServeOutput {
@@ -62,7 +61,7 @@ function failureLine(error: unknown): string {
 
 async function runSingle(options: ServeOptions, out: ServeOutput): Promise<never> {
   const server = await startServer(options);
-  out.stderr(banner({ ...server, dataDir: options.dataDir }, 'npx imprint'));
+  out.stderr(banner({ ...server, dataDir: options.dataDir, databaseUrl: options.databaseUrl }, 'npx imprint'));
   let stopping = false;
   onSignals((signal) => {
     if (stopping) process.exit(1); // a second signal: exit at once
@@ -95,9 +94,8 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
   // dying on a wrong passphrase, would be worse than one clear line from the primary.
   // The server and SCEP RA certificates too: two workers renewing one at once could leave
   // one's key next to the other's certificate.
-  const initialised = !caExists(options.dataDir);
-  if (initialised) await initInstance(options.dataDir, { port: options.port, statusPort: options.statusPort, ...options.init, passphrase: options.passphrase });
-  const check = await openInstance(options.dataDir, { passphrase: options.passphrase });
+  const initialised = await initialiseIfEmpty(options);
+  const check = await openInstance(options.dataDir, { passphrase: options.passphrase, databaseUrl: options.databaseUrl });
   try {
     loadSigning(check);
     serverIdentity(check);
@@ -145,7 +143,7 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
           // "serving" once every worker is: a worker failing later than the banner would
           // leave a log that says both.
           announced = true;
-          out.stderr(banner({ ...message, dataDir: options.dataDir, initialised }, 'npx imprint') + `\n  workers: ${count}`);
+          out.stderr(banner({ ...message, dataDir: options.dataDir, databaseUrl: options.databaseUrl, initialised }, 'npx imprint') + `\n  workers: ${count}`);
         }
       });
     };

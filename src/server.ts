@@ -26,7 +26,8 @@ import { ClientConnections } from './http/client-connections.js';
 import type { Limits } from './http/limits.js';
 import { metrics } from './http/metrics.js';
 import { LocalWindowCounters, type WindowCounters } from './http/window-counters.js';
-import { databasePath, initInstance, openInstance, serverNames, type InitOptions, type Instance, type SigningServices } from './instance.js';
+import { initInstance, openInstance, serverNames, type InitOptions, type Instance, type SigningServices } from './instance.js';
+import { describeStore } from './store/open-store.js';
 import { observeCommits } from './store/group-commit.js';
 import type { Store } from './store/store.js';
 import { VERSION } from './version.js';
@@ -34,6 +35,8 @@ import { VERSION } from './version.js';
 /** Options of `imprint serve`. */
 export interface ServeOptions {
   readonly dataDir: string;
+  /** PostgreSQL's URL; SQLite in the data directory when absent. */
+  readonly databaseUrl?: string | undefined;
   readonly host: string;
   readonly port: number;
   /** The plain-HTTP status listener's port (CRLs and OCSP only); none when absent. */
@@ -152,13 +155,23 @@ function loggerOptions(options: ServeOptions): FastifyServerOptions['logger'] {
   return options.logStream ? { level, stream: options.logStream } : { level };
 }
 
+/** `serve` on an empty data directory initialises it first; true when it did. */
+export async function initialiseIfEmpty(options: ServeOptions): Promise<boolean> {
+  if (caExists(options.dataDir)) return false;
+  const { port, statusPort, passphrase, databaseUrl } = options;
+  await initInstance(options.dataDir, { port, statusPort, ...options.init, passphrase, databaseUrl });
+  return true;
+}
+
 /** Starts serving; resolves once the listeners are up. */
 export async function startServer(options: ServeOptions): Promise<RunningServer> {
-  const initialised = !caExists(options.dataDir);
-  if (initialised) {
-    await initInstance(options.dataDir, { port: options.port, statusPort: options.statusPort, ...options.init, passphrase: options.passphrase });
-  }
-  const instance = await openInstance(options.dataDir, { passphrase: options.passphrase, backgroundCheckpoints: true, renewal: options.renewal });
+  const initialised = await initialiseIfEmpty(options);
+  const instance = await openInstance(options.dataDir, {
+    passphrase: options.passphrase,
+    databaseUrl: options.databaseUrl,
+    backgroundCheckpoints: true,
+    renewal: options.renewal,
+  });
   let watcher: RevocationWatcher | undefined;
   let unmeasure = () => undefined as void;
   const apps: FastifyInstance[] = [];
@@ -216,7 +229,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
         listeners: { https: url, ...(statusUrl ? { status: statusUrl } : {}) },
         workers: options.workers ?? 1,
         ...(cluster.isWorker ? { worker: cluster.worker!.id } : {}),
-        store: { kind: 'sqlite', path: databasePath(options.dataDir) },
+        store: describeStore(options),
         dataDir: options.dataDir,
       },
       'imprint started',
@@ -245,19 +258,29 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
 
 /** The start-up banner: where the trust anchor is and how to enroll a first device. */
 export function banner(
-  server: { readonly url: string; readonly statusUrl: string | undefined; readonly dataDir: string; readonly initialised: boolean },
+  server: {
+    readonly url: string;
+    readonly statusUrl: string | undefined;
+    readonly dataDir: string;
+    readonly databaseUrl?: string | undefined;
+    readonly initialised: boolean;
+  },
   cli: string,
 ): string {
   const root = caPaths(server.dataDir).root;
   const data = server.dataDir;
+  const store = describeStore(server);
+  // The URL as typed holds the password: the hint names the variable instead.
+  const database = store.kind === 'postgres' ? ' --database "$IMPRINT_DATABASE_URL"' : '';
   return [
     `imprint ${server.initialised ? 'initialised a new CA and ' : ''}is serving on ${server.url}`,
     ...(server.statusUrl ? [`  CRLs and OCSP over plain HTTP on ${server.statusUrl}`] : []),
     `  data directory: ${data}`,
+    ...(store.kind === 'postgres' ? [`  database: ${store.path}`] : []),
     `  root CA (flash onto devices): ${root}`,
     '',
     'Mint a token:',
-    `  ${cli} tokens create --data ${data} --count 1 --ttl 1d`,
+    `  ${cli} tokens create --data ${data}${database} --count 1 --ttl 1d`,
     'Enroll a simulated device with it:',
     `  npm run simulate -- --url ${server.url} --ca ${root} --token <imp_...> --device-id sensor-001 --state /tmp/sensor-001`,
   ].join('\n');

@@ -79,7 +79,7 @@ export const settingOptions = (...keys: SettingKey[]): Options => Object.assign(
 
 /** Flags every command has. */
 export const COMMON_OPTIONS: Options = {
-  ...settingOption('data'),
+  ...settingOptions('data', 'database'),
   config: { type: 'string', placeholder: 'FILE', help: 'read settings from this JSON file', env: 'IMPRINT_CONFIG' },
   help: { type: 'boolean', help: 'show this help' },
 };

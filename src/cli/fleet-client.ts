@@ -88,7 +88,7 @@ export class LocalFleetClient implements FleetClient {
   }
 
   static async open(config: Config): Promise<LocalFleetClient> {
-    return new LocalFleetClient(await openInstance(config.dataDir, { passphrase: config.caPassphrase }));
+    return new LocalFleetClient(await openInstance(config.dataDir, { passphrase: config.caPassphrase, databaseUrl: config.database }));
   }
 
   mintTokens(request: MintRequest) {

@@ -66,6 +66,26 @@ describe('secrets', () => {
     expect(() => loadConfig({ env })).toThrow(message);
   });
 
+  it('the database URL comes from the flag, the variable or its _FILE; show masks only its password', () => {
+    const url = 'postgres://imprint:s3cret-pw@db.internal:5432/imprint';
+    const secret = join(dir, 'db-url');
+    writeFileSync(secret, `${url}\n`);
+    for (const config of [loadConfig({ env: {}, flags: { database: url } }), loadConfig({ env: { IMPRINT_DATABASE_URL: url } }), loadConfig({ env: { IMPRINT_DATABASE_URL_FILE: secret } })]) {
+      expect(config.database).toBe(url);
+      expect(shown(config, 'database').value).toBe('postgres://imprint:********@db.internal:5432/imprint');
+      expect(JSON.stringify(showConfig(config))).not.toContain('s3cret-pw');
+    }
+    expect(loadConfig({ env: {} }).database).toBeUndefined();
+    expect(shown(loadConfig({ env: {}, flags: { data: '/srv/imprint' } }), 'database')).toMatchObject({ value: 'SQLite /srv/imprint/imprint.db', source: 'default' });
+  });
+
+  it('a database URL that is not PostgreSQL is refused without echoing it', () => {
+    for (const database of ['mysql://root:hunter2@db/imprint', 'postgres://root:hunter2 @db/x']) {
+      const attempt = () => loadConfig({ env: {}, flags: { database } });
+      expect(attempt).toThrow(/^--database: expected a postgres:\/\/user:password@host:port\/database URL$/);
+    }
+  });
+
   it('an invalid secret is refused without echoing it', () => {
     try {
       loadConfig({ configFile: configFile({ caPassphrase: 42 }, 's.json') });

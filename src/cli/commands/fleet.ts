@@ -146,7 +146,7 @@ export const FLEET_COMMANDS: Readonly<Record<string, Command>> = {
     async run({ values, config, out }) {
       const head = str(values.head);
       if (head !== undefined && !/^[0-9a-f]{64}$/.test(head)) throw new UsageError('--head must be a head hash printed by an earlier audit verify');
-      const instance = await openInstance(config.dataDir, { passphrase: config.caPassphrase });
+      const instance = await openInstance(config.dataDir, { passphrase: config.caPassphrase, databaseUrl: config.database });
       try {
         const result = await instance.audit.verify(head);
         if (values.json) out.stdout(JSON.stringify(result, null, 2));

@@ -9,7 +9,7 @@ import { operatorFiles, writeOperatorFiles } from '../operator-files.js';
 import { table } from '../table.js';
 
 async function withInstance<T>(config: Config, body: (instance: Instance) => Promise<T>): Promise<T> {
-  const instance = await openInstance(config.dataDir, { passphrase: config.caPassphrase });
+  const instance = await openInstance(config.dataDir, { passphrase: config.caPassphrase, databaseUrl: config.database });
   try {
     return await body(instance);
   } finally {

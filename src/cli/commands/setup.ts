@@ -3,10 +3,10 @@ import { readFileSync } from 'node:fs';
 import { caExists } from '../../ca/ca-directory.js';
 import { showConfig, type Config } from '../../config.js';
 import { backupStore } from '../../enrollment/backup.js';
-import { databasePath, initInstance, openInstance, type InitOptions } from '../../instance.js';
+import { initInstance, openInstance, type InitOptions } from '../../instance.js';
 import { serve } from '../../serve.js';
 import type { ServeOptions } from '../../server.js';
-import { SqliteStore } from '../../store/sqlite-store.js';
+import { migrateStore } from '../../store/open-store.js';
 import { cliActor } from '../fleet-client.js';
 import { JSON_OPTION, settingOptions, str, UsageError, type Command, type Options } from '../command.js';
 import { table } from '../table.js';
@@ -54,6 +54,7 @@ export const SETUP_COMMANDS: Readonly<Record<string, Command>> = {
       const settings = await initInstance(config.dataDir, {
         ...initOptions(config),
         passphrase: config.caPassphrase,
+        databaseUrl: config.database,
         importCa: importing.every(Boolean)
           ? {
               certificatePem: readFileSync(str(values['import-issuer'])!, 'utf8'),
@@ -97,6 +98,7 @@ export const SETUP_COMMANDS: Readonly<Record<string, Command>> = {
       checkFirstPublicUrl(config);
       const options: ServeOptions = {
         dataDir: config.dataDir,
+        databaseUrl: config.database,
         host: config.host,
         port: config.port,
         statusPort: config.statusPort,
@@ -115,9 +117,9 @@ export const SETUP_COMMANDS: Readonly<Record<string, Command>> = {
     summary: 'apply pending database migrations',
     options: JSON_OPTION,
     async run({ values, config, out }) {
-      const store = SqliteStore.open(databasePath(config.dataDir));
-      await store.close();
-      out.stdout(values.json ? JSON.stringify({ upToDate: true }) : 'database schema is up to date');
+      const applied = await migrateStore({ dataDir: config.dataDir, databaseUrl: config.database });
+      if (values.json) return out.stdout(JSON.stringify({ upToDate: true, applied }));
+      out.stdout(applied.length ? `applied migrations ${applied.join(', ')}; database schema is up to date` : 'database schema is up to date');
     },
   },
 
@@ -126,7 +128,7 @@ export const SETUP_COMMANDS: Readonly<Record<string, Command>> = {
     args: ['FILE'],
     options: JSON_OPTION,
     async run({ values, args, config, out }) {
-      const instance = await openInstance(config.dataDir, { passphrase: config.caPassphrase });
+      const instance = await openInstance(config.dataDir, { passphrase: config.caPassphrase, databaseUrl: config.database });
       try {
         const written = await backupStore(instance.store, instance.clock, args[0]!, cliActor());
         if (values.json) return out.stdout(JSON.stringify(written, null, 2));

@@ -1,0 +1,60 @@
+/**
+ * Which store an instance runs on: SQLite in its data directory (the embedded default) or
+ * PostgreSQL at a URL (several instances on one database). Everything above the store is
+ * the same for both.
+ */
+import { join } from 'node:path';
+import { withoutPassword } from './database-url.js';
+import { openDatabase, type Durability } from './database.js';
+import { migrate } from './migrate.js';
+import { SqliteStore } from './sqlite-store.js';
+import type { Store } from './store.js';
+
+/** Where the fleet is kept. */
+export interface StoreLocation {
+  readonly dataDir: string;
+  /** PostgreSQL's URL; SQLite at DATA/imprint.db when absent. */
+  readonly databaseUrl?: string | undefined;
+}
+
+/** How a process uses its store. */
+export interface StoreOptions {
+  /** SQLite only: commits in FULL (power-loss safe) unless a benchmark asks otherwise. */
+  readonly durability?: Durability | undefined;
+  /** SQLite only, a serving process: checkpoint the WAL on a thread of its own. */
+  readonly backgroundCheckpoints?: boolean | undefined;
+}
+
+/** The SQLite file inside a data directory. */
+export const databasePath = (dataDir: string): string => join(dataDir, 'imprint.db');
+
+/** Opens the store, applying pending migrations. */
+export async function openStore(location: StoreLocation, options: StoreOptions = {}): Promise<Store> {
+  if (location.databaseUrl !== undefined) {
+    // Loaded only when asked for: an embedded server never loads the PostgreSQL driver.
+    const { PostgresStore } = await import('./postgres-store.js');
+    return PostgresStore.open(location.databaseUrl);
+  }
+  return SqliteStore.open(databasePath(location.dataDir), options.durability, { backgroundCheckpoints: options.backgroundCheckpoints });
+}
+
+/** Applies pending migrations and returns their versions. */
+export async function migrateStore(location: StoreLocation): Promise<number[]> {
+  if (location.databaseUrl !== undefined) {
+    const { migratePostgres } = await import('./postgres-store.js');
+    return migratePostgres(location.databaseUrl);
+  }
+  const db = openDatabase(databasePath(location.dataDir), 'full');
+  try {
+    return migrate(db);
+  } finally {
+    db.close();
+  }
+}
+
+/** The store as logs and banners name it, without a password. */
+export function describeStore(location: StoreLocation): { readonly kind: 'sqlite' | 'postgres'; readonly path: string } {
+  return location.databaseUrl === undefined
+    ? { kind: 'sqlite', path: databasePath(location.dataDir) }
+    : { kind: 'postgres', path: withoutPassword(location.databaseUrl) };
+}

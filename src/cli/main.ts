@@ -7,7 +7,7 @@
 import { ConfigError, closest, loadConfig } from '../config.js';
 import { ImprintError } from '../errors.js';
 import { VERSION } from '../version.js';
-import { parseCommand, UsageError, type Command, type Output } from './command.js';
+import { COMMON_OPTIONS, parseCommand, UsageError, type Command, type Output } from './command.js';
 import { COMMANDS, GROUPS } from './commands/index.js';
 import { commandHelp, groupHelp, mainHelp } from './help.js';
 import { RemoteError } from './remote-fleet-client.js';
@@ -89,8 +89,9 @@ async function main(argv: readonly string[]): Promise<number> {
     output.stdout(commandHelp(name, command));
     return 0;
   }
-  const flags = Object.fromEntries(Object.entries(command.options).filter(([, spec]) => spec.setting).map(([flag]) => [flag, values[flag]]));
-  const config = loadConfig({ flags: { ...flags, data: values.data }, env: process.env, configFile: typeof values.config === 'string' ? values.config : undefined });
+  const options = { ...COMMON_OPTIONS, ...command.options };
+  const flags = Object.fromEntries(Object.entries(options).filter(([, spec]) => spec.setting).map(([flag]) => [flag, values[flag]]));
+  const config = loadConfig({ flags, env: process.env, configFile: typeof values.config === 'string' ? values.config : undefined });
   await command.run({ values, args, config, out: output });
   return 0;
 }

@@ -6,8 +6,10 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PostgresStore } from '../../../src/store/postgres-store.js';
 import { SqliteStore } from '../../../src/store/sqlite-store.js';
 import type { Store } from '../../../src/store/store.js';
+import { freshDatabaseUrl } from '../../helpers/postgres.js';
 
 /** A backend under test. */
 export interface StoreBackend {
@@ -29,4 +31,8 @@ function sqliteFile(): string {
 }
 
 /** Every backend: the contract suite runs each test once per entry. */
-export const STORES: readonly StoreBackend[] = [{ name: 'sqlite', open: async () => SqliteStore.open(sqliteFile()) }];
+export const STORES: readonly StoreBackend[] = [
+  { name: 'sqlite', open: async () => SqliteStore.open(sqliteFile()) },
+  // A database of its own on the test run's server (test/setup/postgres.ts).
+  { name: 'postgres', open: async () => PostgresStore.open(await freshDatabaseUrl()) },
+];

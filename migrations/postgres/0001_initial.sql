@@ -151,3 +151,9 @@ CREATE TABLE published_crls (
   built_at       BIGINT NOT NULL,
   der            BYTEA NOT NULL
 );
+
+-- Who is building a scope's next CRL, and until when (SQLite's migration 11 says why).
+CREATE TABLE crl_build_claims (
+  scope         TEXT PRIMARY KEY CHECK (scope IN ('issuer', 'root')),
+  claimed_until BIGINT NOT NULL
+);

@@ -16,11 +16,22 @@ export const CRL_LIFETIME_MS = 7 * DAY_MS;
 const REISSUE_AFTER_MS = DAY_MS;
 /** thisUpdate is backdated like certificates, for relying parties with slow clocks. */
 const BACKDATE_MS = 5 * 60_000;
+/** How long a claim to build lasts: a process that died while building is taken over after it. */
+const CLAIM_MS = 30_000;
+/** How often a process waiting for another's CRL looks, and how long it waits at most (real time). */
+const WAIT_POLL_MS = 20;
+const WAIT_MAX_MS = CLAIM_MS;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Young enough to serve; a clock that jumped back before it was built also asks for a new one. */
 function fresh(crl: PublishedCrl, now: Date): boolean {
   const age = now.getTime() - crl.builtAt.getTime();
   return age >= 0 && age < REISSUE_AFTER_MS;
+}
+
+/** A published CRL that includes revocation `seq` and is young enough to serve. */
+function serves(crl: PublishedCrl | undefined, seq: number, now: Date): crl is PublishedCrl {
+  return crl !== undefined && crl.revocationSeq >= seq && fresh(crl, now);
 }
 
 /** Told of every CRL served (for metrics), with the build time when this process built it; must not throw. */
@@ -81,24 +92,42 @@ export class CrlPublisher {
 
   /**
    * The published CRL of `scope` when it includes revocation `seq` and is fresh; else a new
-   * one, published unless another process published a newer one meanwhile (then that one).
+   * one, built by whichever process claims it first while the others wait for it, so that
+   * every process serves the same bytes and a rebuild runs once.
    */
   private async current(scope: CrlScope, seq: number, build: (crlNumber: number, now: Date) => Promise<Buffer>): Promise<Buffer> {
-    const now = this.clock.now();
+    let published = await this.latest(scope);
+    let buildSeconds: number | undefined;
+    const waitUntil = performance.now() + WAIT_MAX_MS;
+    while (!serves(published, seq, this.clock.now())) {
+      const now = this.clock.now();
+      // Past the wait (a claim that outlives its holder, a clock that stands still), build regardless.
+      if ((await this.store.claimCrlBuild(scope, now, new Date(now.getTime() + CLAIM_MS))) || performance.now() > waitUntil) {
+        const started = performance.now();
+        try {
+          const crlNumber = await this.store.nextCrlNumber();
+          const der = await build(crlNumber, now);
+          buildSeconds = (performance.now() - started) / 1000;
+          published = await this.store.publishCrl({ scope, revocationSeq: seq, crlNumber, builtAt: now, der });
+        } catch (error) {
+          await this.store.releaseCrlBuild(scope);
+          throw error;
+        }
+        break;
+      }
+      await sleep(WAIT_POLL_MS);
+      published = await this.latest(scope);
+    }
+    this.held.set(scope, published!);
+    this.observer?.(scope, published!.crlNumber, published!.der.length, buildSeconds);
+    return published!.der;
+  }
+
+  /** The published CRL of `scope`: the one held when its number is still current (a small read), else read. */
+  private async latest(scope: CrlScope): Promise<PublishedCrl | undefined> {
     const number = await this.store.publishedCrlNumber(scope);
     const held = this.held.get(scope);
-    let published = held && held.crlNumber === number ? held : await this.store.publishedCrl(scope);
-    let buildSeconds: number | undefined;
-    if (!published || published.revocationSeq < seq || !fresh(published, now)) {
-      const started = performance.now();
-      const crlNumber = await this.store.nextCrlNumber();
-      const der = await build(crlNumber, now);
-      buildSeconds = (performance.now() - started) / 1000;
-      published = await this.store.publishCrl({ scope, revocationSeq: seq, crlNumber, builtAt: now, der });
-    }
-    this.held.set(scope, published);
-    this.observer?.(scope, published.crlNumber, published.der.length, buildSeconds);
-    return published.der;
+    return held && held.crlNumber === number ? held : this.store.publishedCrl(scope);
   }
 
   private validity(now: Date) {

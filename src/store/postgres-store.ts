@@ -212,6 +212,12 @@ export class PostgresStore implements Store {
   publishCrl(crl: PublishedCrl): Promise<PublishedCrl> {
     return this.crls.publishCrl(crl);
   }
+  claimCrlBuild(scope: CrlScope, now: Date, until: Date): Promise<boolean> {
+    return this.crls.claimCrlBuild(scope, now, until);
+  }
+  releaseCrlBuild(scope: CrlScope): Promise<void> {
+    return this.crls.releaseCrlBuild(scope);
+  }
 
   // Operators
   recordOperator(

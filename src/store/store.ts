@@ -147,8 +147,18 @@ export interface CrlStore {
   publishedCrlNumber(scope: CrlScope): Promise<number | undefined>;
   /** The CRL last published for `scope`. */
   publishedCrl(scope: CrlScope): Promise<PublishedCrl | undefined>;
-  /** Publishes `crl` unless one with a higher number is there already; returns the one published after. */
+  /**
+   * Publishes `crl` unless one with a higher number is there already, and ends any claim on
+   * building its scope; returns the one published after.
+   */
   publishCrl(crl: PublishedCrl): Promise<PublishedCrl>;
+  /**
+   * Claims the building of `scope`'s next CRL until `until`: true unless another process
+   * holds a claim that lasts past `now` (the caller then waits for that one's CRL).
+   */
+  claimCrlBuild(scope: CrlScope, now: Date, until: Date): Promise<boolean>;
+  /** Gives a claim up without publishing (the build failed). */
+  releaseCrlBuild(scope: CrlScope): Promise<void>;
 }
 
 /** Operator identities and their certificates. */

@@ -14,6 +14,13 @@ const PUBLISH = `INSERT INTO published_crls (scope, revocation_seq, crl_number, 
                  WHERE excluded.crl_number > published_crls.crl_number
                  RETURNING ${PUBLISHED_CRL_COLUMNS}`;
 
+/** Taken when free or past its time; RETURNING tells whether this caller got it. */
+const CLAIM = `INSERT INTO crl_build_claims (scope, claimed_until) VALUES ($1, $3)
+               ON CONFLICT (scope) DO UPDATE SET claimed_until = excluded.claimed_until
+               WHERE crl_build_claims.claimed_until <= $2
+               RETURNING scope`;
+const RELEASE = 'DELETE FROM crl_build_claims WHERE scope = $1';
+
 /** CRL numbers and the CRLs last published. */
 export class PostgresCrls implements CrlStore {
   constructor(private readonly db: Postgres) {}
@@ -35,7 +42,16 @@ export class PostgresCrls implements CrlStore {
 
   async publishCrl(crl: PublishedCrl): Promise<PublishedCrl> {
     const [published] = await this.db.rows(PUBLISH, [crl.scope, crl.revocationSeq, crl.crlNumber, crl.builtAt.getTime(), crl.der]);
+    await this.releaseCrlBuild(crl.scope);
     // Not published: a newer one is there (read now, after the upsert waited for any writer of it).
     return published ? publishedCrlFromRow(published) : (await this.publishedCrl(crl.scope))!;
+  }
+
+  async claimCrlBuild(scope: CrlScope, now: Date, until: Date): Promise<boolean> {
+    return (await this.db.rows(CLAIM, [scope, now.getTime(), until.getTime()])).length === 1;
+  }
+
+  async releaseCrlBuild(scope: CrlScope): Promise<void> {
+    await this.db.rows(RELEASE, [scope]);
   }
 }

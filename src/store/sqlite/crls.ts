@@ -19,6 +19,10 @@ export class SqliteCrls implements CrlStore {
                      ON CONFLICT (scope) DO UPDATE SET revocation_seq = excluded.revocation_seq, crl_number = excluded.crl_number,
                        built_at = excluded.built_at, der = excluded.der
                      WHERE excluded.crl_number > published_crls.crl_number`),
+      claimBuild: s(`INSERT INTO crl_build_claims (scope, claimed_until) VALUES (@scope, @until)
+                     ON CONFLICT (scope) DO UPDATE SET claimed_until = excluded.claimed_until
+                     WHERE crl_build_claims.claimed_until <= @now`),
+      releaseBuild: s('DELETE FROM crl_build_claims WHERE scope = ?'),
     };
   }
 
@@ -38,9 +42,18 @@ export class SqliteCrls implements CrlStore {
     return this.db
       .transaction(() => {
         this.statements.publishCrl.run({ ...crl, builtAt: crl.builtAt.getTime() });
+        this.statements.releaseBuild.run(crl.scope);
         return readPublishedCrl(this.statements.publishedCrl, crl.scope)!;
       })
       .immediate();
+  }
+
+  async claimCrlBuild(scope: CrlScope, now: Date, until: Date): Promise<boolean> {
+    return this.statements.claimBuild.run({ scope, now: now.getTime(), until: until.getTime() }).changes === 1;
+  }
+
+  async releaseCrlBuild(scope: CrlScope): Promise<void> {
+    this.statements.releaseBuild.run(scope);
   }
 }
 

@@ -2,7 +2,6 @@
  * The store backends the contract suite runs against: each entry opens a new, empty,
  * migrated store of its kind.
  */
-import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,21 +17,31 @@ export interface StoreBackend {
   open(): Promise<Store>;
 }
 
-/** This process's SQLite files, in one directory removed when the process exits. */
-let sqliteDir: string | undefined;
+/** `store`, whose close() also removes `dir` (the worker processes end without an exit event). */
+function removedOnClose(store: Store, dir: string): Store {
+  return new Proxy(store, {
+    get(target, property) {
+      if (property === 'close') {
+        return async () => {
+          await target.close();
+          rmSync(dir, { recursive: true, force: true });
+        };
+      }
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
 
-function sqliteFile(): string {
-  if (sqliteDir === undefined) {
-    const dir = mkdtempSync(join(tmpdir(), 'imprint-contract-'));
-    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-    sqliteDir = dir;
-  }
-  return join(sqliteDir, `${randomUUID()}.db`);
+/** A SQLite store in a directory of its own. */
+async function openSqlite(): Promise<Store> {
+  const dir = mkdtempSync(join(tmpdir(), 'imprint-contract-'));
+  return removedOnClose(await SqliteStore.open(join(dir, 'imprint.db')), dir);
 }
 
 /** Every backend: the contract suite runs each test once per entry. */
 export const STORES: readonly StoreBackend[] = [
-  { name: 'sqlite', open: async () => SqliteStore.open(sqliteFile()) },
+  { name: 'sqlite', open: openSqlite },
   // A database of its own on the test run's server (test/setup/postgres.ts).
   { name: 'postgres', open: async () => PostgresStore.open(await freshDatabaseUrl()) },
 ];

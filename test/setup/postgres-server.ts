@@ -152,7 +152,13 @@ export async function startPostgres(): Promise<PostgresServer> {
     if (postmaster?.pid === undefined || postmaster.exitCode !== null || postmaster.signalCode !== null) return;
     process.kill(postmaster.pid, 'SIGSTOP');
     const processes = [postmaster.pid, ...childPids(postmaster.pid)];
-    for (const pid of processes) process.kill(pid, 'SIGKILL');
+    for (const pid of processes) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // a backend that ended on its own meanwhile
+      }
+    }
     await exited;
     while (processes.some(isRunning)) await sleep(10);
   }

@@ -12,13 +12,14 @@ const INSERT_TOKENS = `INSERT INTO tokens (id, hash, label, device_id, created_a
 const ACTIVE_OPERATOR = `SELECT 1 FROM operators WHERE name = $1 AND status = 'active'`;
 const REVOKE_TOKEN = 'UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND used_at IS NULL AND revoked_at IS NULL';
 const REVOKE_BY_LABEL = 'UPDATE tokens SET revoked_at = $1 WHERE label = $2 AND used_at IS NULL AND revoked_at IS NULL';
+/** Batches minted in the same millisecond in a fixed order (the one SQLite gives them). */
 const BATCHES = `SELECT label, min(created_at) AS first_created_at, max(created_at) AS last_created_at,
                    max(expires_at) AS last_expires_at, min(created_by) AS created_by, count(*) AS total,
                    count(*) FILTER (WHERE used_at IS NULL AND revoked_at IS NULL AND expires_at > $1) AS unused,
                    count(*) FILTER (WHERE used_at IS NOT NULL) AS used,
                    count(*) FILTER (WHERE used_at IS NULL AND revoked_at IS NULL AND expires_at <= $1) AS expired,
                    count(*) FILTER (WHERE used_at IS NULL AND revoked_at IS NOT NULL) AS revoked
-                 FROM tokens GROUP BY label ORDER BY last_created_at DESC LIMIT $2`;
+                 FROM tokens GROUP BY label ORDER BY last_created_at DESC, label COLLATE "C" DESC NULLS LAST LIMIT $2`;
 
 /** Each listed state as a condition on a token row at `now` (a placeholder). */
 const STATUS_SQL: Record<TokenStatus, (now: () => string) => string> = {

@@ -39,6 +39,7 @@ import { GroupCommit } from './postgres/group-commit.js';
 import { PostgresInventory } from './postgres/inventory.js';
 import { Listings } from './postgres/listing.js';
 import { migrate } from './postgres/migrate.js';
+import { RevocationNotifications } from './postgres/notifications.js';
 import { PostgresOperators } from './postgres/operators.js';
 import { PostgresRedemption } from './postgres/redemption.js';
 import { PostgresRevocation } from './postgres/revocation.js';
@@ -72,12 +73,13 @@ export class PostgresStore implements Store {
     listings: Listings,
     /** Enrollments, renewals and refusals' audit events: the writes that come in floods. */
     private readonly groupCommit: GroupCommit,
+    private readonly notifications: RevocationNotifications,
   ) {
     this.settings = new PostgresSettings(db);
     this.tokens = new PostgresTokens(db, listings);
     this.redemption = new PostgresRedemption(db, groupCommit);
     this.inventory = new PostgresInventory(db, listings);
-    this.revocation = new PostgresRevocation(db);
+    this.revocation = new PostgresRevocation(db, notifications);
     this.crls = new PostgresCrls(db);
     this.operators = new PostgresOperators(db);
     this.audit = new PostgresAudit(db, groupCommit, listings);
@@ -88,7 +90,7 @@ export class PostgresStore implements Store {
     await migratePostgres(url);
     const db = Postgres.connect(url);
     try {
-      return new PostgresStore(db, await Listings.open(db), new GroupCommit(db));
+      return new PostgresStore(db, await Listings.open(db), new GroupCommit(db), new RevocationNotifications(url));
     } catch (error) {
       await db.end();
       throw error;
@@ -186,6 +188,9 @@ export class PostgresStore implements Store {
   retireOverdue(reason: RevocationReason, audit: AuditEventInput): Promise<RevocationResult> {
     return this.revocation.retireOverdue(reason, audit);
   }
+  onRevocation(listener: () => void): () => void {
+    return this.revocation.onRevocation(listener);
+  }
   revocationSeq(): Promise<number> {
     return this.revocation.revocationSeq();
   }
@@ -264,6 +269,7 @@ export class PostgresStore implements Store {
 
   /** Commits the writes still queued, then closes every connection. */
   async close(): Promise<void> {
+    await this.notifications.close();
     await this.groupCommit.drain();
     await this.db.end();
   }

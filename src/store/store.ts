@@ -131,6 +131,12 @@ export interface RevocationStore {
   retireOverdue(reason: RevocationReason, audit: AuditEventInput): Promise<RevocationResult>;
   /** The current revocation sequence number: cheap enough to poll. */
   revocationSeq(): Promise<number>;
+  /**
+   * Calls `listener` soon after a revocation is recorded, by this process or (PostgreSQL's
+   * notifications) by any process on the database; returns the unsubscription. A hint that
+   * shortens the wait, not a guarantee: watchers keep polling revocationSeq.
+   */
+  onRevocation(listener: () => void): () => void;
   /** Serials revoked after a sequence number. */
   revokedSince(seq: number): Promise<string[]>;
   /** Revoked certificates not yet expired at `now`, for the CRL. */

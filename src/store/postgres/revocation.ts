@@ -2,6 +2,7 @@
 import type { AuditEventInput, CertificateRecord, DeviceRecord, RevocationReason, RevocationResult, RevokedEntry } from '../../enrollment/model.js';
 import type { RevocationStore } from '../store.js';
 import type { Postgres } from './connection.js';
+import type { RevocationNotifications } from './notifications.js';
 import { READS } from './reads.js';
 import { certificateFromRow, date, deviceFromRow, text } from './rows.js';
 import type { Transaction } from './transaction.js';
@@ -43,7 +44,10 @@ async function retire(tx: Transaction, devices: readonly Retiring[], reason: Rev
 
 /** Revoking, and following what was revoked. */
 export class PostgresRevocation implements RevocationStore {
-  constructor(private readonly db: Postgres) {}
+  constructor(
+    private readonly db: Postgres,
+    private readonly notifications: RevocationNotifications,
+  ) {}
 
   async revokeDevice(
     id: string,
@@ -95,6 +99,10 @@ export class PostgresRevocation implements RevocationStore {
     // One indexed read when nothing is due, which is nearly always: no writer lock for it.
     if ((await this.db.rows(OVERDUE, params)).length === 0) return { revoked: [], seq: await currentSeq(this.db) };
     return this.db.write(async (tx) => retire(tx, await tx.rows<Retiring>(OVERDUE, params), reason, audit));
+  }
+
+  onRevocation(listener: () => void): () => void {
+    return this.notifications.subscribe(listener);
   }
 
   async revocationSeq(): Promise<number> {

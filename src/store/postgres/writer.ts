@@ -6,6 +6,7 @@
 import type { NewCertificate, RevocationReason, RevocationResult } from '../../enrollment/model.js';
 import type { Queryable } from './query.js';
 import type { Transaction } from './transaction.js';
+import { REVOCATION_CHANNEL } from './notifications.js';
 
 const INSERT_CERTIFICATE = `INSERT INTO certificates (serial, kind, subject, device_id, spki_sha256, not_before, not_after,
                               issued_at, status, token_id, der, renewed_from, csr_sha256)
@@ -16,7 +17,8 @@ const INSERT_CERTIFICATE = `INSERT INTO certificates (serial, kind, subject, dev
  * numbers commit in the order they were taken, and a watcher that saw seq N has seen every
  * revocation up to N.
  */
-const BUMP_SEQ = 'UPDATE revocation_state SET seq = seq + 1 WHERE id = 1 RETURNING seq';
+const BUMP_SEQ = `WITH bumped AS (UPDATE revocation_state SET seq = seq + 1 WHERE id = 1 RETURNING seq)
+                  SELECT seq, pg_notify('${REVOCATION_CHANNEL}', seq::text) FROM bumped`;
 const CURRENT_SEQ = 'SELECT seq FROM revocation_state WHERE id = 1';
 const REVOKE = `UPDATE certificates SET status = 'revoked', revoked_at = $2, revocation_reason = $3, revocation_seq = $4
                 WHERE serial = ANY($1::text[]) AND status = 'active' RETURNING serial`;

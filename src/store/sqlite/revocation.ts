@@ -73,6 +73,10 @@ export class SqliteRevocation implements RevocationStore {
     return this.db.transaction(() => retire(this.writer, this.statements.clearRetiring, select(), reason, audit)).immediate();
   }
 
+  onRevocation(listener: () => void): () => void {
+    return this.writer.revocations.subscribe(listener);
+  }
+
   async revocationSeq(): Promise<number> {
     return this.writer.currentSeq();
   }

@@ -6,10 +6,13 @@
 import type Database from 'better-sqlite3';
 import type { AuditEventInput, NewCertificate, RevocationReason, RevocationResult } from '../../enrollment/model.js';
 import { auditFields, auditHash, GENESIS_HASH } from '../audit-hash.js';
+import { RevocationSignal } from '../revocation-signal.js';
 
 /** Shared writes on one connection; the caller holds the transaction. */
 export class Writer {
   private readonly statements;
+  /** Told of every revocation this connection records (other processes are polled). */
+  readonly revocations = new RevocationSignal();
 
   constructor(db: Database.Database) {
     const s = (sql: string) => db.prepare(sql);
@@ -72,7 +75,10 @@ export class Writer {
     const revoked: string[] = [];
     let seq: number | undefined;
     for (const serial of serials) {
-      seq ??= this.bumpSeq();
+      if (seq === undefined) {
+        seq = this.bumpSeq();
+        this.revocations.notify();
+      }
       if (this.statements.revokeCertificate.run({ serial, now, reason, seq }).changes === 1) revoked.push(serial);
     }
     // An unused number is harmless: watchers only compare it.

@@ -37,6 +37,22 @@ describe.each(STORES)('$name store: revocation', (backend) => {
     expect(await store.revokeDevice(newId(), 'unspecified', audit('devices.revoke'))).toBeUndefined();
   });
 
+  it('tells its subscribers of a revocation as soon as it is recorded, and no more after they unsubscribe', async () => {
+    const store = await stores.fresh();
+    const { certificate } = await enroll(store, newId());
+    let told = 0;
+    const unsubscribe = store.onRevocation(() => told++);
+    const heard = new Promise<void>((resolve) => store.onRevocation(resolve));
+    await store.revokeCertificate(certificate.serial, 'unspecified', audit('certificates.revoke'));
+    await heard;
+    expect(told).toBe(1);
+    unsubscribe();
+    const { certificate: other } = await enroll(store, newId());
+    await store.revokeCertificate(other.serial, 'unspecified', audit('certificates.revoke'));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(told).toBe(1);
+  });
+
   it('revokes one certificate once, leaving its device active', async () => {
     const store = stores.shared();
     const { certificate } = await enroll(store);

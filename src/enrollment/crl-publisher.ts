@@ -8,6 +8,7 @@ import type { CertificateAuthority } from '../ca/authority.js';
 import type { Clock } from '../clock.js';
 import { ImprintError } from '../errors.js';
 import type { CrlScope, PublishedCrl } from './model.js';
+import { storeUnavailable } from '../store/failures.js';
 import type { CrlStore, RevocationStore } from '../store/store.js';
 
 const DAY_MS = 86_400_000;
@@ -62,8 +63,10 @@ export class CrlPublisher {
 
   /** The issuing CA's current CRL (DER). */
   async issuerCrl(): Promise<Buffer> {
-    return this.current('issuer', await this.store.revocationSeq(), async (crlNumber, now) =>
-      this.ca.issuerCrl({ crlNumber, ...this.validity(now), entries: await this.store.listRevoked(now) }),
+    return this.orHeld('issuer', async () =>
+      this.current('issuer', await this.store.revocationSeq(), async (crlNumber, now) =>
+        this.ca.issuerCrl({ crlNumber, ...this.validity(now), entries: await this.store.listRevoked(now) }),
+      ),
     );
   }
 
@@ -73,7 +76,23 @@ export class CrlPublisher {
       throw new ImprintError('not_found', 'the root key is not held by this server; get the root CRL from its owner');
     }
     // The root revokes nothing imprint issues: its CRL follows no revocation.
-    return this.current('root', 0, async (crlNumber, now) => this.ca.rootCrl({ crlNumber, ...this.validity(now) })!);
+    return this.orHeld('root', () => this.current('root', 0, async (crlNumber, now) => this.ca.rootCrl({ crlNumber, ...this.validity(now) })!));
+  }
+
+  /**
+   * `serve`, or while the database cannot be reached, the CRL this process served last as
+   * long as it is valid (before its nextUpdate): nothing can be revoked while the database
+   * is down, so it is still the whole truth.
+   */
+  private async orHeld(scope: CrlScope, serve: () => Promise<Buffer>): Promise<Buffer> {
+    try {
+      return await serve();
+    } catch (error) {
+      const held = this.held.get(scope);
+      const valid = held && this.clock.now().getTime() < held.builtAt.getTime() + CRL_LIFETIME_MS;
+      if (valid && storeUnavailable(error)) return held.der;
+      throw error;
+    }
   }
 
   /** The issuing CA's current CRL (built first if it is due) described: number, build time, size, entries. */

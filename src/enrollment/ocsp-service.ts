@@ -5,7 +5,9 @@
  * Requests without a nonce (RFC 5019 clients: browsers, TLS servers stapling, brokers)
  * accept a pre-produced response, so their answers are kept and reused until any
  * revocation moves the store's revocation sequence, which is read on every request: a
- * cached answer is never older than the last revocation, made by whichever process.
+ * cached answer is never older than the last revocation, made by whichever process. While
+ * the database cannot be reached, kept answers are still served (nothing can be revoked
+ * meanwhile); only answers that need a read fail.
  */
 import {
   MalformedOcspRequestError,
@@ -18,6 +20,7 @@ import {
 } from '../ca/ocsp.js';
 import type { CertificateAuthority } from '../ca/authority.js';
 import type { Clock } from '../clock.js';
+import { storeUnavailable } from '../store/failures.js';
 import type { InventoryStore, RevocationStore } from '../store/store.js';
 
 /** How long a relying party may cache an answer (nextUpdate - thisUpdate). */
@@ -78,7 +81,10 @@ export class OcspService {
     }
 
     // Read before the statuses, so an answer is never filed under a later sequence than its data.
-    const seq = await this.store.revocationSeq();
+    const seq = await this.store.revocationSeq().catch((error: unknown) => {
+      if (storeUnavailable(error) && this.cache.size > 0) return this.cacheSeq;
+      throw error;
+    });
     if (seq !== this.cacheSeq) {
       this.cache.clear();
       this.cacheSeq = seq;

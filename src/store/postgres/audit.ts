@@ -21,7 +21,7 @@ export class PostgresAudit implements AuditStore {
   ) {}
 
   async appendAudit(event: AuditEventInput): Promise<void> {
-    await this.groupCommit.run((tx) => tx.appendAudit(event));
+    await this.groupCommit.run(async (tx) => tx.appendAudit(event));
   }
 
   async pageAudit(query: { since?: Date | undefined; cursor?: string | undefined; limit: number }): Promise<Page<AuditEvent>> {

@@ -85,7 +85,7 @@ export class Postgres implements Queryable {
     try {
       const tx = await Transaction.begin(client);
       const result = await work(tx);
-      await client.query('COMMIT');
+      await tx.commit();
       return result;
     } catch (error) {
       await client.query('ROLLBACK').catch((rollbackFailed: Error) => {
@@ -95,6 +95,14 @@ export class Postgres implements Queryable {
     } finally {
       client.release(broken);
     }
+  }
+
+  /**
+   * Refreshes the planner's statistics of `table` after a bulk insert. Best effort: what
+   * went before it is committed, so a failure here must not fail the caller.
+   */
+  async analyze(table: 'tokens'): Promise<void> {
+    await this.pool.query(`ANALYZE ${table}`).catch(() => {});
   }
 
   /** Closes every connection. */

@@ -28,8 +28,13 @@ export class GroupCommit {
 
   constructor(
     private readonly db: Postgres,
-    /** Bounds one transaction's length, and so the wait of the first write in it. */
-    private readonly maxBatch = 256,
+    /**
+     * Bounds one transaction's length, and so the wait of the first write in it. At most
+     * 64: each write's savepoint is a subtransaction, and past 64 in one transaction
+     * PostgreSQL spills their ids out of shared memory, which slows every other session's
+     * snapshots while it runs.
+     */
+    private readonly maxBatch = 64,
   ) {}
 
   /** Runs `write` in the next batch; resolves with its result once the batch committed. */

@@ -29,7 +29,7 @@ export class PostgresOperators implements OperatorStore {
       const upserted = await tx.changes(UPSERT, [operator.name, operator.role, audit.at.getTime(), operator.createdBy]);
       if (upserted !== 1) return { ok: false as const, conflict: 'operator_exists' as const };
       await insertCertificate(tx, operator.certificate);
-      await tx.appendAudit(audit);
+      tx.appendAudit(audit);
       return { ok: true as const };
     });
   }
@@ -56,7 +56,7 @@ export class PostgresOperators implements OperatorStore {
       const changed = (await tx.changes(REVOKE, [name, now])) === 1;
       const revokedTokens = await tx.changes(REVOKE_TOKENS_BY_CREATOR, [now, tokensCreatedBy]);
       if (changed || result.revoked.length || revokedTokens) {
-        await tx.appendAudit({ ...audit, detail: { ...audit.detail, serials: result.revoked, revokedTokens } });
+        tx.appendAudit({ ...audit, detail: { ...audit.detail, serials: result.revoked, revokedTokens } });
       }
       const [row] = await tx.rows(OPERATOR, [name]);
       return { ...result, operator: operatorFromRow(row!), revokedTokens };

@@ -10,13 +10,10 @@ import type { RedemptionStore } from '../store.js';
 import type { Postgres } from './connection.js';
 import type { GroupCommit } from './group-commit.js';
 import { READS } from './reads.js';
-import type { Row } from './query.js';
 import { CERTIFICATE_COLUMNS, certificateFromRow, date, deviceFromRow } from './rows.js';
 import type { Transaction } from './transaction.js';
 import { insertCertificate, revokeSelected } from './writer.js';
 
-const REDEEM_TOKEN = `UPDATE tokens SET used_at = $2, used_by_device = $3, csr_sha256 = $4, serial = $5
-                      WHERE id = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2`;
 const INSERT_DEVICE = `INSERT INTO devices (id, status, enrolled_at, updated_at, current_serial, enrolled_via, enrollment_label)
                        VALUES ($1, 'active', $2, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`;
 const REACTIVATE_DEVICE = `UPDATE devices SET status = 'active', updated_at = $2, current_serial = $3,
@@ -25,16 +22,40 @@ const REACTIVATE_DEVICE = `UPDATE devices SET status = 'active', updated_at = $2
 const SET_RENEWED_SERIAL = 'UPDATE devices SET current_serial = $2, updated_at = $3, retiring_serial = $4, retire_at = $5 WHERE id = $1';
 const OTHER_ACTIVE_DEVICE_CERTIFICATES = `SELECT serial FROM certificates WHERE device_id = $1 AND status = 'active' AND serial <> $2
                                           ORDER BY issued_at, pos`;
-/** An id bound to a token still waiting for its device is that device's: an unbound token may not take it first. */
-const RESERVED_ID = `SELECT 1 FROM tokens WHERE device_id = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2 LIMIT 1`;
-const RENEWAL_COUNT = `SELECT count(*) AS count, min(issued_at) AS oldest FROM certificates
-                       WHERE device_id = $1 AND issued_at > $2 AND token_id IS NULL`;
 /**
- * A key is never certified again once it was on another device, on an operator, or on any
+ * Whether the key with SHA-256 `spki` is taken for `deviceId` (both placeholders): a key is
+ * never certified again once it was on another device, on an operator, or on any
  * certificate revoked for keyCompromise (this device's own included).
  */
-const KEY_TAKEN = `SELECT 1 FROM certificates WHERE spki_sha256 = $1
-                     AND (device_id IS NULL OR device_id <> $2 OR revocation_reason = 'keyCompromise') LIMIT 1`;
+const keyTaken = (spki: string, deviceId: string): string => `EXISTS (SELECT 1 FROM certificates WHERE spki_sha256 = ${spki}
+  AND (device_id IS NULL OR device_id <> ${deviceId} OR revocation_reason = 'keyCompromise'))`;
+/** How many renewals of `deviceId` were issued after `since` (placeholders), and the oldest's time. */
+const renewalsSince = (deviceId: string, since: string): string => `SELECT count(*) AS count, min(issued_at) AS oldest FROM certificates
+  WHERE device_id = ${deviceId} AND issued_at > ${since} AND token_id IS NULL`;
+/**
+ * Redeems the token and makes a redemption's checks, in one round trip. The conditional
+ * UPDATE decides who redeems a token: it waits for the row lock of any concurrent
+ * redemption and re-checks its conditions once that one committed, so exactly one wins.
+ * The checks read the state before the UPDATE. An id bound to a token still waiting for
+ * its device is that device's: an unbound token may not take it first.
+ */
+const REDEEM = `WITH redeemed AS (
+                  UPDATE tokens SET used_at = $2, used_by_device = $3, csr_sha256 = $4, serial = $5
+                  WHERE id = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2 RETURNING 1)
+                SELECT EXISTS (SELECT 1 FROM redeemed) AS redeemed, ${keyTaken('$6', '$3')} AS key_taken,
+                  $7::boolean AND EXISTS (SELECT 1 FROM tokens WHERE device_id = $3 AND used_at IS NULL AND revoked_at IS NULL
+                                            AND expires_at > $2) AS reserved`;
+/**
+ * A renewal's checks in one round trip: the device, the certificate it presented, the
+ * renewal this one repeats, whether the key is taken, and the renewals in the limit's window.
+ */
+const RENEWAL_CHECKS = `SELECT d.status, d.current_serial, d.retiring_serial, d.retire_at,
+                          (SELECT status FROM certificates WHERE serial = $2) AS presented_status,
+                          (SELECT serial FROM certificates WHERE renewed_from = $2 AND csr_sha256 = $3
+                             ORDER BY issued_at DESC LIMIT 1) AS earlier,
+                          ${keyTaken('$4', '$1')} AS key_taken, recent.count AS recent, recent.oldest
+                        FROM devices d, (${renewalsSince('$1', '$5')}) recent
+                        WHERE d.id = $1`;
 const RENEWAL_OF = `SELECT ${CERTIFICATE_COLUMNS} FROM certificates WHERE renewed_from = $1 AND csr_sha256 = $2 ORDER BY issued_at DESC LIMIT 1`;
 
 /** Thrown inside a write to roll back what it already wrote and report a conflict. */
@@ -44,17 +65,22 @@ class Abort extends Error {
   }
 }
 
-const exists = async (tx: Transaction, sql: string, params: readonly unknown[]): Promise<boolean> => (await tx.rows(sql, params)).length > 0;
-
 /** Redeems the token and records the device and its certificate; a conflict writes nothing. */
 async function redeem(tx: Transaction, r: Redemption): Promise<RedemptionConflict | undefined> {
   const deviceId = r.certificate.deviceId;
   const now = r.now.getTime();
-  // Row lock and re-check: of concurrent redemptions of one token, exactly one updates it.
-  const redeemed = await tx.changes(REDEEM_TOKEN, [r.tokenId, now, deviceId, r.csrSha256, r.certificate.serial]);
-  if (redeemed !== 1) return 'token_unavailable';
-  if (await exists(tx, KEY_TAKEN, [r.certificate.spkiSha256, deviceId])) throw new Abort('key_reused');
-  if (r.mode === 'unbound' && (await exists(tx, RESERVED_ID, [deviceId, now]))) throw new Abort('device_exists');
+  const [claim] = await tx.rows<{ redeemed: boolean; key_taken: boolean; reserved: boolean }>(REDEEM, [
+    r.tokenId,
+    now,
+    deviceId,
+    r.csrSha256,
+    r.certificate.serial,
+    r.certificate.spkiSha256,
+    r.mode === 'unbound',
+  ]);
+  if (!claim!.redeemed) return 'token_unavailable';
+  if (claim!.key_taken) throw new Abort('key_reused');
+  if (claim!.reserved) throw new Abort('device_exists');
   const via = [r.via?.protocol ?? 'json', r.via?.label ?? null];
   const inserted = await tx.changes(INSERT_DEVICE, [deviceId, now, r.certificate.serial, ...via]);
   let audit = r.audit;
@@ -71,7 +97,7 @@ async function redeem(tx: Transaction, r: Redemption): Promise<RedemptionConflic
     };
   }
   await insertCertificate(tx, r.certificate);
-  await tx.appendAudit(audit);
+  tx.appendAudit(audit);
   return undefined;
 }
 
@@ -79,28 +105,27 @@ async function redeem(tx: Transaction, r: Redemption): Promise<RedemptionConflic
 async function renew(tx: Transaction, r: Renewal): Promise<RenewalConflict | undefined> {
   const deviceId = r.certificate.deviceId;
   const now = r.now.getTime();
-  const [device] = await tx.rows(READS.device, [deviceId]);
+  const since = r.limit.since.getTime();
+  const [device] = await tx.rows(RENEWAL_CHECKS, [deviceId, r.presentedSerial, r.certificate.csrSha256 ?? null, r.certificate.spkiSha256, since]);
+  // The checks in SQLite's order: the first that fails answers.
   if (device?.status !== 'active') return { conflict: 'device_not_active' };
   // What authenticated the request may have been revoked or superseded since (a
   // re-provisioning, a retirement): only the current or the retiring certificate renews.
   const keep = r.presentedSerial;
-  const [presented] = await tx.rows(READS.certificateStatus, [keep]);
-  if (presented?.status !== 'active' || (keep !== device.current_serial && keep !== device.retiring_serial)) {
+  if (device.presented_status !== 'active' || (keep !== device.current_serial && keep !== device.retiring_serial)) {
     return { conflict: 'certificate_not_current' };
   }
-  const [earlier] = r.certificate.csrSha256 === undefined ? [] : await tx.rows(RENEWAL_OF, [keep, r.certificate.csrSha256]);
-  if (earlier) return { conflict: 'already_renewed', serial: earlier.serial as string };
-  if (await exists(tx, KEY_TAKEN, [r.certificate.spkiSha256, deviceId])) return { conflict: 'key_reused' };
-  const since = r.limit.since.getTime();
-  const [recent] = await tx.rows<{ count: number; oldest: number | null }>(RENEWAL_COUNT, [deviceId, since]);
-  if (recent!.count >= r.limit.max) return { conflict: 'renewal_limit', retryAt: new Date((recent!.oldest ?? since) + (now - since)) };
+  if (device.earlier) return { conflict: 'already_renewed', serial: device.earlier as string };
+  if (device.key_taken) return { conflict: 'key_reused' };
+  const recent = device.recent as number;
+  if (recent >= r.limit.max) return { conflict: 'renewal_limit', retryAt: new Date(((device.oldest as number | null) ?? since) + (now - since)) };
   // The presented certificate stays until the new one is used (its deadline is not
   // pushed back by renewing again with it); any other is superseded now.
   const retireAt = device.retiring_serial === keep ? (device.retire_at as number) : r.retireAt.getTime();
   const { revoked } = await revokeSelected(tx, OTHER_ACTIVE_DEVICE_CERTIFICATES, [deviceId, keep], now, r.supersede);
   await tx.changes(SET_RENEWED_SERIAL, [deviceId, r.certificate.serial, now, keep, retireAt]);
   await insertCertificate(tx, r.certificate);
-  await tx.appendAudit({ ...r.audit, detail: { ...r.audit.detail, retiring: keep, retireAt: new Date(retireAt).toISOString(), superseded: revoked } });
+  tx.appendAudit({ ...r.audit, detail: { ...r.audit.detail, retiring: keep, retireAt: new Date(retireAt).toISOString(), superseded: revoked } });
   return undefined;
 }
 
@@ -132,7 +157,7 @@ export class PostgresRedemption implements RedemptionStore {
   }
 
   async renewalCount(deviceId: string, since: Date): Promise<{ count: number; oldest: Date | null }> {
-    const [row] = await this.db.rows<Row>(RENEWAL_COUNT, [deviceId, since.getTime()]);
+    const [row] = await this.db.rows(renewalsSince('$1', '$2'), [deviceId, since.getTime()]);
     return { count: row!.count as number, oldest: date(row!.oldest) };
   }
 }

@@ -36,7 +36,7 @@ async function retire(tx: Transaction, devices: readonly Retiring[], reason: Rev
   await tx.changes(CLEAR_RETIRING, [devices.map((device) => device.id)]);
   for (const device of devices) {
     if (result.revoked.includes(device.retiring_serial)) {
-      await tx.appendAudit({ ...audit, deviceId: device.id, serial: device.retiring_serial, detail: { ...audit.detail, reason } });
+      tx.appendAudit({ ...audit, deviceId: device.id, serial: device.retiring_serial, detail: { ...audit.detail, reason } });
     }
   }
   return result;
@@ -60,7 +60,7 @@ export class PostgresRevocation implements RevocationStore {
       const result = await revokeSelected(tx, READS.activeDeviceCertificates, [id], now, reason);
       const changed = (await tx.changes(REVOKE_DEVICE, [id, now, reason])) === 1;
       if (changed || result.revoked.length) {
-        await tx.appendAudit({ ...audit, deviceId: id, detail: { ...audit.detail, reason, serials: result.revoked } });
+        tx.appendAudit({ ...audit, deviceId: id, detail: { ...audit.detail, reason, serials: result.revoked } });
       }
       const [row] = await tx.rows(READS.device, [id]);
       return { ...result, device: deviceFromRow(row!) };
@@ -78,7 +78,7 @@ export class PostgresRevocation implements RevocationStore {
       let result: RevocationResult = { revoked: [], seq: await currentSeq(tx) };
       if (row.status === 'active') {
         result = await revokeSerials(tx, [serial], audit.at.getTime(), reason);
-        await tx.appendAudit({ ...audit, serial, deviceId: text(row.device_id) ?? undefined, detail: { ...audit.detail, reason } });
+        tx.appendAudit({ ...audit, serial, deviceId: text(row.device_id) ?? undefined, detail: { ...audit.detail, reason } });
       }
       const [after] = await tx.rows(READS.certificate, [serial]);
       return { ...result, certificate: certificateFromRow(after!) };

@@ -1,6 +1,6 @@
 /**
  * One write transaction on one connection, holding the writer lock (locks.ts): its
- * statements, the head of the audit hash chain, and savepoints for group commit.
+ * statements, the audit events it appends (a hash chain), and savepoints for group commit.
  */
 import type pg from 'pg';
 import type { AuditEventInput } from '../../enrollment/model.js';
@@ -16,14 +16,33 @@ import { statement, type Queryable, type Row } from './query.js';
  */
 const BEGIN = `BEGIN; SELECT pg_advisory_xact_lock(${LOCK_NAMESPACE}, ${LOCK.writer}); SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1`;
 
+/**
+ * A transaction's events in one statement, in the order they were appended: ids are taken
+ * as the sorted rows are inserted, so id order is chain order.
+ */
 const INSERT_AUDIT = `INSERT INTO audit_events (at, actor, action, outcome, source, token_id, device_id, serial, detail, prev_hash, hash)
-                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`;
+                      SELECT at, actor, action, outcome, source, token_id, device_id, serial, detail, prev_hash, hash
+                      FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                                  $9::text[], $10::text[], $11::text[]) WITH ORDINALITY
+                        AS e(at, actor, action, outcome, source, token_id, device_id, serial, detail, prev_hash, hash, n)
+                      ORDER BY n`;
+
+/** An audit event as inserted: the columns of INSERT_AUDIT in order. */
+type AuditRow = readonly unknown[];
 
 /** What one write in a group-committed batch came to. */
 export type Outcome<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: unknown };
 
-/** A write transaction; Postgres.write opens, commits and rolls it back. */
+/** A write transaction; Postgres.write opens it, commits it and rolls it back. */
 export class Transaction implements Queryable {
+  /**
+   * Events appended and not yet inserted: nothing reads the audit log inside a write, so
+   * they go in together just before COMMIT, one statement instead of one per write.
+   */
+  private readonly appended: AuditRow[] = [];
+  /** Whether a savepoint was set (attempt), to be released before the next one. */
+  private savepointSet = false;
+
   private constructor(
     private readonly client: pg.PoolClient,
     /** The hash of the last event in the chain, ours included. */
@@ -44,11 +63,11 @@ export class Transaction implements Queryable {
     return (await this.client.query(statement(sql, params))).rowCount ?? 0;
   }
 
-  /** Appends `event` to the audit hash chain. */
-  async appendAudit(event: AuditEventInput): Promise<void> {
+  /** Appends `event` to the audit hash chain (inserted at commit). */
+  appendAudit(event: AuditEventInput): void {
     const hash = auditHash(this.head, event);
     const fields = auditFields(event);
-    await this.changes(INSERT_AUDIT, [
+    this.appended.push([
       event.at.getTime(),
       fields.actor,
       fields.action,
@@ -64,6 +83,15 @@ export class Transaction implements Queryable {
     this.head = hash;
   }
 
+  /** Inserts the appended events and commits. */
+  async commit(): Promise<void> {
+    if (this.appended.length) {
+      const columns = this.appended[0]!.map((_, column) => this.appended.map((row) => row[column]));
+      await this.changes(INSERT_AUDIT, columns);
+    }
+    await this.client.query('COMMIT');
+  }
+
   /**
    * Runs `write` in a savepoint: when it throws, what it wrote is rolled back and the
    * error is its outcome, while the transaction goes on. When the connection or the
@@ -71,15 +99,17 @@ export class Transaction implements Queryable {
    */
   async attempt<T>(write: (tx: Transaction) => Promise<T>): Promise<Outcome<T>> {
     const head = this.head;
-    await this.client.query('SAVEPOINT write');
+    const appended = this.appended.length;
+    // The previous write's savepoint is released in the same round trip.
+    await this.client.query(this.savepointSet ? 'RELEASE SAVEPOINT write; SAVEPOINT write' : 'SAVEPOINT write');
+    this.savepointSet = true;
     try {
-      const value = await write(this);
-      await this.client.query('RELEASE SAVEPOINT write');
-      return { ok: true, value };
+      return { ok: true, value: await write(this) };
     } catch (error) {
       if (storeUnavailable(error)) throw error;
       this.head = head;
-      await this.client.query('ROLLBACK TO SAVEPOINT write; RELEASE SAVEPOINT write');
+      this.appended.length = appended;
+      await this.client.query('ROLLBACK TO SAVEPOINT write');
       return { ok: false, error };
     }
   }

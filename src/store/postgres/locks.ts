@@ -11,7 +11,9 @@
  * reserves, a renewal limit, a device inserted twice. Finer locks (per key, per device id)
  * would buy no concurrency, as each of those transactions then waits for this lock to
  * append its audit event; and since this lock comes first, a writer never holds a row
- * lock while it waits for it, so writers cannot deadlock on each other. Group commit
+ * lock while it waits for it, so writers cannot deadlock on each other. And every row a
+ * listing pages through is inserted under it, so its position (`pos`, an audit id) is
+ * taken in commit order: a cursor never passes a row that commits later. Group commit
  * (group-commit.ts) makes the serialised unit a batch of writes, not one.
  *
  * MIGRATION: a session lock held while migrating, so instances starting at once migrate

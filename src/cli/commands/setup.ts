@@ -1,7 +1,8 @@
-/** Setting up and running a server: init, serve, migrate, backup, config show. */
+/** Setting up and running a server: init, serve, migrate, migrate-store, backup, config show. */
 import { readFileSync } from 'node:fs';
 import { caExists } from '../../ca/ca-directory.js';
-import { showConfig, type Config } from '../../config.js';
+import { settingSpec, showConfig, type Config } from '../../config.js';
+import { AuditService } from '../../enrollment/audit-service.js';
 import { backupStore } from '../../enrollment/backup.js';
 import { initInstance, openInstance, type InitOptions } from '../../instance.js';
 import { serve } from '../../serve.js';
@@ -120,6 +121,36 @@ export const SETUP_COMMANDS: Readonly<Record<string, Command>> = {
       const applied = await migrateStore({ dataDir: config.dataDir, databaseUrl: config.database });
       if (values.json) return out.stdout(JSON.stringify({ upToDate: true, applied }));
       out.stdout(applied.length ? `applied migrations ${applied.join(', ')}; database schema is up to date` : 'database schema is up to date');
+    },
+  },
+
+  'migrate-store': {
+    summary: 'copy a SQLite fleet into an empty PostgreSQL database, then verify the copy',
+    options: {
+      from: { type: 'string', placeholder: 'FILE.db', help: 'the SQLite database to copy (DATA/imprint.db); only read' },
+      to: { type: 'string', placeholder: 'URL', help: 'the empty PostgreSQL database to fill (postgres://user:password@host:port/database)' },
+      ...JSON_OPTION,
+    },
+    notes: [
+      'Stop the server first: the copy is a snapshot of the file when it starts, and what a server writes after it is not moved.',
+      'Everything moves (tokens, devices, certificates, operators, settings, the CRL numbering and the audit chain, verified',
+      'after the copy) except listing cursors handed out before: the new store keeps its own key. The target is named by',
+      '--to only, never by --database or IMPRINT_DATABASE_URL. Then serve the same data directory with --database URL.',
+    ].join('\n'),
+    async run({ values, out }) {
+      const from = str(values.from);
+      const to = str(values.to);
+      if (values.database !== undefined) throw new UsageError('migrate-store names its target with --to, not --database');
+      if (!from || !to) throw new UsageError('migrate-store needs --from FILE.db and --to URL (see imprint migrate-store --help)');
+      if (!/^postgres(ql)?:\/\/\S+$/.test(to)) throw new UsageError(`--to: expected ${settingSpec('database').expect}`);
+      // Loaded only when asked for, as the store's own PostgreSQL driver is.
+      const { moveFleet } = await import('../../store/migrate-store.js');
+      const moved = await moveFleet(from, to, (store) => new AuditService(store).verify());
+      if (values.json) return out.stdout(JSON.stringify(moved, null, 2));
+      out.stdout(`copied ${moved.from} to ${moved.to}`);
+      out.stdout(table(['TABLE', 'ROWS'], Object.entries(moved.tables).map(([name, rows]) => [name, String(rows)])));
+      out.stdout(`revocation sequence ${moved.revocationSeq}, CRL number ${moved.crlNumber}`);
+      out.stdout(`audit log intact on the target: ${moved.audit.verified} events verified, head ${moved.audit.head}`);
     },
   },
 

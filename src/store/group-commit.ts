@@ -25,6 +25,11 @@ export function observeCommits(observer: CommitObserver | undefined): void {
   commitObserver = observer;
 }
 
+/** Tells the observer of a committed batch: `started` is its performance.now() at the start. */
+export function reportCommit(started: number, writes: number): void {
+  commitObserver?.((performance.now() - started) / 1000, writes);
+}
+
 type Outcome = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: unknown };
 
 /** Batches writes on one connection. */
@@ -82,7 +87,7 @@ export class GroupCommit {
     try {
       const started = performance.now();
       outcomes = this.batch(items);
-      commitObserver?.((performance.now() - started) / 1000, items.length);
+      reportCommit(started, items.length);
     } catch (error) {
       for (const item of items) item.reject(error);
       return;

@@ -13,6 +13,7 @@
  */
 import type { Postgres } from './connection.js';
 import type { Outcome, Transaction } from './transaction.js';
+import { reportCommit } from '../group-commit.js';
 
 interface Pending {
   readonly write: (tx: Transaction) => Promise<unknown>;
@@ -74,11 +75,13 @@ export class GroupCommit {
   private async commit(items: readonly Pending[]): Promise<void> {
     let outcomes: Outcome<unknown>[];
     try {
+      const started = performance.now();
       outcomes = await this.db.write(async (tx) => {
         const done: Outcome<unknown>[] = [];
         for (const item of items) done.push(await tx.attempt(item.write));
         return done;
       });
+      reportCommit(started, items.length);
     } catch (error) {
       for (const item of items) item.reject(error);
       return;

@@ -70,18 +70,22 @@ export async function initInstance(dataDir: string, options: InitOptions, clock:
   validateSettings(settings);
   const store = await openStore({ dataDir, databaseUrl: options.databaseUrl });
   try {
-    // A shared database already serves a fleet: a new CA here would split it in two.
-    if (options.databaseUrl !== undefined && (await store.getSettings()).public_url !== undefined) {
+    const written = await store.putSettings(
+      {
+        ...(settings.org ? { org: settings.org } : {}),
+        trust_domain: settings.trustDomain,
+        public_url: settings.publicUrl,
+        device_validity_days: String(settings.deviceValidityDays),
+        device_id_pattern: settings.deviceIdPattern,
+        hostnames: JSON.stringify(settings.hostnames),
+      },
+      'public_url',
+    );
+    // The database already serves a fleet (a shared one, or the CA files were lost): a new
+    // CA here would split it in two.
+    if (!written) {
       throw new Error('the database is already initialised: copy ca/ and tls/ from an instance that serves it into this data directory');
     }
-    await store.putSettings({
-      ...(settings.org ? { org: settings.org } : {}),
-      trust_domain: settings.trustDomain,
-      public_url: settings.publicUrl,
-      device_validity_days: String(settings.deviceValidityDays),
-      device_id_pattern: settings.deviceIdPattern,
-      hostnames: JSON.stringify(settings.hostnames),
-    });
     const now = clock.now();
     if (options.importCa) importCa(dataDir, { ...options.importCa, passphrase: options.passphrase, now });
     else createCa(dataDir, { org: settings.org, passphrase: options.passphrase, now });

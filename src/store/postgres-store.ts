@@ -101,8 +101,8 @@ export class PostgresStore implements Store {
   getSettings(): Promise<Record<string, string>> {
     return this.settings.getSettings();
   }
-  putSettings(settings: Record<string, string>): Promise<void> {
-    return this.settings.putSettings(settings);
+  putSettings(settings: Record<string, string>, unlessPresent?: string): Promise<boolean> {
+    return this.settings.putSettings(settings, unlessPresent);
   }
 
   // Tokens

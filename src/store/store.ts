@@ -38,7 +38,12 @@ import type {
 /** Settings chosen at init (public URL, trust domain, ...) and the store's own keys. */
 export interface SettingsStore {
   getSettings(): Promise<Record<string, string>>;
-  putSettings(settings: Record<string, string>): Promise<void>;
+  /**
+   * Writes `settings` in one transaction; with `unlessPresent`, only when no setting of that
+   * key exists yet, decided in the same transaction (init racing another init or a
+   * migrate-store on a shared database). False when nothing was written for that reason.
+   */
+  putSettings(settings: Record<string, string>, unlessPresent?: string): Promise<boolean>;
 }
 
 /** Bootstrap tokens: minting, finding, listing and revoking them. */

@@ -10,6 +10,7 @@ export class SqliteSettings implements SettingsStore {
     this.statements = {
       settings: db.prepare('SELECT key, value FROM settings'),
       putSetting: db.prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+      present: db.prepare('SELECT 1 FROM settings WHERE key = ?'),
     };
   }
 
@@ -18,9 +19,13 @@ export class SqliteSettings implements SettingsStore {
     return Object.fromEntries(rows.map((row) => [row.key, row.value]));
   }
 
-  async putSettings(settings: Record<string, string>): Promise<void> {
-    this.db.transaction(() => {
-      for (const [key, value] of Object.entries(settings)) this.statements.putSetting.run(key, value);
-    }).immediate();
+  async putSettings(settings: Record<string, string>, unlessPresent?: string): Promise<boolean> {
+    return this.db
+      .transaction(() => {
+        if (unlessPresent !== undefined && this.statements.present.get(unlessPresent)) return false;
+        for (const [key, value] of Object.entries(settings)) this.statements.putSetting.run(key, value);
+        return true;
+      })
+      .immediate();
   }
 }

@@ -23,4 +23,16 @@ describe.each(STORES)('$name store: settings', (backend) => {
     await store.putSettings({});
     expect(await store.getSettings()).toEqual({ ...before, ...written, trust_domain: 'example.org' });
   });
+
+  it('writes unless a key is present, decided once among concurrent writers', async () => {
+    const store = await stores.fresh();
+    const attempts = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => store.putSettings({ public_url: `https://enroll-${i}.example.com`, trust_domain: `d${i}.example` }, 'public_url')),
+    );
+    expect(attempts.filter(Boolean)).toHaveLength(1);
+    const winner = attempts.indexOf(true);
+    expect(await store.getSettings()).toMatchObject({ public_url: `https://enroll-${winner}.example.com`, trust_domain: `d${winner}.example` });
+    expect(await store.putSettings({ public_url: 'https://late.example.com' }, 'public_url')).toBe(false);
+    expect((await store.getSettings()).public_url).toBe(`https://enroll-${winner}.example.com`);
+  });
 });

@@ -21,18 +21,8 @@ import { SqliteRevocation } from './sqlite/revocation.js';
 import { SqliteSettings } from './sqlite/settings.js';
 import { SqliteTokens } from './sqlite/tokens.js';
 import { Writer } from './sqlite/writer.js';
-import type {
-  AuditStore,
-  CrlStore,
-  InventoryStore,
-  OperatorStore,
-  RedemptionStore,
-  RevocationStore,
-  SettingsStore,
-  Store,
-  StoreLifecycle,
-  TokenStore,
-} from './store.js';
+import { compose } from './compose.js';
+import type { Store } from './store.js';
 
 /** SQLite implementation of Store, with its connection and cursor codec (tests reach for both). */
 export type SqliteStore = Store & { readonly db: Database.Database; readonly cursors: CursorCodec };
@@ -62,23 +52,3 @@ export const SqliteStore = {
     return Object.assign(store, { db, cursors: listings.cursors });
   },
 };
-
-/**
- * One object answering every role: each method of each part bound to its part once, so a
- * call reaches the part with no wrapper in between. A part's prototype holds its role's
- * methods and nothing else (its helpers are functions of its module).
- */
-function compose(
-  ...parts: [SettingsStore, TokenStore, RedemptionStore, InventoryStore, RevocationStore, CrlStore, OperatorStore, AuditStore, StoreLifecycle]
-): Store {
-  const store: Record<string, unknown> = {};
-  for (const part of parts) {
-    const prototype = Object.getPrototypeOf(part) as Record<string, unknown>;
-    for (const name of Object.getOwnPropertyNames(prototype)) {
-      if (name === 'constructor') continue;
-      if (name in store) throw new Error(`two parts of the store define ${name}`);
-      store[name] = (prototype[name] as (...args: unknown[]) => unknown).bind(part);
-    }
-  }
-  return store as unknown as Store;
-}

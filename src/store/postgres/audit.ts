@@ -5,7 +5,8 @@ import type { Postgres } from './connection.js';
 import type { GroupCommit } from './group-commit.js';
 import type { Listings } from './listing.js';
 import { Params } from './query.js';
-import { AUDIT_COLUMNS, auditFromRow } from './rows.js';
+import { AUDIT_COLUMNS } from './columns.js';
+import { auditFromRow } from '../rows.js';
 
 const LIST = `SELECT ${AUDIT_COLUMNS} FROM audit_events WHERE id > $1 AND at >= $2 ORDER BY id LIMIT $3`;
 /** The filters browseAudit takes, and their columns (each read from its index with id). */

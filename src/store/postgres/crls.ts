@@ -2,7 +2,8 @@
 import type { CrlScope, PublishedCrl } from '../../enrollment/model.js';
 import type { CrlStore } from '../store.js';
 import type { Postgres } from './connection.js';
-import { PUBLISHED_CRL_COLUMNS, publishedCrlFromRow } from './rows.js';
+import { PUBLISHED_CRL_COLUMNS } from './columns.js';
+import { publishedCrlFromRow } from '../rows.js';
 
 /** A single-row counter: the row lock makes concurrent takers wait for each other's commit. */
 const NEXT_CRL_NUMBER = 'UPDATE revocation_state SET crl_number = crl_number + 1 WHERE id = 1 RETURNING crl_number';

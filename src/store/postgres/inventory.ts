@@ -5,7 +5,8 @@ import type { Postgres } from './connection.js';
 import { containing, type Listings } from './listing.js';
 import { Params } from './query.js';
 import { READS } from './reads.js';
-import { CERTIFICATE_COLUMNS, certificateFromRow, date, DEVICE_COLUMNS, deviceFromRow, qualified, statusFromRow } from './rows.js';
+import { CERTIFICATE_COLUMNS, DEVICE_COLUMNS, qualified } from './columns.js';
+import { certificateFromRow, date, deviceFromRow, statusFromRow } from '../rows.js';
 
 const SERVER_CERTIFICATE_STATUS = `SELECT 'active' AS status, NULL AS revoked_at, NULL AS revocation_reason FROM server_certificates WHERE serial = $1`;
 const INSERT_SERVER_CERTIFICATE = `INSERT INTO server_certificates (serial, subject, not_before, not_after, issued_at, der)

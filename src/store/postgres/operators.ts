@@ -2,7 +2,8 @@
 import type { AuditEventInput, NewCertificate, OperatorRecord, OperatorRole, RevocationReason, RevocationResult } from '../../enrollment/model.js';
 import type { OperatorStore } from '../store.js';
 import type { Postgres } from './connection.js';
-import { OPERATOR_COLUMNS, operatorFromRow } from './rows.js';
+import { OPERATOR_COLUMNS } from './columns.js';
+import { operatorFromRow } from '../rows.js';
 import { insertCertificate, revokeSelected } from './writer.js';
 
 const OPERATOR = `SELECT ${OPERATOR_COLUMNS} FROM operators WHERE name = $1`;

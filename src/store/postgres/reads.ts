@@ -1,5 +1,5 @@
 /** The reads more than one role makes, inside its transactions or not. */
-import { CERTIFICATE_COLUMNS, DEVICE_COLUMNS } from './rows.js';
+import { CERTIFICATE_COLUMNS, DEVICE_COLUMNS } from './columns.js';
 
 /** The statements, each with its parameters in order. */
 export const READS = {

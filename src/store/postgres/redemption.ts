@@ -10,7 +10,8 @@ import type { RedemptionStore } from '../store.js';
 import type { Postgres } from './connection.js';
 import type { GroupCommit } from './group-commit.js';
 import { READS } from './reads.js';
-import { CERTIFICATE_COLUMNS, certificateFromRow, date, deviceFromRow } from './rows.js';
+import { CERTIFICATE_COLUMNS } from './columns.js';
+import { certificateFromRow, date, deviceFromRow } from '../rows.js';
 import type { Transaction } from './transaction.js';
 import { insertCertificate, revokeSelected } from './writer.js';
 

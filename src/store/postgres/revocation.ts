@@ -4,7 +4,7 @@ import type { RevocationStore } from '../store.js';
 import type { Postgres } from './connection.js';
 import type { RevocationNotifications } from './notifications.js';
 import { READS } from './reads.js';
-import { certificateFromRow, date, deviceFromRow, text } from './rows.js';
+import { certificateFromRow, date, deviceFromRow, text } from '../rows.js';
 import type { Transaction } from './transaction.js';
 import { currentSeq, revokeSelected, revokeSerials } from './writer.js';
 

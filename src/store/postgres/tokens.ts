@@ -4,7 +4,8 @@ import type { TokenStore } from '../store.js';
 import type { Postgres } from './connection.js';
 import type { Listings } from './listing.js';
 import { Params } from './query.js';
-import { date, text, TOKEN_COLUMNS, tokenFromRow } from './rows.js';
+import { TOKEN_COLUMNS } from './columns.js';
+import { date, text, tokenFromRow } from '../rows.js';
 
 /** One statement for the whole batch (up to 10,000 tokens), rows in the batch's order. */
 const INSERT_TOKENS = `INSERT INTO tokens (id, hash, label, device_id, created_at, created_by, expires_at, may_reprovision)

@@ -4,7 +4,7 @@ import { InvalidCursorError, type AuditEvent, type AuditEventInput, type AuditFi
 import type { GroupCommit } from '../group-commit.js';
 import type { AuditStore } from '../store.js';
 import type { Listings } from './listings.js';
-import { auditFromRow, type Row } from './rows.js';
+import { auditFromRow, type Row } from '../rows.js';
 import type { Writer } from './writer.js';
 
 /** The audit_events table. */

@@ -2,7 +2,7 @@
 import type Database from 'better-sqlite3';
 import type { CrlScope, PublishedCrl } from '../../enrollment/model.js';
 import type { CrlStore } from '../store.js';
-import { publishedCrlFromRow, type Row } from './rows.js';
+import { publishedCrlFromRow, type Row } from '../rows.js';
 
 /** CRL numbers and published CRLs. */
 export class SqliteCrls implements CrlStore {
@@ -59,5 +59,5 @@ export class SqliteCrls implements CrlStore {
 
 function readPublishedCrl(publishedCrl: Database.Statement, scope: CrlScope): PublishedCrl | undefined {
   const row = publishedCrl.get(scope) as Row | undefined;
-  return row && publishedCrlFromRow(scope, row);
+  return row && publishedCrlFromRow(row);
 }

@@ -4,7 +4,7 @@ import { InvalidCursorError, type CertificateRecord, type CertificateStatus, typ
 import type { InventoryStore } from '../store.js';
 import { containing, type Listings } from './listings.js';
 import type { SharedReads } from './reads.js';
-import { certificateFromRow, date, deviceFromRow, statusFromRow, type Row } from './rows.js';
+import { certificateFromRow, date, deviceFromRow, statusFromRow, type Row } from '../rows.js';
 
 /** Devices and certificates. */
 export class SqliteInventory implements InventoryStore {

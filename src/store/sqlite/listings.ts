@@ -6,7 +6,7 @@
 import type Database from 'better-sqlite3';
 import { InvalidCursorError, type Page } from '../../enrollment/model.js';
 import { CURSOR_KEY_SETTING, CursorCodec } from '../cursor.js';
-import type { Row } from './rows.js';
+import type { Row } from '../rows.js';
 
 /** A LIKE pattern (escaped with '\') that matches any text containing `q`. */
 export const containing = (q: string): string => `%${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;

@@ -2,7 +2,7 @@
 import type Database from 'better-sqlite3';
 import type { AuditEventInput, NewCertificate, OperatorRecord, OperatorRole, RevocationReason, RevocationResult } from '../../enrollment/model.js';
 import type { OperatorStore } from '../store.js';
-import { operatorFromRow, type Row } from './rows.js';
+import { operatorFromRow, type Row } from '../rows.js';
 import type { Writer } from './writer.js';
 
 /** The operators table. */

@@ -7,7 +7,7 @@ import type { CertificateRecord, Redemption, RedemptionConflict, Renewal, Renewa
 import type { GroupCommit } from '../group-commit.js';
 import type { RedemptionStore } from '../store.js';
 import type { SharedReads } from './reads.js';
-import { certificateFromRow, date, deviceFromRow, type Row } from './rows.js';
+import { certificateFromRow, date, deviceFromRow, type Row } from '../rows.js';
 import type { Writer } from './writer.js';
 
 /** Redeeming tokens and recording renewals. */

@@ -6,7 +6,7 @@ import type Database from 'better-sqlite3';
 import type { AuditEventInput, CertificateRecord, DeviceRecord, RevocationReason, RevocationResult, RevokedEntry } from '../../enrollment/model.js';
 import type { RevocationStore } from '../store.js';
 import type { SharedReads } from './reads.js';
-import { certificateFromRow, date, deviceFromRow, text, type Row } from './rows.js';
+import { certificateFromRow, date, deviceFromRow, text, type Row } from '../rows.js';
 import type { Writer } from './writer.js';
 
 /** Revoking and following what was revoked. */

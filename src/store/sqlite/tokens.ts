@@ -3,7 +3,7 @@ import type Database from 'better-sqlite3';
 import type { AuditEventInput, NewToken, Page, TokenBatchRecord, TokenRecord, TokenStatus } from '../../enrollment/model.js';
 import type { TokenStore } from '../store.js';
 import type { Listings } from './listings.js';
-import { date, text, tokenFromRow, type Row } from './rows.js';
+import { date, text, tokenFromRow, type Row } from '../rows.js';
 import type { Writer } from './writer.js';
 
 const TOKEN_STATUS_SQL: Record<TokenStatus, string> = {

@@ -1,5 +1,9 @@
-/** Rows as better-sqlite3 returns them, mapped to the domain's records (times are epoch milliseconds). */
-import type { AuditEvent, CertificateRecord, CertificateStatus, CrlScope, DeviceRecord, OperatorRecord, OperatorRole, PublishedCrl, TokenRecord } from '../../enrollment/model.js';
+/**
+ * Rows mapped to the domain's records, for both stores: the same column names, times as
+ * epoch milliseconds, BLOB/BYTEA as Buffers. Booleans are 0/1 in SQLite and booleans in
+ * PostgreSQL.
+ */
+import type { AuditEvent, CertificateRecord, CertificateStatus, DeviceRecord, OperatorRecord, OperatorRole, PublishedCrl, TokenRecord } from '../enrollment/model.js';
 
 /** A row with its columns by name. */
 export type Row = Record<string, unknown>;
@@ -24,7 +28,7 @@ export function tokenFromRow(row: Row): TokenRecord {
     csrSha256: text(row.csr_sha256),
     serial: text(row.serial),
     revokedAt: date(row.revoked_at),
-    mayReprovision: row.may_reprovision === 1,
+    mayReprovision: row.may_reprovision === 1 || row.may_reprovision === true,
   };
 }
 
@@ -97,10 +101,10 @@ export function auditFromRow(row: Row): AuditEvent {
   };
 }
 
-/** The row of published_crls for `scope`. */
-export function publishedCrlFromRow(scope: CrlScope, row: Row): PublishedCrl {
+/** A row of published_crls. */
+export function publishedCrlFromRow(row: Row): PublishedCrl {
   return {
-    scope,
+    scope: row.scope as PublishedCrl['scope'],
     revocationSeq: row.revocation_seq as number,
     crlNumber: row.crl_number as number,
     builtAt: date(row.built_at)!,

@@ -6,6 +6,10 @@
  * requests in flight), a second exits at once. A worker that dies once every worker is
  * listening is replaced.
  *
+ * The primary makes the TLS session ticket key and rotates it; each worker gets it over the
+ * IPC channel before it listens, and every new one after: a device's connections land on
+ * any worker, and a ticket one worker issued resumes on all of them.
+ *
  * Serve never fails silently and never runs half-started: a port it cannot listen on, a
  * CA key it cannot read, or a worker that ends before it is listening stops every process
  * and rejects with one sentence, which the CLI prints as its one line on stderr.
@@ -14,6 +18,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { ImprintError } from './errors.js';
 import { DEFAULT_LIMITS } from './http/limits.js';
 import { MetricsPrimary } from './http/metrics.js';
+import { TICKET_KEY_ROTATION_MS, TicketKeys } from './http/ticket-keys.js';
 import { ClusterWindowCounters, CountingPrimary } from './http/window-counters.js';
 import { openInstance } from './instance.js';
 import { banner, initialiseIfEmpty, loadSigning, scepRaIdentity, serverIdentity, startServer, type RunningServer, type ServeOptions } from './server.js';
@@ -29,6 +34,15 @@ type WorkerMessage =
   | { readonly type: 'listening'; readonly url: string; readonly statusUrl: string | undefined }
   /** The worker could not start; the primary says so, once, for the whole server. */
   | { readonly type: 'failed'; readonly message: string };
+
+/** The primary's word to a worker besides "shutdown": the session ticket key, at start and at each rotation. */
+interface TicketKeyMessage {
+  readonly type: 'imprint:ticket-key';
+  /** base64 of the 48-byte key. */
+  readonly key: string;
+}
+
+const ticketKeyMessage = (key: Buffer): TicketKeyMessage => ({ type: 'imprint:ticket-key', key: key.toString('base64') });
 
 /** A worker that dies this soon after starting points at configuration, not bad luck. */
 const EARLY_DEATH_MS = 5_000;
@@ -114,6 +128,14 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
     const counting = new CountingPrimary();
     // A scrape answered by any worker shows the whole server: the primary gathers every worker's metrics.
     const gathering = new MetricsPrimary();
+    // One ticket key for every worker, so that a session resumes on whichever worker the
+    // connection lands; in memory only, handed over the IPC channel. Rotated here, once
+    // (unless the caller gave a key of its own to follow, as startServer does).
+    const ticketKeys = options.ticketKeys ?? TicketKeys.random();
+    if (!options.ticketKeys) ticketKeys.rotateEvery(TICKET_KEY_ROTATION_MS);
+    ticketKeys.onChange((key) => {
+      for (const worker of liveWorkers()) if (worker.isConnected()) worker.send(ticketKeyMessage(key), () => undefined);
+    });
 
     /** Stops every worker, then rejects with the one line: the primary never runs without its workers. */
     const fail = (message: string) => {
@@ -134,6 +156,8 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
       worker.on('message', (message: WorkerMessage) => {
         // A stop asked for before the worker could hear it: ask again.
         if (message?.type === 'started' && (stopping || failing)) return void worker.send('shutdown', () => undefined);
+        // The worker hears from now on, and waits for the key before it starts.
+        if (message?.type === 'started') return void worker.send(ticketKeyMessage(ticketKeys.current()), () => undefined);
         if (message?.type === 'failed') return fail(message.message);
         if (message?.type !== 'listening' || failing || stopping) return;
         listening.add(worker);
@@ -192,7 +216,16 @@ async function runWorker(options: ServeOptions, workers: number): Promise<never>
   onSignals(() => undefined);
   let server: RunningServer | undefined;
   let stopping = false;
+  let ticketKeys: TicketKeys | undefined;
+  let keyed: () => void = () => undefined;
+  const firstKey = new Promise<void>((resolve) => (keyed = resolve));
   process.on('message', (message: unknown) => {
+    if ((message as TicketKeyMessage | undefined)?.type === 'imprint:ticket-key') {
+      const key = Buffer.from((message as TicketKeyMessage).key, 'base64');
+      if (ticketKeys) ticketKeys.replace(key);
+      else ticketKeys = new TicketKeys(key);
+      return keyed();
+    }
     if (message !== 'shutdown' || stopping) return;
     stopping = true;
     if (!server) process.exit(0); // still starting: nothing is in flight
@@ -205,6 +238,8 @@ async function runWorker(options: ServeOptions, workers: number): Promise<never>
   const ignore = () => undefined;
   process.send?.({ type: 'started' } satisfies WorkerMessage, undefined, {}, ignore);
   const limits = options.limits ?? DEFAULT_LIMITS;
+  // The primary answers "started" with the key: a worker never issues tickets with one of its own.
+  await firstKey;
   try {
     server = await startServer({
       ...options,
@@ -214,6 +249,7 @@ async function runWorker(options: ServeOptions, workers: number): Promise<never>
       // the per-source connection cap; rate limits count in the primary, for the whole server.
       limits: { ...limits, connectionsPerSource: Math.ceil(limits.connectionsPerSource / workers) },
       counters: new ClusterWindowCounters(process),
+      ticketKeys,
     });
   } catch (error) {
     // Not printed here: every worker would print its own copy. The primary says it once.

@@ -25,6 +25,7 @@ import { buildApp, buildStatusApp } from './http/app.js';
 import { ClientConnections } from './http/client-connections.js';
 import type { Limits } from './http/limits.js';
 import { metrics } from './http/metrics.js';
+import { TICKET_KEY_ROTATION_MS, TicketKeys } from './http/ticket-keys.js';
 import { LocalWindowCounters, type WindowCounters } from './http/window-counters.js';
 import { initInstance, openInstance, serverNames, type InitOptions, type Instance, type SigningServices } from './instance.js';
 import { describeStore } from './store/open-store.js';
@@ -57,6 +58,12 @@ export interface ServeOptions {
   readonly counters?: WindowCounters | undefined;
   /** Renewal overlap, limit and after-expiry window; the defaults when absent. */
   readonly renewal?: RenewalPolicy | undefined;
+  /**
+   * The TLS session ticket key to follow: a cluster worker's comes from the primary, so that
+   * every worker resumes every worker's sessions. When absent, serve's one process (or its
+   * primary, for all its workers) makes its own and rotates it every TICKET_KEY_ROTATION_MS.
+   */
+  readonly ticketKeys?: TicketKeys | undefined;
 }
 
 /** A running server. */
@@ -67,6 +74,8 @@ export interface RunningServer {
   /** The plain-HTTP status listener, when there is one. */
   readonly statusUrl: string | undefined;
   readonly initialised: boolean;
+  /** The session ticket key the HTTPS listener issues and accepts tickets with (never logged). */
+  readonly ticketKeys: TicketKeys;
   close(): Promise<void>;
 }
 
@@ -175,6 +184,9 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   let watcher: RevocationWatcher | undefined;
   let unmeasure = () => undefined as void;
   const apps: FastifyInstance[] = [];
+  // A cluster worker follows the primary's key; a process serving alone makes and rotates its own.
+  const ticketKeys = options.ticketKeys ?? TicketKeys.random();
+  const stopRotation = options.ticketKeys ? () => undefined : ticketKeys.rotateEvery(TICKET_KEY_ROTATION_MS);
   try {
     const services = { ...loadSigning(instance), tokens: instance.tokens, fleet: instance.fleet, audit: instance.audit };
     unmeasure = measure(services, instance.store);
@@ -192,7 +204,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     };
     const app = await buildApp({
       services,
-      tls: { ...identity, clientCaPem: services.ca.chainPem },
+      tls: { ...identity, clientCaPem: services.ca.chainPem, ticketKeys },
       logger,
       limits: options.limits,
       counters,
@@ -240,8 +252,10 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       url,
       statusUrl,
       initialised,
+      ticketKeys,
       async close() {
         watcher?.stop();
+        stopRotation();
         unmeasure();
         await Promise.all(apps.map((each) => each.close()));
         await instance.close();
@@ -249,6 +263,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     };
   } catch (error) {
     watcher?.stop();
+    stopRotation();
     unmeasure();
     await Promise.all(apps.map((each) => each.close()));
     await instance.close();

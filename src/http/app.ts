@@ -6,6 +6,7 @@ import helmet from '@fastify/helmet';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { constants } from 'node:crypto';
+import type { Server as HttpsServer } from 'node:https';
 import type { SecureContextOptions } from 'node:tls';
 import type { AppServices } from '../instance.js';
 import { limitConnectionsPerSource } from './connection-limit.js';
@@ -17,6 +18,7 @@ import { metricsRoute } from './routes/metrics-routes.js';
 import { openApiRoute, registerOpenApi, trackRoutes } from './openapi.js';
 import { BODY_LIMITS, DEFAULT_LIMITS, type Limits } from './limits.js';
 import { installRequestChecks, installValidation } from './validation.js';
+import { followTicketKeys, TICKET_LIFETIME_S, type TicketKeys } from './ticket-keys.js';
 import { LocalWindowCounters, type WindowCounters } from './window-counters.js';
 import { adminRoutes } from './routes/admin-routes.js';
 import { consoleRoutes } from './routes/console-routes.js';
@@ -31,7 +33,15 @@ import { scepRoutes } from './routes/scep-routes.js';
 export interface AppOptions {
   readonly services: AppServices;
   /** TLS material; without it the app serves plain HTTP (inject-only tests). */
-  readonly tls?: { readonly certificateChainPem: string; readonly keyPem: string; readonly clientCaPem: readonly string[] } | undefined;
+  readonly tls?:
+    | {
+        readonly certificateChainPem: string;
+        readonly keyPem: string;
+        readonly clientCaPem: readonly string[];
+        /** The session ticket key to follow (serve always gives one); Node's own per-process key when absent. */
+        readonly ticketKeys?: TicketKeys | undefined;
+      }
+    | undefined;
   readonly logger?: FastifyServerOptions['logger'];
   readonly limits?: Limits | undefined;
   /** Where rate limits count; this process's own when absent (a cluster worker passes the primary's). */
@@ -65,10 +75,21 @@ const TLS12_CIPHERS = [
 const TLS13_CIPHERS = ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256'];
 
 /**
+ * Names the sessions this listener makes: OpenSSL resumes a session only in the context
+ * that made it. Node's default is a hash of the command line, the same in every cluster
+ * worker only because they share it; a fixed name says what is meant.
+ */
+const SESSION_ID_CONTEXT = 'imprint-https';
+
+/**
  * TLS options: TLS 1.2 with the suites above or TLS 1.3; ask for a client certificate,
  * verify it against our CA, never require it. Client-initiated renegotiation is refused
  * outright (OpenSSL's SSL_OP_NO_RENEGOTIATION) rather than merely rate-limited as Node
  * does by default: each one costs the server a full handshake, and nothing here needs it.
+ *
+ * Sessions resume from tickets (ticket-keys.ts): a resumed connection carries the client
+ * certificate of the handshake that made the session, and `authorized` as verified then;
+ * every request on it is authenticated against the store as after a full handshake.
  */
 function httpsOptions(tls: NonNullable<AppOptions['tls']>, limits: Limits): SecureContextOptions & Record<string, unknown> {
   return {
@@ -82,6 +103,9 @@ function httpsOptions(tls: NonNullable<AppOptions['tls']>, limits: Limits): Secu
     honorCipherOrder: true,
     secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
     handshakeTimeout: limits.handshakeTimeoutMs,
+    sessionIdContext: SESSION_ID_CONTEXT,
+    sessionTimeout: TICKET_LIFETIME_S,
+    ...(tls.ticketKeys ? { ticketKeys: tls.ticketKeys.current() } : {}),
     // Host is checked by installRequestChecks, which answers in the contract's JSON.
     requireHostHeader: false,
     ...serverTimeouts(limits),
@@ -113,6 +137,13 @@ function baseApp(options: Pick<AppOptions, 'tls' | 'logger' | 'probes'>, limits:
     ...(options.tls ? { https: httpsOptions(options.tls, limits) } : { http: { ...serverTimeouts(limits), requireHostHeader: false } }),
   });
   limitConnectionsPerSource(app.server, limits.connectionsPerSource);
+  const ticketKeys = options.tls?.ticketKeys;
+  if (ticketKeys) {
+    const unfollow = followTicketKeys(app.server as HttpsServer, ticketKeys);
+    app.addHook('onClose', async function stopFollowingTicketKeys() {
+      unfollow();
+    });
+  }
   // What Node would otherwise answer itself without a body, or not at all.
   app.server.on('checkExpectation', refuseExpectation);
   app.server.on('connect', refuseConnect);

@@ -2,6 +2,10 @@
  * Open TLS connections by client certificate serial, so that revoking a certificate also
  * closes the keep-alive connections already made with it (a per-request check alone would
  * leave them open until their next request).
+ *
+ * Resumed connections are tracked the same way: 'secureConnection' is emitted for them too,
+ * and their peer certificate is the one the session was made with (OpenSSL keeps it in the
+ * session ticket): a TLS 1.3 resumption sends no certificate at all (RFC 8446 4.3.2).
  */
 import type { Server } from 'node:https';
 import type { TLSSocket } from 'node:tls';
@@ -15,6 +19,7 @@ export class ClientConnections {
   }
 
   private track(socket: TLSSocket): void {
+    // After a full handshake or a resumption alike: the certificate the session holds.
     const serial = socket.getPeerX509Certificate()?.serialNumber.toLowerCase();
     if (!serial) return;
     let sockets = this.bySerial.get(serial);

@@ -1,6 +1,7 @@
 /** Runs the built `imprint` CLI and the simulator as separate processes, as a user would. */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { databaseArgs } from './database.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -28,8 +29,15 @@ function run(script: string, args: string[], env: Record<string, string> = {}): 
   });
 }
 
-/** `imprint ARGS` from the build in dist/ (npm test builds first). */
-export const imprint = (args: string[], env?: Record<string, string>): Promise<Run> => run('dist/src/cli/main.js', args, env);
+/**
+ * `imprint ARGS` from the build in dist/ (npm test builds first), on the store of the data
+ * directory it names with `--data` unless it names a `--database` itself.
+ */
+export async function imprint(args: string[], env?: Record<string, string>): Promise<Run> {
+  const data = args.indexOf('--data');
+  const store = data >= 0 && data + 1 < args.length && !args.includes('--database') ? await databaseArgs(args[data + 1]!) : [];
+  return run('dist/src/cli/main.js', [...args, ...store], env);
+}
 
 /** `npm run simulate -- ARGS` without npm in between. */
 export const simulate = (args: string[]): Promise<Run> => run('dist/simulator/main.js', args);

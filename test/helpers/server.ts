@@ -1,4 +1,7 @@
-/** A real imprint server on an ephemeral loopback port with its own temporary data directory. */
+/**
+ * A real imprint server on an ephemeral loopback port with its own temporary data directory,
+ * in this process or as its own; on the store this test run uses (database.ts).
+ */
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { caPaths } from '../../src/ca/ca-directory.js';
@@ -6,6 +9,8 @@ import { DEFAULT_LIMITS, withoutRateLimits, type Limits } from '../../src/http/l
 import { startServer, type RunningServer, type ServeOptions } from '../../src/server.js';
 import { createHash, createPublicKey } from 'node:crypto';
 import { buildCsr, generateDeviceKey, type DeviceKey } from '../../simulator/csr.js';
+import { spawnServer, type ServerProcess } from '../../scripts/server-process.js';
+import { databaseArgs, databaseUrlFor } from './database.js';
 import { call, type Response } from './https.js';
 import { tempDir } from './openssl.js';
 
@@ -33,7 +38,8 @@ export async function startTestServer(
   limits: Limits = withoutRateLimits(DEFAULT_LIMITS),
   options: Pick<ServeOptions, 'statusPort' | 'init' | 'renewal'> = {},
 ): Promise<TestServer> {
-  const server = await startServer({ dataDir, host: '127.0.0.1', port: 0, limits, ...options });
+  const databaseUrl = await databaseUrlFor(dataDir);
+  const server = await startServer({ dataDir, databaseUrl, host: '127.0.0.1', port: 0, limits, ...options });
   const paths = caPaths(dataDir);
   let stopped = false;
   const stop = async () => {
@@ -64,6 +70,11 @@ export async function startTestServer(
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** `imprint serve` as its own process (scripts/server-process.ts) on `dataDir`. */
+export async function spawnTestServer(dataDir: string, args: string[] = [], env: Record<string, string> = {}): Promise<ServerProcess> {
+  return spawnServer(dataDir, [...args, ...(await databaseArgs(dataDir))], env);
 }
 
 /** An operator's certificate chain and key, issued through the same service as the CLI. */

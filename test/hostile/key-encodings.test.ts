@@ -19,12 +19,13 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as der from '../../src/asn1/der.js';
 import { ERROR_STATUS } from '../../src/errors.js';
-import { spawnServer, type ServerProcess } from '../../scripts/server-process.js';
+import type { ServerProcess } from '../../scripts/server-process.js';
 import { imprint } from '../helpers/cli.js';
 import { forgeCsr, pemOf } from '../helpers/csr-forge.js';
 import { call } from '../helpers/https.js';
 import { opensslCsr, tempDir } from '../helpers/openssl.js';
 import { isRunning, processChanges, serverPids, settledPids, waitForWorkers, type ServerPids } from '../helpers/process-tree.js';
+import { spawnTestServer } from '../helpers/server.js';
 
 const execFileAsync = promisify(execFile);
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -466,7 +467,7 @@ const handshakeRefusals = new Map<string, number>();
 const clientCertCodes = new Map<string, number>();
 
 async function start(): Promise<void> {
-  server = await spawnServer(dataDir, SERVE_ARGS);
+  server = await spawnTestServer(dataDir, SERVE_ARGS);
   started.push(server);
   await waitForWorkers(server.child.pid!, WORKERS);
 }

@@ -22,7 +22,7 @@ import * as pkijs from 'pkijs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as der from '../../src/asn1/der.js';
 import { ERROR_STATUS } from '../../src/errors.js';
-import { freePort, spawnServer, type ServerProcess } from '../../scripts/server-process.js';
+import { freePort, type ServerProcess } from '../../scripts/server-process.js';
 import { ImprintClient } from '../../simulator/client.js';
 import { buildCsrDer, generateDeviceKey, loadDeviceKey, type DeviceKey } from '../../simulator/csr.js';
 import { bootDevice } from '../../simulator/device.js';
@@ -33,6 +33,7 @@ import { forgeCsr } from '../helpers/csr-forge.js';
 import { call } from '../helpers/https.js';
 import { tempDir } from '../helpers/openssl.js';
 import { processChanges, serverPids, settledPids, waitForWorkers, type ServerPids } from '../helpers/process-tree.js';
+import { spawnTestServer } from '../helpers/server.js';
 
 const work = tempDir('imprint-protocols-hostile-');
 const dataDir = join(work, 'data');
@@ -248,7 +249,7 @@ function certificateWith(spki: Buffer): Buffer {
 // ---------------------------------------------------------------------------------------
 
 beforeAll(async () => {
-  server = await spawnServer(dataDir, ['--workers', String(WORKERS), '--rate-limit', 'off', '--status-port', String(await freePort())]);
+  server = await spawnTestServer(dataDir, ['--workers', String(WORKERS), '--rate-limit', 'off', '--status-port', String(await freePort())]);
   await waitForWorkers(server.child.pid!, WORKERS);
   original = serverPids(server.child.pid!);
 

@@ -12,10 +12,12 @@ import { startServer, type RunningServer } from '../../src/server.js';
 import { VERSION } from '../../src/version.js';
 import { routesOf } from '../../src/http/openapi.js';
 import { metrics } from '../../src/http/metrics.js';
-import { freePort, spawnServer } from '../../scripts/server-process.js';
+import { freePort } from '../../scripts/server-process.js';
 import { imprint } from '../helpers/cli.js';
+import { databaseUrlFor, testStore } from '../helpers/database.js';
 import { call, type Response } from '../helpers/https.js';
 import { tempDir } from '../helpers/openssl.js';
+import { spawnTestServer } from '../helpers/server.js';
 import { buildCsr, generateDeviceKey } from '../../simulator/csr.js';
 import { Ajv } from 'ajv';
 
@@ -57,6 +59,7 @@ async function startLogged(options: { statusPort?: number; limits?: Limits } = {
   const lines: Record<string, unknown>[] = [];
   const server = await startServer({
     dataDir,
+    databaseUrl: await databaseUrlFor(dataDir),
     host: '127.0.0.1',
     port: 0,
     limits: options.limits ?? withoutRateLimits(DEFAULT_LIMITS),
@@ -98,7 +101,8 @@ describe('health', () => {
     expect(ready.body).toEqual({ status: 'ready', version: VERSION, checks: { store: 'ok', ca: 'ok', listener: 'ok' } });
   });
 
-  it('the start-up line says version, public URL, listeners, workers and store', () => {
+  it('the start-up line says version, public URL, listeners, workers and store', async () => {
+    const databaseUrl = await databaseUrlFor(t.dataDir);
     const start = t.lines.find((line) => line.event === 'start');
     expect(start).toMatchObject({
       level: 30,
@@ -106,7 +110,7 @@ describe('health', () => {
       publicUrl: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/),
       listeners: { https: t.server.url, status: t.server.statusUrl },
       workers: 1,
-      store: { kind: 'sqlite', path: join(t.dataDir, 'imprint.db') },
+      store: testStore === 'sqlite' ? { kind: 'sqlite', path: join(t.dataDir, 'imprint.db') } : { kind: 'postgres', path: databaseUrl },
     });
   });
 });
@@ -338,7 +342,7 @@ describe('metrics with serve --workers 2', () => {
   it('one scrape of the status listener shows the whole server: every worker\'s enrollments, process metrics per worker', async () => {
     const dataDir = join(tempDir(), 'data');
     const statusPort = await freePort();
-    const server = await spawnServer(dataDir, ['--workers', '2', '--status-port', String(statusPort)]);
+    const server = await spawnTestServer(dataDir, ['--workers', '2', '--status-port', String(statusPort)]);
     try {
       const tokens = (await imprint(['tokens', 'create', '--data', dataDir, '--count', '6'])).stdout.trim().split('\n');
       expect(tokens).toHaveLength(6);

@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { caPaths } from '../../src/ca/ca-directory.js';
 import { curl } from '../helpers/curl.js';
+import { databaseUrlFor } from '../helpers/database.js';
 import { openssl, opensslVerify, tempDir } from '../helpers/openssl.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { DEFAULT_LIMITS, withoutRateLimits } from '../../src/http/limits.js';
@@ -181,6 +182,7 @@ describe('SCEP messages from the simulator', () => {
   beforeAll(async () => {
     logged = await startServer({
       dataDir: join(work, 'logged'),
+      databaseUrl: await databaseUrlFor(join(work, 'logged')),
       host: '127.0.0.1',
       port: 0,
       statusPort: 0,

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../scripts/server-process.js';
+import { databaseArgs } from '../helpers/database.js';
 import { call } from '../helpers/https.js';
 import { tempDir } from '../helpers/openssl.js';
 import { enrollDevice, issueOperator, startTestServer, type EnrolledDevice, type TestServer } from '../helpers/server.js';
@@ -20,6 +21,8 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 let t: TestServer;
 let admin: { cert: string; key: string };
 let dir: string;
+/** `--database URL` when the run's store is PostgreSQL. */
+let store: string[];
 const children: ChildProcess[] = [];
 
 /** Files a relying party reads: the CA chain it trusts, and our device's key and certificate. */
@@ -33,7 +36,7 @@ function files(device: EnrolledDevice): { cert: string; key: string } {
 
 /** `imprint crl --watch` keeping `file` current and running `reload` after each change. */
 function watchCrl(file: string, reload: string): void {
-  const child = spawn(process.execPath, ['dist/src/cli/main.js', 'crl', '--data', t.dataDir, '--out', file, '--with-root', '--watch', '--interval', '1', '--exec', reload], {
+  const child = spawn(process.execPath, ['dist/src/cli/main.js', 'crl', '--data', t.dataDir, ...store, '--out', file, '--with-root', '--watch', '--interval', '1', '--exec', reload], {
     cwd: root,
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -55,6 +58,7 @@ const revoke = async (id: string) =>
 
 beforeAll(async () => {
   t = await startTestServer();
+  store = await databaseArgs(t.dataDir);
   admin = await issueOperator(t, 'rp-admin', 'admin');
   dir = tempDir();
   writeFileSync(join(dir, 'chain.pem'), readFileSync(t.rootPath, 'utf8') + readFileSync(t.issuerPath, 'utf8'));
@@ -99,7 +103,7 @@ http {
 }
 `,
     );
-    const first = spawnSync(process.execPath, ['dist/src/cli/main.js', 'crl', '--data', t.dataDir, '--out', crl, '--with-root'], { cwd: root });
+    const first = spawnSync(process.execPath, ['dist/src/cli/main.js', 'crl', '--data', t.dataDir, ...store, '--out', crl, '--with-root'], { cwd: root });
     expect(first.status, first.stderr?.toString()).toBe(0);
     const started = nginx();
     expect(started.status, started.stderr).toBe(0);
@@ -149,7 +153,7 @@ describe('mosquitto', () => {
         '',
       ].join('\n'),
     );
-    const first = spawnSync(process.execPath, ['dist/src/cli/main.js', 'crl', '--data', t.dataDir, '--out', crl, '--with-root'], { cwd: root });
+    const first = spawnSync(process.execPath, ['dist/src/cli/main.js', 'crl', '--data', t.dataDir, ...store, '--out', crl, '--with-root'], { cwd: root });
     expect(first.status, first.stderr?.toString()).toBe(0);
     broker = spawn('mosquitto', ['-c', conf], { stdio: 'ignore' });
     children.push(broker);

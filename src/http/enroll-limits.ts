@@ -24,8 +24,8 @@ export function enrollRouteLimits(limits: Limits, counters: WindowCounters): Rou
   }
   if (limits.failedTokensPerMinute !== null) {
     const budget = new FailureBudget(limits.failedTokensPerMinute, counters);
-    options.onRequest = async (request: FastifyRequest) => {
-      const wait = await budget.retryAfterSeconds(request.ip);
+    options.onRequest = async (request: FastifyRequest, reply: FastifyReply) => {
+      const wait = await budget.admit(request.ip, reply.raw);
       if (wait > 0) throw rateLimited('refused tokens', wait);
     };
     options.onError = async (request: FastifyRequest, _reply: FastifyReply, error: Error) => {

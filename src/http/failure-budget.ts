@@ -1,6 +1,11 @@
 /**
  * Counts refused token attempts per source address in fixed one-minute windows. A source
  * over budget is refused before its token is even looked at, until its window ends.
+ *
+ * A failure is counted only once its token was looked at, which takes a database round
+ * trip: attempts admitted meanwhile would all pass a check of the count alone. So once a
+ * source has failed, its attempts still in flight count against it too; a source that never
+ * failed (a factory line behind one address) is never held back by its own concurrency.
  */
 import type { WindowCounters } from './window-counters.js';
 
@@ -13,10 +18,24 @@ export class FailureBudget {
     private readonly counters: WindowCounters,
   ) {}
 
-  /** Seconds until `source` may try again, or 0 when it is within budget. */
-  async retryAfterSeconds(source: string): Promise<number> {
+  /** Attempts admitted in this process whose answer has not gone out yet, per source. */
+  private readonly pending = new Map<string, number>();
+
+  /**
+   * Seconds until `source` may try again, or 0 when it is within budget: the attempt is
+   * then in flight until `response` closes.
+   */
+  async admit(source: string, response: { once(event: 'close', listener: () => void): unknown }): Promise<number> {
     const { count, resetInMs } = await this.counters.add(this.key(source), 0, WINDOW_MS, this.perMinute);
-    return count >= this.perMinute ? Math.max(1, Math.ceil(resetInMs / 1000)) : 0;
+    const inFlight = this.pending.get(source) ?? 0;
+    if (count >= this.perMinute || (count > 0 && count + inFlight >= this.perMinute)) return Math.max(1, Math.ceil(resetInMs / 1000));
+    this.pending.set(source, inFlight + 1);
+    response.once('close', () => {
+      const left = (this.pending.get(source) ?? 1) - 1;
+      if (left > 0) this.pending.set(source, left);
+      else this.pending.delete(source);
+    });
+    return 0;
   }
 
   /** Counts one failure of `source`. */

@@ -3,15 +3,13 @@
  * one fleet from one PostgreSQL database: what one instance does, the other honours.
  */
 import { cpSync, mkdirSync } from 'node:fs';
-import { Agent, request } from 'node:https';
 import { join } from 'node:path';
-import type { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildCsr, generateDeviceKey, type DeviceKey } from '../../simulator/csr.js';
-import { readBody } from '../../simulator/read-body.js';
 import { spawnServer, type ServerProcess } from '../../scripts/server-process.js';
 import { imprint } from '../helpers/cli.js';
 import { call } from '../helpers/https.js';
+import { keptAlive as keptAliveOn } from '../helpers/kept-alive.js';
 import { tempDir } from '../helpers/openssl.js';
 import { freshDatabaseUrl } from '../helpers/postgres.js';
 
@@ -50,29 +48,7 @@ async function enrolledDevice(server: ServerProcess, id: string): Promise<Device
 }
 
 /** A device holding one kept-alive mTLS connection open to `server`. */
-function keptAlive(server: ServerProcess, device: Device) {
-  const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: rootPem, cert: device.cert, key: device.key.privateKeyPem });
-  let socket: TLSSocket | undefined;
-  const get = () =>
-    new Promise<number>((resolve, reject) => {
-      const req = request(`${server.url}/v1/device`, { agent }, (res) => {
-        socket = res.socket as TLSSocket;
-        readBody(res).then(() => resolve(res.statusCode!), reject);
-      });
-      req.on('error', reject);
-      req.end();
-    });
-  const closedWithin = (ms: number) =>
-    new Promise<boolean>((resolve) => {
-      if (!socket || socket.destroyed) return resolve(true);
-      const timer = setTimeout(() => resolve(false), ms);
-      socket.once('close', () => {
-        clearTimeout(timer);
-        resolve(true);
-      });
-    });
-  return { agent, get, closedWithin };
-}
+const keptAlive = (server: ServerProcess, device: Device) => keptAliveOn(server.url, { ca: rootPem, cert: device.cert, key: device.key.privateKeyPem });
 
 beforeAll(async () => {
   database = await freshDatabaseUrl();
@@ -131,14 +107,14 @@ describe('two instances on one PostgreSQL', () => {
     const onA = keptAlive(a, device);
     const onB = keptAlive(b, device);
     const bystanderOnB = keptAlive(b, bystander);
-    expect([await onA.get(), await onB.get(), await bystanderOnB.get()]).toEqual([200, 200, 200]);
+    expect([await onA.get(), await onB.get(), await bystanderOnB.get()].map((each) => each.status)).toEqual([200, 200, 200]);
 
     const revoked = await cli(['devices', 'revoke', device.id]);
     expect(revoked.code, revoked.stderr).toBe(0);
     // The CLI's process exits after its commit: from then on, one second.
     expect(await Promise.all([onA.closedWithin(1000), onB.closedWithin(1000)])).toEqual([true, true]);
     expect(await bystanderOnB.closedWithin(300)).toBe(false);
-    expect(await bystanderOnB.get()).toBe(200);
+    expect((await bystanderOnB.get()).status).toBe(200);
     const refused = await call(`${b.url}/v1/device`, { ca: rootPem, cert: device.cert, key: device.key.privateKeyPem });
     expect(refused.status).toBe(403);
 

@@ -23,20 +23,48 @@ describe('limitsFrom', () => {
 });
 
 describe('FailureBudget', () => {
+  /** A response that closes when told, as the server's does once its answer is out. */
+  const response = () => {
+    const listeners: (() => void)[] = [];
+    return { once: (_event: 'close', listener: () => void) => listeners.push(listener), close: () => listeners.splice(0).forEach((each) => each()) };
+  };
+
   it('shuts a source out after its budget until the window ends, and only that source', async () => {
     let now = 0;
     const budget = new FailureBudget(3, new LocalWindowCounters(() => now));
     for (let i = 0; i < 3; i++) {
-      expect(await budget.retryAfterSeconds('a')).toBe(0);
+      const answer = response();
+      expect(await budget.admit('a', answer)).toBe(0);
       await budget.recordFailure('a');
+      answer.close();
     }
     now = 15_000;
-    expect(await budget.retryAfterSeconds('a')).toBe(45);
-    expect(await budget.retryAfterSeconds('b')).toBe(0);
+    expect(await budget.admit('a', response())).toBe(45);
+    expect(await budget.admit('b', response())).toBe(0);
     now = 60_000;
-    expect(await budget.retryAfterSeconds('a')).toBe(0);
+    const answer = response();
+    expect(await budget.admit('a', answer)).toBe(0);
     await budget.recordFailure('a');
-    expect(await budget.retryAfterSeconds('a')).toBe(0);
+    answer.close();
+    expect(await budget.admit('a', response())).toBe(0);
+  });
+
+  it('once a source has failed, its attempts in flight count against it; without a failure, any number may be in flight', async () => {
+    const budget = new FailureBudget(3, new LocalWindowCounters());
+    const clean = Array.from({ length: 10 }, () => response());
+    for (const answer of clean) expect(await budget.admit('factory', answer)).toBe(0);
+
+    const first = response();
+    expect(await budget.admit('attacker', first)).toBe(0);
+    await budget.recordFailure('attacker');
+    first.close();
+    const inFlight = [response(), response()];
+    for (const answer of inFlight) expect(await budget.admit('attacker', answer)).toBe(0);
+    // One failure and two attempts still being checked: a fourth would overshoot.
+    expect(await budget.admit('attacker', response())).toBeGreaterThan(0);
+    // Those two succeed after all: their answers go out, and the source may try again.
+    for (const answer of inFlight) answer.close();
+    expect(await budget.admit('attacker', response())).toBe(0);
   });
 });
 

@@ -3,15 +3,13 @@
  * within a second (API and CLI in another process), CRLs checked by `openssl verify
  * -crl_check`, and OCSP answers read by `openssl ocsp`.
  */
-import { Agent, request } from 'node:https';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readBody } from '../../simulator/read-body.js';
 import { imprint } from '../helpers/cli.js';
 import { curl } from '../helpers/curl.js';
 import { call } from '../helpers/https.js';
+import { keptAlive as keptAliveOn } from '../helpers/kept-alive.js';
 import { openssl, opensslAsync, opensslExit, opensslVerify, tempDir } from '../helpers/openssl.js';
 import { enrollDevice, issueOperator, startTestServer, type EnrolledDevice, type TestServer } from '../helpers/server.js';
 
@@ -31,30 +29,7 @@ async function enroll(id: string): Promise<Device> {
 }
 
 /** A device holding one kept-alive mTLS connection open. */
-function keptAlive(device: Device) {
-  const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: t.rootPem, cert: device.cert, key: device.key.privateKeyPem });
-  let socket: TLSSocket | undefined;
-  const get = () =>
-    new Promise<{ status: number; body: any }>((resolve, reject) => {
-      const req = request(`${t.url}/v1/device`, { agent }, (res) => {
-        socket = res.socket as TLSSocket;
-        readBody(res).then((raw) => resolve({ status: res.statusCode!, body: JSON.parse(raw.toString()) }), reject);
-      });
-      req.on('error', reject);
-      req.end();
-    });
-  /** Resolves true once the server closed the connection, false if it is still open after `ms`. */
-  const closedWithin = (ms: number) =>
-    new Promise<boolean>((resolve) => {
-      if (!socket || socket.destroyed) return resolve(true);
-      const timer = setTimeout(() => resolve(false), ms);
-      socket.once('close', () => {
-        clearTimeout(timer);
-        resolve(true);
-      });
-    });
-  return { agent, get, closedWithin };
-}
+const keptAlive = (device: Device) => keptAliveOn(t.url, { ca: t.rootPem, cert: device.cert, key: device.key.privateKeyPem });
 
 beforeAll(async () => {
   t = await startTestServer();

@@ -4,7 +4,8 @@
  * Debian packages when missing. Everything listens on and talks to 127.0.0.1 only.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { existsSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 
@@ -107,8 +108,11 @@ export function writePool(file: string, entries: readonly PoolEntry[]): void {
   writeFileSync(file, entries.map((entry) => `${entry.authorization ?? '-'}\t${entry.body}`).join('\n') + '\n');
 }
 
-/** Runs wrk against `url` with POSTs from a pool file, or the same body every time. */
-export function runWrk(options: {
+/**
+ * Runs wrk against `url` with POSTs from a pool file, or the same body every time. It runs
+ * beside this process, so that two loads (one per server) can run at once.
+ */
+export async function runWrk(options: {
   readonly url: string;
   readonly path: string;
   readonly seconds: number;
@@ -117,19 +121,25 @@ export function runWrk(options: {
   readonly work: string;
   readonly pool?: string;
   readonly fixedBody?: { readonly file: string; readonly contentType: string };
-}): WrkResult {
+}): Promise<WrkResult> {
   const script = join(options.work, options.pool ? 'pool.lua' : 'fixed.lua');
-  writeFileSync(script, options.pool ? POOL_SCRIPT : FIXED_BODY_SCRIPT);
+  // Written once: a second wrk starting beside the first must not read it half rewritten.
+  if (!existsSync(script)) writeFileSync(script, options.pool ? POOL_SCRIPT : FIXED_BODY_SCRIPT);
   const scriptArgs = options.pool
     ? [options.path, options.pool, String(options.threads)]
     : [options.path, options.fixedBody!.file, options.fixedBody!.contentType];
-  const result = spawnSync(
+  const child = spawn(
     'wrk',
     ['-t', String(options.threads), '-c', String(options.connections), '-d', `${options.seconds}s`, '--timeout', '10s', '--latency', '-s', script, options.url, '--', ...scriptArgs],
-    { encoding: 'utf8', timeout: (options.seconds + 60) * 1000 },
+    { stdio: ['ignore', 'pipe', 'pipe'], timeout: (options.seconds + 60) * 1000 },
   );
-  if (result.status !== 0) throw new Error(`wrk failed: ${result.stderr || result.error}`);
-  return parseWrk(result.stdout);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const [code, signal] = (await once(child, 'close')) as [number | null, NodeJS.Signals | null];
+  if (code !== 0) throw new Error(`wrk failed (${code ?? signal}): ${stderr}`);
+  return parseWrk(stdout);
 }
 
 /** A started peer process. */

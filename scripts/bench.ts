@@ -11,23 +11,27 @@
  *   OCSP responses/s with a nonce (signed each) and without (a kept answer), over HTTPS and over
  *   the plain-HTTP status listener; the server's peak RSS. Enrollment per protocol (JSON,
  *   EST, SCEP) side by side, driven by the simulator's client, and the server's CPU per
- *   enrollment (all its processes, from /proc) beside each enrollment rate.
+ *   enrollment (all its processes, from /proc) beside each enrollment rate. Enrollment
+ *   with the store on PostgreSQL: one instance, two instances on one database, and a
+ *   pre-filled database, against SQLite in the same run (scripts/bench-postgres.ts).
  *
- * Usage: npm run bench -- [--quick] [--devices N] [--seconds S] [--concurrency C] [--workers N] [--out FILE]
+ * Usage: npm run bench -- [--quick] [--devices N] [--seconds S] [--concurrency C] [--workers N]
+ *                         [--postgres on|off|only] [--repeat N] [--out FILE]
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { openInstance } from '../src/instance.js';
 import { ImprintClient, type ClientIdentity } from '../simulator/client.js';
 import { buildCsr, generateDeviceKey } from '../simulator/csr.js';
 import { enrollmentProtocol, PROTOCOLS, type PreparedEnrollment, type Protocol } from '../simulator/protocols.js';
 import { readBody } from '../simulator/read-body.js';
 import { phaseReport, runBounded, type PhaseReport } from '../simulator/load.js';
 import { ensureTool, runWrk, startCfssl, startNginx, writePool, type PoolEntry, type WrkResult } from './bench-tools.js';
+import { benchPostgres } from './bench-postgres.js';
+import { enrollRequests, makeCsrs, mintTokens as mintTokensIn } from './bench-pool.js';
 import { prefillDevices, revokePrefilled } from './bench-store.js';
 import { cpuSeconds, freePort, peakRssMiB, spawnServer, type ServerProcess } from './server-process.js';
 
@@ -38,6 +42,8 @@ const { values } = parseArgs({
     seconds: { type: 'string' },
     concurrency: { type: 'string' },
     workers: { type: 'string' },
+    postgres: { type: 'string' },
+    repeat: { type: 'string' },
     out: { type: 'string' },
     keep: { type: 'boolean' },
   },
@@ -48,8 +54,18 @@ const PREFILL = Number(values.devices ?? (quick ? 50_000 : 1_000_000));
 const CONCURRENCY = Number(values.concurrency ?? 32);
 const WORKERS = values.workers;
 const OUT = values.out ?? 'bench-results.json';
+/** The PostgreSQL section: run after the rest (on), not at all (off), or alone (only). */
+const POSTGRES = values.postgres ?? 'on';
+if (!['on', 'off', 'only'].includes(POSTGRES)) throw new Error('--postgres takes on, off or only');
+/** How many times the PostgreSQL section measures each of its setups, in turn. */
+const REPEAT = Number(values.repeat ?? (quick ? 1 : 2));
 /** Enough CSRs for the run at up to this rate; a pool that runs out shows as failures. */
 const POOL = Math.ceil(SECONDS * (quick ? 4_000 : 8_000));
+/**
+ * The PostgreSQL section's pools, per second of load: above what enrollment reaches
+ * (~1,500/s a core at best), and bounded, since it repeats each of its four setups.
+ */
+const PG_POOL_PER_SECOND = 2_000 * cpus().length;
 const CRL_ENTRIES = 100_000;
 /** Revocations timed each way (API, CLI). */
 const REACH_SAMPLES = 5;
@@ -83,33 +99,17 @@ function imprintCli(args: string[], env: Record<string, string> = {}): string {
   return result.stdout;
 }
 
-/** Mints `count` unbound tokens through the token service. */
-async function mintTokens(count: number): Promise<string[]> {
-  const instance = await openInstance(dataDir);
-  try {
-    const tokens: string[] = [];
-    while (tokens.length < count) {
-      const minted = await instance.tokens.mint({ count: Math.min(10_000, count - tokens.length), ttlSeconds: 86_400 }, { actor: 'cli:bench', role: 'admin' });
-      tokens.push(...minted.tokens.map((t) => t.token));
-    }
-    return tokens;
-  } finally {
-    await instance.close();
-  }
-}
+/** Mints `count` unbound tokens in the data directory's store. */
+const mintTokens = (count: number) => mintTokensIn({ dataDir }, count);
 
 /** Tokens and a P-256 key and CSR for each: the devices' own work, done before any clock starts. */
 async function enrollmentPool(count: number, prefix: string): Promise<{ entries: PoolEntry[]; csrs: string[] }> {
   const tokens = await mintTokens(count);
-  const csrs: string[] = [];
-  for (let i = 0; i < count; i += 1000) {
-    const keys = await Promise.all(Array.from({ length: Math.min(1000, count - i) }, () => generateDeviceKey()));
-    csrs.push(...keys.map((key, j) => buildCsr(key, `${prefix}-${String(i + j).padStart(7, '0')}`)));
-  }
-  return { entries: tokens.map((token, i) => ({ authorization: `Bearer ${token}`, body: JSON.stringify({ csr: csrs[i] }) })), csrs };
+  const csrs = await makeCsrs(count, prefix);
+  return { entries: enrollRequests(tokens, csrs), csrs };
 }
 
-function wrkEnroll(url: string, pool: string, seconds = SECONDS): WrkResult {
+function wrkEnroll(url: string, pool: string, seconds = SECONDS): Promise<WrkResult> {
   return runWrk({ url, path: '/v1/enroll', seconds, connections: CONCURRENCY, threads: 2, work, pool });
 }
 
@@ -252,9 +252,10 @@ async function revocationReach(server: ServerProcess, identity: ClientIdentity, 
 
 const ratio = (ours: number, theirs: number | undefined) => (theirs ? Math.round((ours / theirs) * 100) / 100 : undefined);
 
-async function main(): Promise<void> {
-  log(`imprint benchmark in ${work}: ${SECONDS} s per load, concurrency ${CONCURRENCY}, pre-filled store ${PREFILL.toLocaleString('en')} devices${WORKERS ? `, ${WORKERS} workers` : ''}`);
-  if (!ensureTool('wrk', 'wrk')) throw new Error('wrk is needed as the load generator (apt-get install wrk)');
+type Row = [string, string, string, string, string];
+
+/** Everything but PostgreSQL: the table's rows, the failed requests and the JSON's parts. */
+async function benchMain(serveArgs: string[]): Promise<{ rows: Row[]; failures: number; results: Record<string, unknown> }> {
   const haveCfssl = ensureTool('cfssl', 'golang-cfssl');
   const haveNginx = ensureTool('nginx', 'nginx-light');
 
@@ -276,14 +277,11 @@ async function main(): Promise<void> {
   const cfsslBodies = emptyPool.csrs.map((csr) => ({ body: JSON.stringify({ certificate_request: csr }) }));
   writePool(join(work, 'cfssl.pool'), [...cfsslBodies, ...cfsslBodies, ...cfsslBodies, ...cfsslBodies]);
 
-  const serveArgs = ['--rate-limit', 'off', ...(WORKERS ? ['--workers', WORKERS] : [])];
-  const results: Record<string, unknown> = {};
-
   // --- empty store ---------------------------------------------------------------------
   // With the plain-HTTP status listener: relying parties fetch OCSP there.
   let server = await startImprint([...serveArgs, '--status-port', String(await freePort())]);
   log('enroll, empty store ...');
-  wrkEnroll(server.url, join(work, 'warm-0.pool'), WARM_UP_SECONDS);
+  await wrkEnroll(server.url, join(work, 'warm-0.pool'), WARM_UP_SECONDS);
   const enrollEmpty = await withServerCpu(server, () => wrkEnroll(server.url, join(work, 'enroll-empty.pool')), (result) => result.requests - result.failed);
   const identities = await identitiesFor(server, 32);
   const byProtocol = {} as Record<Protocol, Awaited<ReturnType<typeof protocolEnroll>>>;
@@ -305,10 +303,10 @@ async function main(): Promise<void> {
     spawnSync('openssl', args, { stdio: 'ignore' });
     return runWrk({ url, path: '/ocsp', seconds: SECONDS, connections: CONCURRENCY, threads: 2, work, fixedBody: { file: requestFile, contentType: 'application/ocsp-request' } });
   };
-  const ocsp = ocspLoad(true, server.url);
-  const ocspNoNonce = ocspLoad(false, server.url);
-  const ocspHttp = ocspLoad(true, server.statusUrl!);
-  const ocspHttpNoNonce = ocspLoad(false, server.statusUrl!);
+  const ocsp = await ocspLoad(true, server.url);
+  const ocspNoNonce = await ocspLoad(false, server.url);
+  const ocspHttp = await ocspLoad(true, server.statusUrl!);
+  const ocspHttpNoNonce = await ocspLoad(false, server.statusUrl!);
 
   log('revocation reach ...');
   // The watcher polls every 200 ms, so one sample says little: several devices each way.
@@ -338,7 +336,7 @@ async function main(): Promise<void> {
   log(` (${Math.round((performance.now() - prefillStarted) / 1000)} s)`);
   server = await startImprint(serveArgs);
   log('enroll, pre-filled store ...');
-  wrkEnroll(server.url, join(work, 'warm-1.pool'), WARM_UP_SECONDS);
+  await wrkEnroll(server.url, join(work, 'warm-1.pool'), WARM_UP_SECONDS);
   const enrollFull = await withServerCpu(server, () => wrkEnroll(server.url, join(work, 'enroll-full.pool')), (result) => result.requests - result.failed);
   const rssMiB = peakRssMiB(server.child.pid!);
 
@@ -363,7 +361,7 @@ async function main(): Promise<void> {
     log('cfssl serve, signing the same CSRs ...');
     const cfssl = await startCfssl(work, issuerPem, readFileSync(join(dataDir, 'ca/issuer.key'), 'utf8'));
     try {
-      cfsslSign = runWrk({ url: cfssl.url, path: '/api/v1/cfssl/sign', seconds: SECONDS, connections: CONCURRENCY, threads: 2, work, pool: join(work, 'cfssl.pool') });
+      cfsslSign = await runWrk({ url: cfssl.url, path: '/api/v1/cfssl/sign', seconds: SECONDS, connections: CONCURRENCY, threads: 2, work, pool: join(work, 'cfssl.pool') });
     } finally {
       await cfssl.stop();
     }
@@ -387,7 +385,7 @@ async function main(): Promise<void> {
   // --- report --------------------------------------------------------------------------
   const cpu = (result: { cpuUsPerOp: number | null }) => (result.cpuUsPerOp === null ? '' : `, ${result.cpuUsPerOp} us CPU`);
   const json = byProtocol.json;
-  const protocolRows = PROTOCOLS.map((protocol): [string, string, string, string, string] => {
+  const protocolRows = PROTOCOLS.map((protocol): Row => {
     const report = byProtocol[protocol];
     return [
       `enroll/s over ${protocol}, Node client (p50 / p99 ms, server CPU/enroll)`,
@@ -397,7 +395,7 @@ async function main(): Promise<void> {
       '',
     ];
   });
-  const rows: [string, string, string, string, string][] = [
+  const rows: Row[] = [
     ['enroll/s, empty store (p50 / p99 ms, server CPU/enroll)', `${enrollEmpty.perSecond} (${enrollEmpty.p50Ms} / ${enrollEmpty.p99Ms}${cpu(enrollEmpty)})`, cfsslSign ? `cfssl sign ${cfsslSign.perSecond} (${cfsslSign.p50Ms} / ${cfsslSign.p99Ms})` : 'cfssl: not run', String(ratio(enrollEmpty.perSecond, cfsslSign?.perSecond) ?? '-'), '>= 1.0, p99 < 50 ms'],
     [`enroll/s, ${PREFILL.toLocaleString('en')} devices (p50 / p99 ms, CPU)`, `${enrollFull.perSecond} (${enrollFull.p50Ms} / ${enrollFull.p99Ms}${cpu(enrollFull)})`, `empty store ${enrollEmpty.perSecond}`, String(ratio(enrollFull.perSecond, enrollEmpty.perSecond)), '>= 0.9'],
     ...protocolRows,
@@ -411,31 +409,8 @@ async function main(): Promise<void> {
     [`CRL rebuild, ${crlEntries.toLocaleString('en')} entries (ms)`, `${Math.round(rebuilt.ms)} (cached: ${Math.round(cached.ms)})`, '', '', '< 1000'],
     ['server peak RSS, largest process / all (MiB)', rssMiB ? `${rssMiB.largest} / ${rssMiB.total}` : '-', '', '', '< 300'],
   ];
-  const machine = {
-    node: process.version,
-    openssl: process.versions.openssl,
-    cpus: cpus().length,
-    cpuModel: cpus()[0]?.model ?? 'unknown',
-    date: new Date().toISOString(),
-  };
-  const widths = [62, 34, 32, 7, 22];
-  const line = (cells: readonly string[]) => cells.map((cell, i) => cell.padEnd(widths[i]!)).join(' ').trimEnd();
-  process.stdout.write(
-    [
-      `imprint benchmark: Node ${machine.node}, OpenSSL ${machine.openssl}, ${machine.cpus} x ${machine.cpuModel}`,
-      `${SECONDS} s per load, ${CONCURRENCY} concurrent clients, wrk for HTTP load, the simulator's client for mTLS${WORKERS ? `, --workers ${WORKERS}` : ''}`,
-      '',
-      line(['metric', 'imprint', 'reference (same run)', 'ratio', 'target']),
-      ...rows.map(line),
-      '',
-    ].join('\n'),
-  );
   const failures = PROTOCOLS.reduce((sum, protocol) => sum + byProtocol[protocol].failed, 0) + enrollEmpty.failed + enrollFull.failed + ocsp.failed + ocspNoNonce.failed + ocspHttp.failed + ocspHttpNoNonce.failed + (cfsslSign?.failed ?? 0) + reconnect.failed + keptAlive.failed;
-  if (failures) log(`warning: ${failures} requests failed or ran out of pool (see JSON)`);
-
-  Object.assign(results, {
-    machine,
-    options: { seconds: SECONDS, concurrency: CONCURRENCY, prefilledDevices: PREFILL, workers: WORKERS ?? null, pool: POOL },
+  const results = {
     enrollEmpty,
     enrollFull,
     enrollByProtocol: byProtocol,
@@ -457,8 +432,44 @@ async function main(): Promise<void> {
       reconnectVsNginx: ratio(reconnect.perSecond, nginxReconnect?.perSecond) ?? null,
       keptAliveVsNginx: ratio(keptAlive.perSecond, nginxKeptAlive?.perSecond) ?? null,
     },
-  });
-  writeFileSync(OUT, JSON.stringify(results, null, 2) + '\n');
+  };
+  return { rows, failures, results };
+}
+
+async function main(): Promise<void> {
+  log(`imprint benchmark in ${work}: ${SECONDS} s per load, concurrency ${CONCURRENCY}, pre-filled store ${PREFILL.toLocaleString('en')} devices${WORKERS ? `, ${WORKERS} workers` : ''}`);
+  if (!ensureTool('wrk', 'wrk')) throw new Error('wrk is needed as the load generator (apt-get install wrk)');
+  const serveArgs = ['--rate-limit', 'off', ...(WORKERS ? ['--workers', WORKERS] : [])];
+  const loadAverageStart = loadavg()[0]!;
+  const mainSection = POSTGRES === 'only' ? undefined : await benchMain(serveArgs);
+  const postgres =
+    POSTGRES === 'off'
+      ? undefined
+      : await benchPostgres({ work, seconds: SECONDS, warmUpSeconds: WARM_UP_SECONDS, concurrency: CONCURRENCY, serveArgs, repetitions: REPEAT, prefill: PREFILL, poolPerSecond: PG_POOL_PER_SECOND, log });
+
+  const machine = {
+    node: process.version,
+    openssl: process.versions.openssl,
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    loadAverage: { start: loadAverageStart, end: loadavg()[0]! },
+    date: new Date().toISOString(),
+  };
+  const widths = [62, 34, 32, 7, 22];
+  const line = (cells: readonly string[]) => cells.map((cell, i) => cell.padEnd(widths[i]!)).join(' ').trimEnd();
+  process.stdout.write(
+    [
+      `imprint benchmark: Node ${machine.node}, OpenSSL ${machine.openssl}, ${machine.cpus} x ${machine.cpuModel}, load average ${machine.loadAverage.start.toFixed(2)} at the start, ${machine.loadAverage.end.toFixed(2)} at the end`,
+      `${SECONDS} s per load, ${CONCURRENCY} concurrent clients, wrk for HTTP load, the simulator's client for mTLS${WORKERS ? `, --workers ${WORKERS}` : ''}`,
+      '',
+      ...(mainSection ? [line(['metric', 'imprint', 'reference (same run)', 'ratio', 'target']), ...mainSection.rows.map(line), ''] : []),
+      ...(postgres ? [postgres.table] : []),
+    ].join('\n'),
+  );
+  if (mainSection?.failures) log(`warning: ${mainSection.failures} requests failed or ran out of pool (see JSON)`);
+
+  const options = { seconds: SECONDS, concurrency: CONCURRENCY, prefilledDevices: PREFILL, workers: WORKERS ?? null, pool: POOL, postgres: POSTGRES, repeat: REPEAT };
+  writeFileSync(OUT, JSON.stringify({ machine, options, ...mainSection?.results, postgres: postgres?.results ?? null }, null, 2) + '\n');
   log(`written to ${OUT}`);
 }
 

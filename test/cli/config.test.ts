@@ -79,6 +79,16 @@ describe('secrets', () => {
     expect(shown(loadConfig({ env: {}, flags: { data: '/srv/imprint' } }), 'database')).toMatchObject({ value: 'SQLite /srv/imprint/imprint.db', source: 'default' });
   });
 
+  it.each([
+    ['postgres://imp@127.0.0.1:55432/fleet?password=hunter2secret', 'postgres://imp@127.0.0.1:55432/fleet'],
+    ['postgres://imp:hunt@er2secret@db:5432/fleet', 'postgres://imp:********@db:5432/fleet'],
+    ['postgres://imp:pw@db/fleet?sslmode=verify-full&sslpassword=hunter2secret&sslkey=/etc/k', 'postgres://imp:********@db/fleet'],
+  ])('show never prints a password however the URL carries it: %s', (url, printed) => {
+    const config = loadConfig({ env: { IMPRINT_DATABASE_URL: url } });
+    expect(shown(config, 'database').value).toBe(printed);
+    expect(JSON.stringify(showConfig(config))).not.toMatch(/hunter2secret|er2secret|hunt/);
+  });
+
   it('a database URL that is not PostgreSQL is refused without echoing it', () => {
     for (const database of ['mysql://root:hunter2@db/imprint', 'postgres://root:hunter2 @db/x']) {
       const attempt = () => loadConfig({ env: {}, flags: { database } });

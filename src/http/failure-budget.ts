@@ -4,8 +4,10 @@
  *
  * A failure is counted only once its token was looked at, which takes a database round
  * trip: attempts admitted meanwhile would all pass a check of the count alone. So once a
- * source has failed, its attempts still in flight count against it too; a source that never
- * failed (a factory line behind one address) is never held back by its own concurrency.
+ * source has failed, its attempts still in flight count against it too, but never more of
+ * them than it has failures: a burst overshoots the budget by at most as many attempts as
+ * it failed, and one refused token from a shared address (a factory line behind NAT) holds
+ * back at most one of the line's concurrent enrollments, not all beyond the budget.
  */
 import type { WindowCounters } from './window-counters.js';
 
@@ -28,7 +30,7 @@ export class FailureBudget {
   async admit(source: string, response: { once(event: 'close', listener: () => void): unknown }): Promise<number> {
     const { count, resetInMs } = await this.counters.add(this.key(source), 0, WINDOW_MS, this.perMinute);
     const inFlight = this.pending.get(source) ?? 0;
-    if (count >= this.perMinute || (count > 0 && count + inFlight >= this.perMinute)) return Math.max(1, Math.ceil(resetInMs / 1000));
+    if (count + Math.min(inFlight, count) >= this.perMinute) return Math.max(1, Math.ceil(resetInMs / 1000));
     this.pending.set(source, inFlight + 1);
     response.once('close', () => {
       const left = (this.pending.get(source) ?? 1) - 1;

@@ -49,22 +49,32 @@ describe('FailureBudget', () => {
     expect(await budget.admit('a', response())).toBe(0);
   });
 
-  it('once a source has failed, its attempts in flight count against it; without a failure, any number may be in flight', async () => {
-    const budget = new FailureBudget(3, new LocalWindowCounters());
-    const clean = Array.from({ length: 10 }, () => response());
-    for (const answer of clean) expect(await budget.admit('factory', answer)).toBe(0);
+  it('in-flight attempts count against a source only up to its failures: a burst cannot overshoot, one failure cannot shut a busy line out', async () => {
+    const budget = new FailureBudget(4, new LocalWindowCounters());
+    // No failure: any number in flight.
+    for (let i = 0; i < 40; i++) expect(await budget.admit('factory', response())).toBe(0);
 
-    const first = response();
-    expect(await budget.admit('attacker', first)).toBe(0);
-    await budget.recordFailure('attacker');
-    first.close();
+    const fail = async (source: string) => {
+      const answer = response();
+      expect(await budget.admit(source, answer)).toBe(0);
+      await budget.recordFailure(source);
+      answer.close();
+    };
+    await fail('attacker');
+    await fail('attacker');
     const inFlight = [response(), response()];
     for (const answer of inFlight) expect(await budget.admit('attacker', answer)).toBe(0);
-    // One failure and two attempts still being checked: a fourth would overshoot.
+    // Two failures and two attempts still being checked: a fifth would overshoot the budget of 4.
     expect(await budget.admit('attacker', response())).toBeGreaterThan(0);
     // Those two succeed after all: their answers go out, and the source may try again.
     for (const answer of inFlight) answer.close();
     expect(await budget.admit('attacker', response())).toBe(0);
+
+    // A line behind one address with one refused token: all its 40 concurrent enrollments go through.
+    await fail('line');
+    const admitted = [];
+    for (let i = 0; i < 40; i++) admitted.push(await budget.admit('line', response()));
+    expect(admitted.filter((wait) => wait === 0)).toHaveLength(40);
   });
 });
 

@@ -30,6 +30,11 @@ const BATCH_ROWS = 500;
 /** A table copied row for row. */
 interface CopiedTable {
   readonly name: string;
+  /**
+   * Its columns at the schema version copied, named here rather than read from the file: a
+   * crafted file's column names would otherwise become SQL on both sides.
+   */
+  readonly columns: readonly string[];
   /** The rows that move (SQL both dialects read alike); all when absent. */
   readonly moves?: string;
   /** An identity column whose values are copied; its sequence then goes on after them. */
@@ -39,14 +44,26 @@ interface CopiedTable {
 /** In an order that satisfies the foreign keys (certificates after devices). */
 const COPIED: readonly CopiedTable[] = [
   // The target keeps the cursor key its migration made: cursors the old server gave out end with the move.
-  { name: 'settings', moves: `key <> '${CURSOR_KEY_SETTING}'` },
-  { name: 'operators' },
-  { name: 'devices' },
-  { name: 'tokens' },
-  { name: 'certificates' },
-  { name: 'server_certificates' },
-  { name: 'published_crls' },
-  { name: 'audit_events', identity: 'id' },
+  { name: 'settings', columns: ['key', 'value'], moves: `key <> '${CURSOR_KEY_SETTING}'` },
+  { name: 'operators', columns: ['name', 'role', 'status', 'created_at', 'created_by', 'revoked_at'] },
+  {
+    name: 'devices',
+    columns: ['id', 'status', 'enrolled_at', 'updated_at', 'current_serial', 'revoked_at', 'revocation_reason', 'retiring_serial', 'retire_at', 'enrolled_via', 'enrollment_label'],
+  },
+  {
+    name: 'tokens',
+    columns: ['id', 'hash', 'label', 'device_id', 'created_at', 'created_by', 'expires_at', 'used_at', 'used_by_device', 'csr_sha256', 'serial', 'revoked_at', 'may_reprovision'],
+  },
+  {
+    name: 'certificates',
+    columns: [
+      'serial', 'kind', 'subject', 'device_id', 'spki_sha256', 'not_before', 'not_after', 'issued_at', 'status', 'revoked_at',
+      'revocation_reason', 'token_id', 'der', 'revocation_seq', 'renewed_from', 'csr_sha256',
+    ],
+  },
+  { name: 'server_certificates', columns: ['serial', 'subject', 'not_before', 'not_after', 'issued_at', 'der'] },
+  { name: 'published_crls', columns: ['scope', 'revocation_seq', 'crl_number', 'built_at', 'der'] },
+  { name: 'audit_events', columns: ['id', 'at', 'actor', 'action', 'outcome', 'source', 'token_id', 'device_id', 'serial', 'detail', 'prev_hash', 'hash'], identity: 'id' },
 ];
 
 /**
@@ -165,7 +182,7 @@ async function copyFleet(source: SqliteSource, client: pg.Client, target: string
 
 /** Copies one table in rowid order (so positions on the target follow the source's order), a batch per INSERT. */
 async function copyTable(source: SqliteSource, client: pg.Client, table: CopiedTable): Promise<void> {
-  const columns = source.columns(table.name);
+  const columns = table.columns;
   const overriding = table.identity ? ' OVERRIDING SYSTEM VALUE' : '';
   for (let after: bigint = 0n; ; ) {
     const batch = source.batch(table, columns, after);
@@ -215,16 +232,21 @@ class SqliteSource {
       db.exec('BEGIN');
       checkSchema(db, path);
       db.defaultSafeIntegers(true);
-      return new SqliteSource(db);
+      const source = new SqliteSource(db);
+      for (const table of COPIED) source.checkColumns(table);
+      return source;
     } catch (error) {
       db.close();
       throw error;
     }
   }
 
-  /** The table's columns, in their order. */
-  columns(table: string): string[] {
-    return (this.db.pragma(`table_info(${table})`) as { name: string }[]).map((column) => column.name);
+  /** Refuses a table whose columns are not exactly the ones this code copies. */
+  checkColumns(table: CopiedTable): void {
+    const found = (this.db.pragma(`table_info(${table.name})`) as { name: string }[]).map((column) => column.name);
+    if (found.length !== table.columns.length || found.some((name, i) => name !== table.columns[i])) {
+      throw new Error(`the source's ${table.name} table does not have the columns of an imprint database: refusing to copy it`);
+    }
   }
 
   /** Up to BATCH_ROWS rows after rowid `after`, each as [rowid, ...columns]. */

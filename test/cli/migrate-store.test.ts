@@ -253,6 +253,21 @@ describe('imprint migrate-store', () => {
         },
         /has schema version 10, migrate-store copies version 11: run imprint migrate --data .* first/,
       ],
+      [
+        // PostgreSQL nests /* */ comments and SQLite does not: a column name that is harmless
+        // SQL to one and a statement to the other, as a crafted file would carry.
+        'from/crafted-column-name',
+        () => {
+          const dir = tempDir();
+          const db = openDatabase(join(dir, 'imprint.db'));
+          migrate(db);
+          db.exec(`CREATE TABLE settings_new (key TEXT PRIMARY KEY, value TEXT NOT NULL, "/* /* */ key || '*/ value) SELECT current_user, $$x$$ -- '" TEXT)`);
+          db.exec('INSERT INTO settings_new (key, value) SELECT key, value FROM settings; DROP TABLE settings; ALTER TABLE settings_new RENAME TO settings');
+          db.close();
+          return join(dir, 'imprint.db');
+        },
+        /the source's settings table does not have the columns of an imprint database/,
+      ],
     ])('%s', async (_name, path, message) => {
       const target = await freshDatabaseUrl();
       const refused = await imprint(['migrate-store', '--from', path(), '--to', target]);

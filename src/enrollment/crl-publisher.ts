@@ -52,6 +52,8 @@ export interface CrlStatus {
 export class CrlPublisher {
   /** The published CRLs this process read last: a request costs two small reads, not the DER. */
   private readonly held = new Map<CrlScope, PublishedCrl>();
+  /** The look (and build, or wait for another process's) under way per scope: concurrent requests share it. */
+  private readonly looking = new Map<CrlScope, Promise<Buffer>>();
   /** Told of every CRL served; none when absent. */
   observer: CrlObserver | undefined;
 
@@ -115,6 +117,17 @@ export class CrlPublisher {
    * every process serves the same bytes and a rebuild runs once.
    */
   private async current(scope: CrlScope, seq: number, build: (crlNumber: number, now: Date) => Promise<Buffer>): Promise<Buffer> {
+    // A burst of requests while a CRL is built here or elsewhere waits on one look, not one
+    // each: each would hold a database connection polling. A request that read a newer
+    // revocation sequence than the look it joined looks again after it.
+    const under = this.looking.get(scope);
+    if (under) return under.then(() => this.current(scope, seq, build));
+    const look = this.lookOrBuild(scope, seq, build).finally(() => this.looking.delete(scope));
+    this.looking.set(scope, look);
+    return look;
+  }
+
+  private async lookOrBuild(scope: CrlScope, seq: number, build: (crlNumber: number, now: Date) => Promise<Buffer>): Promise<Buffer> {
     let published = await this.latest(scope);
     let buildSeconds: number | undefined;
     const waitUntil = performance.now() + WAIT_MAX_MS;

@@ -7,19 +7,30 @@
  * setting (on by default): a commit is durable when it returns (DESIGN "Durability").
  *
  * Each write runs in its own savepoint: one that fails rolls back alone and rejects
- * alone. A failure of the connection or the database fails the whole batch, which then
- * committed nothing that anyone is told of. A caller's promise settles only after COMMIT
+ * alone. Writes of one kind that can run as one statement (a Bulk: enrollments) run
+ * together instead, where the first of them was queued: one round trip for all of them
+ * while the writer lock is held, not several each (any order of a batch's writes is one
+ * they could have arrived in: none is answered before COMMIT). A failure of the connection
+ * or the database fails the whole batch, which then committed nothing that anyone is told of. A caller's promise settles only after COMMIT
  * returned. One batch at a time per instance: a second would only wait for the lock.
  */
 import type { Postgres } from './connection.js';
 import type { Outcome, Transaction } from './transaction.js';
 import { reportCommit } from '../group-commit.js';
 
-interface Pending {
-  readonly write: (tx: Transaction) => Promise<unknown>;
+/**
+ * Runs `items` in their order inside `tx`, as one write each would (the bulk decides how
+ * one that fails is kept from failing the others); returns their outcomes in order.
+ */
+export type Bulk<I, T> = (tx: Transaction, items: readonly I[]) => Promise<Outcome<T>[]>;
+
+type BulkWork = { readonly bulk: Bulk<unknown, unknown>; readonly item: unknown };
+type Work = { readonly write: (tx: Transaction) => Promise<unknown> } | BulkWork;
+
+type Pending = Work & {
   resolve(value: unknown): void;
   reject(error: unknown): void;
-}
+};
 
 /** Batches writes into shared transactions on one pool. */
 export class GroupCommit {
@@ -40,8 +51,17 @@ export class GroupCommit {
 
   /** Runs `write` in the next batch; resolves with its result once the batch committed. */
   run<T>(write: (tx: Transaction) => Promise<T>): Promise<T> {
+    return this.enqueue({ write });
+  }
+
+  /** Runs `item` through `bulk` with the other items of that bulk in the next batch. */
+  runBulk<I, T>(bulk: Bulk<I, T>, item: I): Promise<T> {
+    return this.enqueue({ bulk: bulk as Bulk<unknown, unknown>, item });
+  }
+
+  private enqueue<T>(work: Work): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ write, resolve: resolve as (value: unknown) => void, reject });
+      this.queue.push({ ...work, resolve: resolve as (value: unknown) => void, reject });
       this.schedule();
     });
   }
@@ -73,23 +93,29 @@ export class GroupCommit {
   }
 
   private async commit(items: readonly Pending[]): Promise<void> {
-    let outcomes: Outcome<unknown>[];
+    const outcomes = new Map<Pending, Outcome<unknown>>();
     try {
       const started = performance.now();
-      outcomes = await this.db.write(async (tx) => {
-        const done: Outcome<unknown>[] = [];
-        for (const item of items) done.push(await tx.attempt(item.write));
-        return done;
+      await this.db.write(async (tx) => {
+        for (const item of items) {
+          if ('write' in item) outcomes.set(item, await tx.attempt(item.write));
+          else if (!outcomes.has(item)) {
+            const { bulk } = item;
+            const together = items.filter((other): other is Pending & BulkWork => 'bulk' in other && other.bulk === bulk);
+            const done = await bulk(tx, together.map((other) => other.item));
+            together.forEach((other, i) => outcomes.set(other, done[i]!));
+          }
+        }
       });
       reportCommit(started, items.length);
     } catch (error) {
       for (const item of items) item.reject(error);
       return;
     }
-    items.forEach((item, i) => {
-      const outcome = outcomes[i]!;
+    for (const item of items) {
+      const outcome = outcomes.get(item)!;
       if (outcome.ok) item.resolve(outcome.value);
       else item.reject(outcome.error);
-    });
+    }
   }
 }

@@ -1,18 +1,19 @@
 /**
  * PostgreSQL issuing to devices: a token's one enrollment and renewals, each one write
- * run through the group commit (they come in floods). Each runs under the writer lock
- * (locks.ts), so its checks see every other instance's committed writes and nobody
- * else's can slip in before it commits: the conditional UPDATE decides who redeems a
- * token, and the key and device-id checks hold across instances.
+ * run through the group commit (they come in floods); a batch's enrollments that create
+ * their device go in one call of imprint_redeem_batch (migrations/postgres/0002). Each
+ * runs under the writer lock (locks.ts), so its checks see every other instance's
+ * committed writes and nobody else's can slip in before it commits: that decides who
+ * redeems a token, and the key and device-id checks hold across instances.
  */
 import type { CertificateRecord, Redemption, RedemptionConflict, Renewal, RenewalConflict } from '../../enrollment/model.js';
 import type { RedemptionStore } from '../store.js';
 import type { Postgres } from './connection.js';
-import type { GroupCommit } from './group-commit.js';
+import type { Bulk, GroupCommit } from './group-commit.js';
 import { READS } from './reads.js';
 import { CERTIFICATE_COLUMNS } from './columns.js';
 import { certificateFromRow, date, deviceFromRow } from '../rows.js';
-import type { Transaction } from './transaction.js';
+import type { Outcome, Transaction } from './transaction.js';
 import { insertCertificate, revokeSelected } from './writer.js';
 
 const INSERT_DEVICE = `INSERT INTO devices (id, status, enrolled_at, updated_at, current_serial, enrolled_via, enrollment_label)
@@ -57,6 +58,8 @@ const RENEWAL_CHECKS = `SELECT d.status, d.current_serial, d.retiring_serial, d.
                           ${keyTaken('$4', '$1')} AS key_taken, recent.count AS recent, recent.oldest
                         FROM devices d, (${renewalsSince('$1', '$5')}) recent
                         WHERE d.id = $1`;
+/** Redeems a batch of tokens: migrations/postgres/0002_redeem_batch.sql. */
+const REDEEM_BATCH = 'SELECT imprint_redeem_batch($1::json) AS outcomes';
 const RENEWAL_OF = `SELECT ${CERTIFICATE_COLUMNS} FROM certificates WHERE renewed_from = $1 AND csr_sha256 = $2 ORDER BY issued_at DESC LIMIT 1`;
 
 /** Thrown inside a write to roll back what it already wrote and report a conflict. */
@@ -102,6 +105,50 @@ async function redeem(tx: Transaction, r: Redemption): Promise<RedemptionConflic
   return undefined;
 }
 
+/** A redemption as imprint_redeem_batch takes it. */
+function batchItem(r: Redemption): Record<string, unknown> {
+  const c = r.certificate;
+  return {
+    token_id: r.tokenId,
+    now: r.now.getTime(),
+    csr_sha256: r.csrSha256,
+    unbound: r.mode === 'unbound',
+    via: r.via?.protocol ?? 'json',
+    label: r.via?.label ?? null,
+    serial: c.serial,
+    kind: c.kind,
+    subject: c.subject,
+    device_id: c.deviceId,
+    spki_sha256: c.spkiSha256,
+    not_before: c.notBefore.getTime(),
+    not_after: c.notAfter.getTime(),
+    issued_at: c.issuedAt.getTime(),
+    cert_token_id: c.tokenId,
+    der: c.der.toString('base64'),
+    renewed_from: c.renewedFrom ?? null,
+    cert_csr_sha256: c.csrSha256 ?? null,
+  };
+}
+
+/**
+ * Redeems a batch's tokens that create their device (not re-provisionings), in one round
+ * trip. When a statement fails (not a conflict: a serial already taken), the call wrote
+ * nothing: each then redeems alone, so that only the one at fault fails.
+ */
+const redeemBatch: Bulk<Redemption, RedemptionConflict | undefined> = async (tx, redemptions) => {
+  const items = JSON.stringify(redemptions.map(batchItem));
+  const called = await tx.attempt((t) => t.rows<{ outcomes: (RedemptionConflict | null)[] }>(REDEEM_BATCH, [items]));
+  if (!called.ok) {
+    const outcomes: Outcome<RedemptionConflict | undefined>[] = [];
+    for (const r of redemptions) outcomes.push(await tx.attempt((t) => redeem(t, r)));
+    return outcomes;
+  }
+  return called.value[0]!.outcomes.map((conflict, i) => {
+    if (conflict === null) tx.appendAudit(redemptions[i]!.audit);
+    return { ok: true, value: conflict ?? undefined };
+  });
+};
+
 /** Records a renewal: the new certificate becomes current, the presented one retires. */
 async function renew(tx: Transaction, r: Renewal): Promise<RenewalConflict | undefined> {
   const deviceId = r.certificate.deviceId;
@@ -139,7 +186,9 @@ export class PostgresRedemption implements RedemptionStore {
 
   async redeemTokenAndRecordCertificate(redemption: Redemption): Promise<{ ok: true } | { ok: false; conflict: RedemptionConflict }> {
     try {
-      const conflict = await this.groupCommit.run((tx) => redeem(tx, redemption));
+      const conflict = await (redemption.mode === 'reprovision'
+        ? this.groupCommit.run((tx) => redeem(tx, redemption))
+        : this.groupCommit.runBulk(redeemBatch, redemption));
       return conflict ? { ok: false, conflict } : { ok: true };
     } catch (error) {
       if (error instanceof Abort) return { ok: false, conflict: error.conflict };

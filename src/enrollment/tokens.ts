@@ -5,7 +5,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import { ImprintError } from '../errors.js';
-import type { AuditEventInput, Page, TokenRecord, TokenStatus } from './model.js';
+import type { AuditEventInput, Page, TokenBatchRecord, TokenRecord, TokenStatus } from './model.js';
 import type { InventoryStore, TokenStore } from '../store/store.js';
 import type { Actor } from './actor.js';
 import { checkLimit, listPage } from './paging.js';
@@ -56,18 +56,7 @@ export interface TokenView {
 }
 
 /** A batch of tokens (one label) as operators see it; `label` null gathers the unlabelled tokens. */
-export interface TokenBatchView {
-  readonly label: string | null;
-  readonly firstCreatedAt: string;
-  readonly lastCreatedAt: string;
-  readonly lastExpiresAt: string;
-  readonly createdBy: string;
-  readonly total: number;
-  readonly unused: number;
-  readonly used: number;
-  readonly expired: number;
-  readonly revoked: number;
-}
+export type TokenBatchView = { readonly [K in keyof TokenBatchRecord]: TokenBatchRecord[K] extends Date ? string : TokenBatchRecord[K] };
 
 /** How many batches a listing shows at most (newest first). */
 export const MAX_BATCHES_LISTED = 200;

@@ -3,7 +3,7 @@
  * epoch milliseconds, BLOB/BYTEA as Buffers. Booleans are 0/1 in SQLite and booleans in
  * PostgreSQL.
  */
-import type { AuditEvent, CertificateRecord, CertificateStatus, DeviceRecord, OperatorRecord, OperatorRole, PublishedCrl, TokenRecord } from '../enrollment/model.js';
+import type { AuditEvent, CertificateRecord, CertificateStatus, DeviceRecord, OperatorRecord, OperatorRole, PublishedCrl, TokenBatchRecord, TokenRecord } from '../enrollment/model.js';
 
 /** A row with its columns by name. */
 export type Row = Record<string, unknown>;
@@ -109,5 +109,21 @@ export function publishedCrlFromRow(row: Row): PublishedCrl {
     crlNumber: row.crl_number as number,
     builtAt: date(row.built_at)!,
     der: row.der as Buffer,
+  };
+}
+
+/** A row of the token batch listing (tokens grouped by label). */
+export function tokenBatchFromRow(row: Row): TokenBatchRecord {
+  return {
+    label: text(row.label),
+    firstCreatedAt: date(row.first_created_at)!,
+    lastCreatedAt: date(row.last_created_at)!,
+    lastExpiresAt: date(row.last_expires_at)!,
+    createdBy: row.created_by as string,
+    total: row.total as number,
+    unused: row.unused as number,
+    used: row.used as number,
+    expired: row.expired as number,
+    revoked: row.revoked as number,
   };
 }

@@ -5,7 +5,7 @@ import type { Postgres } from './connection.js';
 import type { Listings } from './listing.js';
 import { Params } from './query.js';
 import { TOKEN_COLUMNS } from './columns.js';
-import { date, text, tokenFromRow } from '../rows.js';
+import { tokenBatchFromRow, tokenFromRow } from '../rows.js';
 
 /** One statement for the whole batch (up to 10,000 tokens), rows in the batch's order. */
 const INSERT_TOKENS = `INSERT INTO tokens (id, hash, label, device_id, created_at, created_by, expires_at, may_reprovision)
@@ -104,17 +104,6 @@ export class PostgresTokens implements TokenStore {
 
   async listTokenBatches(query: { now: Date; limit: number }): Promise<TokenBatchRecord[]> {
     const rows = await this.db.rows(BATCHES, [query.now.getTime(), query.limit]);
-    return rows.map((row) => ({
-      label: text(row.label),
-      firstCreatedAt: date(row.first_created_at)!,
-      lastCreatedAt: date(row.last_created_at)!,
-      lastExpiresAt: date(row.last_expires_at)!,
-      createdBy: row.created_by as string,
-      total: row.total as number,
-      unused: row.unused as number,
-      used: row.used as number,
-      expired: row.expired as number,
-      revoked: row.revoked as number,
-    }));
+    return rows.map(tokenBatchFromRow);
   }
 }

@@ -3,7 +3,7 @@ import type Database from 'better-sqlite3';
 import type { AuditEventInput, NewToken, Page, TokenBatchRecord, TokenRecord, TokenStatus } from '../../enrollment/model.js';
 import type { TokenStore } from '../store.js';
 import type { Listings } from './listings.js';
-import { date, text, tokenFromRow, type Row } from '../rows.js';
+import { tokenBatchFromRow, tokenFromRow, type Row } from '../rows.js';
 import type { Writer } from './writer.js';
 
 const TOKEN_STATUS_SQL: Record<TokenStatus, string> = {
@@ -99,17 +99,6 @@ export class SqliteTokens implements TokenStore {
                                         sum(used_at IS NULL AND revoked_at IS NOT NULL) AS revoked
                                       FROM tokens GROUP BY label ORDER BY last_created_at DESC LIMIT @limit`);
     const rows = this.batches.all({ now: query.now.getTime(), limit: query.limit }) as Row[];
-    return rows.map((row) => ({
-      label: text(row.label),
-      firstCreatedAt: date(row.first_created_at)!,
-      lastCreatedAt: date(row.last_created_at)!,
-      lastExpiresAt: date(row.last_expires_at)!,
-      createdBy: row.created_by as string,
-      total: row.total as number,
-      unused: row.unused as number,
-      used: row.used as number,
-      expired: row.expired as number,
-      revoked: row.revoked as number,
-    }));
+    return rows.map(tokenBatchFromRow);
   }
 }

@@ -19,7 +19,9 @@ import type { TLSSocket } from 'node:tls';
 /** Tracks client-certificate connections of one HTTPS server. */
 export class ClientConnections {
   private readonly bySerial = new Map<string, Set<TLSSocket>>();
-  /** Requests being answered per connection. */
+  /** Connections made with a client certificate: the only ones a revocation closes. */
+  private readonly tracked = new WeakSet<Socket>();
+  /** Requests being answered per tracked connection. */
   private readonly busy = new WeakMap<Socket, number>();
   /** Connections to close once their answers are out. */
   private readonly doomed = new WeakSet<Socket>();
@@ -30,6 +32,8 @@ export class ClientConnections {
   }
 
   private answering(socket: Socket, response: ServerResponse): void {
+    // Enrollments come without a client certificate: nothing to count for them.
+    if (!this.tracked.has(socket)) return;
     this.busy.set(socket, (this.busy.get(socket) ?? 0) + 1);
     response.once('close', () => {
       const left = (this.busy.get(socket) ?? 1) - 1;
@@ -43,6 +47,7 @@ export class ClientConnections {
     // After a full handshake or a resumption alike: the certificate the session holds.
     const serial = socket.getPeerX509Certificate()?.serialNumber.toLowerCase();
     if (!serial) return;
+    this.tracked.add(socket);
     let sockets = this.bySerial.get(serial);
     if (!sockets) this.bySerial.set(serial, (sockets = new Set()));
     sockets.add(socket);

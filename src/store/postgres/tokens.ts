@@ -3,13 +3,16 @@ import type { AuditEventInput, NewToken, Page, TokenBatchRecord, TokenRecord, To
 import type { TokenStore } from '../store.js';
 import type { Postgres } from './connection.js';
 import type { Listings } from './listing.js';
-import { Params } from './query.js';
+import { LookupBatch } from './lookup-batch.js';
+import { Params, type Row } from './query.js';
 import { TOKEN_COLUMNS } from './columns.js';
 import { tokenBatchFromRow, tokenFromRow } from '../rows.js';
 
 /** One statement for the whole batch (up to 10,000 tokens), rows in the batch's order. */
 const INSERT_TOKENS = `INSERT INTO tokens (id, hash, label, device_id, created_at, created_by, expires_at, may_reprovision)
                        SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bigint[], $8::boolean[])`;
+/** The tokens of a batch of lookups (lookup-batch.ts), each with the hash it was found by. */
+const BY_HASHES = `SELECT hash, ${TOKEN_COLUMNS} FROM tokens WHERE hash = ANY($1::bytea[])`;
 const ACTIVE_OPERATOR = `SELECT 1 FROM operators WHERE name = $1 AND status = 'active'`;
 const REVOKE_TOKEN = 'UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND used_at IS NULL AND revoked_at IS NULL';
 const REVOKE_BY_LABEL = 'UPDATE tokens SET revoked_at = $1 WHERE label = $2 AND used_at IS NULL AND revoked_at IS NULL';
@@ -35,10 +38,18 @@ const STATUS_SQL: Record<TokenStatus, (now: () => string) => string> = {
 
 /** Bootstrap tokens, stored as their hashes. */
 export class PostgresTokens implements TokenStore {
+  /** Every enrollment starts with one: they share queries. */
+  private readonly byHash: LookupBatch<Row>;
+
   constructor(
     private readonly db: Postgres,
     private readonly listings: Listings,
-  ) {}
+  ) {
+    this.byHash = new LookupBatch(async (hashes) => {
+      const rows = await this.db.rows(BY_HASHES, [hashes]);
+      return new Map(rows.map((row) => [(row.hash as Buffer).toString('hex'), row]));
+    });
+  }
 
   async createTokens(tokens: readonly NewToken[], audit: AuditEventInput, minter?: string): Promise<{ ok: boolean }> {
     const result = await this.db.write(async (tx) => {
@@ -67,7 +78,7 @@ export class PostgresTokens implements TokenStore {
   }
 
   async findTokenByHash(hash: Buffer): Promise<TokenRecord | undefined> {
-    const [row] = await this.db.rows(`SELECT ${TOKEN_COLUMNS} FROM tokens WHERE hash = $1`, [hash]);
+    const row = await this.byHash.get(hash);
     return row && tokenFromRow(row);
   }
 

@@ -1,0 +1,73 @@
+/**
+ * The round trips of PostgreSQL's hot path. The tokens asked for together are looked up in
+ * one query: each caller still gets its own token (or none), sees what committed before it
+ * asked, and a failed query fails each of its callers with a storage error the server
+ * answers 503.
+ */
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { storeUnavailable } from '../../src/store/failures.js';
+import { PostgresStore } from '../../src/store/postgres-store.js';
+import { audit, mint, newId, newToken, redeem, redemption } from './contract/harness.js';
+import { query, startPostgres, type PostgresServer } from '../helpers/postgres.js';
+
+let server: PostgresServer;
+let store: PostgresStore;
+
+beforeAll(async () => {
+  server = await startPostgres({ settings: { shared_preload_libraries: 'pg_stat_statements' } });
+  await query(server.url, 'CREATE EXTENSION pg_stat_statements');
+  store = await PostgresStore.open(server.url);
+}, 60_000);
+
+afterAll(async () => {
+  await store?.close();
+  await server?.stop();
+});
+
+/** How many times PostgreSQL ran a statement whose text contains `fragment`. */
+async function calls(fragment: string): Promise<number> {
+  const [row] = await query<{ calls: string | null }>(server.url, 'SELECT sum(calls) AS calls FROM pg_stat_statements WHERE query LIKE $1', [`%${fragment}%`]);
+  return Number(row?.calls ?? 0);
+}
+
+describe('token lookups on PostgreSQL', () => {
+  it('answers lookups made together from one query, each with its own token', async () => {
+    const tokens = Array.from({ length: 40 }, () => newToken());
+    await store.createTokens(tokens, audit('tokens.create'));
+    const unknown = randomBytes(32);
+    const before = await calls('FROM tokens WHERE hash = ANY');
+
+    const hashes = [...tokens.map((t) => t.hash), unknown, tokens[0]!.hash];
+    const found = await Promise.all(hashes.map((hash) => store.findTokenByHash(hash)));
+
+    expect(await calls('FROM tokens WHERE hash = ANY')).toBe(before + 1);
+    expect(found.slice(0, 40).map((t) => t?.id)).toEqual(tokens.map((t) => t.id));
+    expect(found[40]).toBeUndefined();
+    // The same token twice: equal records, not one object two callers share.
+    expect(found[41]).toEqual(found[0]);
+    expect(found[41]).not.toBe(found[0]);
+  });
+
+  it('sees a redemption that committed before the lookup was made', async () => {
+    const token = await mint(store);
+    // A batch of lookups on its way while the token is redeemed ...
+    const early = Promise.all(Array.from({ length: 5 }, () => store.findTokenByHash(randomBytes(32))));
+    await redeem(store, redemption(token, newId()));
+    // ... does not answer a lookup made after the commit.
+    expect((await store.findTokenByHash(token.hash))?.usedAt).not.toBeNull();
+    await early;
+  });
+
+  it('fails every lookup of a failed query with a storage error, then recovers', async () => {
+    const token = await mint(store);
+    await server.kill();
+    const lookups = await Promise.allSettled([token.hash, randomBytes(32), token.hash].map((hash) => store.findTokenByHash(hash)));
+    for (const lookup of lookups) {
+      expect(lookup.status).toBe('rejected');
+      expect(storeUnavailable((lookup as PromiseRejectedResult).reason)?.status).toBe(503);
+    }
+    await server.restart();
+    await expect.poll(() => store.findTokenByHash(token.hash).catch(() => undefined), { timeout: 20_000 }).toMatchObject({ id: token.id });
+  }, 60_000);
+});

@@ -2,7 +2,7 @@
  * The round trips of PostgreSQL's hot path. The tokens asked for together are looked up in
  * one query: each caller still gets its own token (or none), sees what committed before it
  * asked, and a failed query fails each of its callers with a storage error the server
- * answers 503.
+ * answers 503. Enrollments committed together are BEGIN, one call and COMMIT.
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,6 +30,19 @@ async function calls(fragment: string): Promise<number> {
   const [row] = await query<{ calls: string | null }>(server.url, 'SELECT sum(calls) AS calls FROM pg_stat_statements WHERE query LIKE $1', [`%${fragment}%`]);
   return Number(row?.calls ?? 0);
 }
+
+describe('enrollments committed together on PostgreSQL', () => {
+  it('record their devices, certificates and audit events in one call, with no savepoint', async () => {
+    const tokens = await Promise.all(Array.from({ length: 8 }, () => mint(store)));
+    const before = { call: await calls('imprint_redeem_batch_audited'), savepoints: await calls('SAVEPOINT'), audit: await calls('INSERT INTO audit_events') };
+    const results = await Promise.all(tokens.map((token) => store.redeemTokenAndRecordCertificate(redemption(token, newId()))));
+    expect(results).toEqual(tokens.map(() => ({ ok: true })));
+    expect(await calls('imprint_redeem_batch_audited')).toBe(before.call + 1);
+    expect(await calls('SAVEPOINT')).toBe(before.savepoints);
+    // The function's own INSERT (pg_stat_statements tracks top-level statements only by default).
+    expect(await calls('INSERT INTO audit_events')).toBe(before.audit);
+  });
+});
 
 describe('token lookups on PostgreSQL', () => {
   it('answers lookups made together from one query, each with its own token', async () => {

@@ -1,7 +1,7 @@
 /**
  * PostgreSQL issuing to devices: a token's one enrollment and renewals, each one write
  * run through the group commit (they come in floods); a batch's enrollments that create
- * their device go in one call of imprint_redeem_batch (migrations/postgres/0002). Each
+ * their device go in one call of imprint_redeem_batch_audited (migrations/postgres/0003). Each
  * runs under the writer lock (locks.ts), so its checks see every other instance's
  * committed writes and nobody else's can slip in before it commits: that decides who
  * redeems a token, and the key and device-id checks hold across instances.
@@ -13,7 +13,7 @@ import type { Bulk, GroupCommit } from './group-commit.js';
 import { READS } from './reads.js';
 import { CERTIFICATE_COLUMNS } from './columns.js';
 import { certificateFromRow, date, deviceFromRow } from '../rows.js';
-import type { Outcome, Transaction } from './transaction.js';
+import type { AuditRow, Outcome, Transaction } from './transaction.js';
 import { insertCertificate, revokeSelected } from './writer.js';
 
 const INSERT_DEVICE = `INSERT INTO devices (id, status, enrolled_at, updated_at, current_serial, enrolled_via, enrollment_label)
@@ -58,8 +58,8 @@ const RENEWAL_CHECKS = `SELECT d.status, d.current_serial, d.retiring_serial, d.
                           ${keyTaken('$4', '$1')} AS key_taken, recent.count AS recent, recent.oldest
                         FROM devices d, (${renewalsSince('$1', '$5')}) recent
                         WHERE d.id = $1`;
-/** Redeems a batch of tokens: migrations/postgres/0002_redeem_batch.sql. */
-const REDEEM_BATCH = 'SELECT imprint_redeem_batch($1::json) AS outcomes';
+/** Redeems a batch of tokens and audits them: migrations/postgres/0003_redeem_batch_audited.sql. */
+const REDEEM_BATCH = 'SELECT imprint_redeem_batch_audited($1::json) AS outcomes';
 const RENEWAL_OF = `SELECT ${CERTIFICATE_COLUMNS} FROM certificates WHERE renewed_from = $1 AND csr_sha256 = $2 ORDER BY issued_at DESC LIMIT 1`;
 
 /** Thrown inside a write to roll back what it already wrote and report a conflict. */
@@ -105,8 +105,8 @@ async function redeem(tx: Transaction, r: Redemption): Promise<RedemptionConflic
   return undefined;
 }
 
-/** A redemption as imprint_redeem_batch takes it. */
-function batchItem(r: Redemption): Record<string, unknown> {
+/** A redemption as imprint_redeem_batch_audited takes it, with its audit event as chained. */
+function batchItem(r: Redemption, audit: AuditRow): Record<string, unknown> {
   const c = r.certificate;
   return {
     token_id: r.tokenId,
@@ -127,24 +127,33 @@ function batchItem(r: Redemption): Record<string, unknown> {
     der: c.der.toString('base64'),
     renewed_from: c.renewedFrom ?? null,
     cert_csr_sha256: c.csrSha256 ?? null,
+    audit,
   };
 }
 
 /**
- * Redeems a batch's tokens that create their device (not re-provisionings), in one round
- * trip. When a statement fails (not a conflict: a serial already taken), the call wrote
- * nothing: each then redeems alone, so that only the one at fault fails.
+ * Redeems a batch's tokens that create their device (not re-provisionings), and records the
+ * audit events of those up to the first conflict, in one round trip; the events after it
+ * are appended here, chained anew. When a statement fails (not a conflict: a serial already
+ * taken), the call wrote nothing: each then redeems alone, so that only the one at fault fails.
  */
 const redeemBatch: Bulk<Redemption, RedemptionConflict | undefined> = async (tx, redemptions) => {
-  const items = JSON.stringify(redemptions.map(batchItem));
-  const called = await tx.attempt((t) => t.rows<{ outcomes: (RedemptionConflict | null)[] }>(REDEEM_BATCH, [items]));
-  if (!called.ok) {
-    const outcomes: Outcome<RedemptionConflict | undefined>[] = [];
-    for (const r of redemptions) outcomes.push(await tx.attempt((t) => redeem(t, r)));
-    return outcomes;
+  // The events appended before go first, as they would have without the batch.
+  await tx.insertAppended();
+  const events = tx.chain(redemptions.map((r) => r.audit));
+  const items = JSON.stringify(redemptions.map((r, i) => batchItem(r, events[i]!)));
+  const [called] = await tx.rows<{ outcomes: (RedemptionConflict | null)[] | null }>(REDEEM_BATCH, [items]);
+  const outcomes = called!.outcomes;
+  if (outcomes === null) {
+    const each: Outcome<RedemptionConflict | undefined>[] = [];
+    for (const r of redemptions) each.push(await tx.attempt((t) => redeem(t, r)));
+    return each;
   }
-  return called.value[0]!.outcomes.map((conflict, i) => {
-    if (conflict === null) tx.appendAudit(redemptions[i]!.audit);
+  const firstConflict = outcomes.findIndex((conflict) => conflict !== null);
+  const chained = firstConflict === -1 ? outcomes.length : firstConflict;
+  if (chained > 0) tx.chainedTo(events[chained - 1]!);
+  return outcomes.map((conflict, i) => {
+    if (conflict === null && i >= chained) tx.appendAudit(redemptions[i]!.audit);
     return { ok: true, value: conflict ?? undefined };
   });
 };

@@ -27,8 +27,41 @@ const INSERT_AUDIT = `INSERT INTO audit_events (at, actor, action, outcome, sour
                         AS e(at, actor, action, outcome, source, token_id, device_id, serial, detail, prev_hash, hash, n)
                       ORDER BY n`;
 
-/** An audit event as inserted: the columns of INSERT_AUDIT in order. */
-type AuditRow = readonly unknown[];
+/** An audit event as inserted: the columns of audit_events by name. */
+export interface AuditRow {
+  readonly at: number;
+  readonly actor: string;
+  readonly action: string;
+  readonly outcome: string;
+  readonly source: string | null;
+  readonly token_id: string | null;
+  readonly device_id: string | null;
+  readonly serial: string | null;
+  readonly detail: string | null;
+  readonly prev_hash: string;
+  readonly hash: string;
+}
+
+/** The columns of INSERT_AUDIT in order. */
+const AUDIT_ROW_COLUMNS = ['at', 'actor', 'action', 'outcome', 'source', 'token_id', 'device_id', 'serial', 'detail', 'prev_hash', 'hash'] as const;
+
+/** `event` as inserted after the event whose hash is `prevHash`. */
+function auditRow(prevHash: string, event: AuditEventInput): AuditRow {
+  const fields = auditFields(event);
+  return {
+    at: event.at.getTime(),
+    actor: fields.actor,
+    action: fields.action,
+    outcome: fields.outcome,
+    source: fields.source,
+    token_id: fields.tokenId,
+    device_id: fields.deviceId,
+    serial: fields.serial,
+    detail: event.detail ? JSON.stringify(event.detail) : null,
+    prev_hash: prevHash,
+    hash: auditHash(prevHash, event),
+  };
+}
 
 /** What one write in a group-committed batch came to. */
 export type Outcome<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: unknown };
@@ -65,30 +98,43 @@ export class Transaction implements Queryable {
 
   /** Appends `event` to the audit hash chain (inserted at commit). */
   appendAudit(event: AuditEventInput): void {
-    const hash = auditHash(this.head, event);
-    const fields = auditFields(event);
-    this.appended.push([
-      event.at.getTime(),
-      fields.actor,
-      fields.action,
-      fields.outcome,
-      fields.source,
-      fields.tokenId,
-      fields.deviceId,
-      fields.serial,
-      event.detail ? JSON.stringify(event.detail) : null,
-      this.head,
-      hash,
-    ]);
-    this.head = hash;
+    const row = auditRow(this.head, event);
+    this.appended.push(row);
+    this.head = row.hash;
+  }
+
+  /**
+   * `events` chained after the head as if each were appended in turn, for a statement that
+   * inserts them itself (after insertAppended): nothing is appended, and the chain goes on
+   * from the last of them that statement inserted (chainedTo).
+   */
+  chain(events: readonly AuditEventInput[]): AuditRow[] {
+    let head = this.head;
+    return events.map((event) => {
+      const row = auditRow(head, event);
+      head = row.hash;
+      return row;
+    });
+  }
+
+  /** Goes on from `row` of chain(), which a statement of the caller's inserted. */
+  chainedTo(row: AuditRow): void {
+    this.head = row.hash;
+  }
+
+  /** Inserts the events appended so far, so that events inserted next follow them. */
+  async insertAppended(): Promise<void> {
+    if (this.appended.length === 0) return;
+    await this.changes(
+      INSERT_AUDIT,
+      AUDIT_ROW_COLUMNS.map((column) => this.appended.map((row) => row[column])),
+    );
+    this.appended.length = 0;
   }
 
   /** Inserts the appended events and commits. */
   async commit(): Promise<void> {
-    if (this.appended.length) {
-      const columns = this.appended[0]!.map((_, column) => this.appended.map((row) => row[column]));
-      await this.changes(INSERT_AUDIT, columns);
-    }
+    await this.insertAppended();
     await this.client.query('COMMIT');
   }
 

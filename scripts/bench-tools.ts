@@ -40,6 +40,8 @@ export interface WrkResult {
   readonly p99Ms: number;
   /** Responses that were not 2xx or 3xx (a pool ran out, or the server refused). */
   readonly failed: number;
+  /** wrk's own CPU seconds (user + system): the load generator's share of the machine. */
+  readonly cpuSeconds: number;
 }
 
 const UNIT_MS: Record<string, number> = { us: 0.001, ms: 1, s: 1000, m: 60_000 };
@@ -53,8 +55,11 @@ function parseWrk(output: string): WrkResult {
   const failed = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(output)?.[1] ?? 0) + Number(/Socket errors:.*timeout (\d+)/.exec(output)?.[1] ?? 0);
   const seconds = Number(/requests in ([\d.]+)s/.exec(output)?.[1] ?? NaN);
   if (!Number.isFinite(seconds) || !Number.isFinite(requests)) throw new Error(`could not read wrk's output:\n${output}`);
+  // The shell's `times` after wrk: its own line, then wrk's (the children's) user and system time.
+  const times = [...output.matchAll(/(\d+)m([\d.]+)s (\d+)m([\d.]+)s/g)].at(-1);
+  const cpuSeconds = times ? Number(times[1]) * 60 + Number(times[2]) + Number(times[3]) * 60 + Number(times[4]) : NaN;
   // Only answered requests count: a pool that ran out shows as failures, not as speed.
-  return { requests, perSecond: Math.round((requests - failed) / seconds), p50Ms: latency('50'), p99Ms: latency('99'), failed };
+  return { requests, perSecond: Math.round((requests - failed) / seconds), p50Ms: latency('50'), p99Ms: latency('99'), failed, cpuSeconds };
 }
 
 // Each wrk thread takes every n-th line of the pool, so no request is sent twice; a thread
@@ -128,11 +133,9 @@ export async function runWrk(options: {
   const scriptArgs = options.pool
     ? [options.path, options.pool, String(options.threads)]
     : [options.path, options.fixedBody!.file, options.fixedBody!.contentType];
-  const child = spawn(
-    'wrk',
-    ['-t', String(options.threads), '-c', String(options.connections), '-d', `${options.seconds}s`, '--timeout', '10s', '--latency', '-s', script, options.url, '--', ...scriptArgs],
-    { stdio: ['ignore', 'pipe', 'pipe'], timeout: (options.seconds + 60) * 1000 },
-  );
+  const wrkArgs = ['-t', String(options.threads), '-c', String(options.connections), '-d', `${options.seconds}s`, '--timeout', '10s', '--latency', '-s', script, options.url, '--', ...scriptArgs];
+  // Through sh, whose `times` then reports wrk's CPU (Node cannot see a child's rusage).
+  const child = spawn('sh', ['-c', 'wrk "$@"; code=$?; times; exit $code', 'sh', ...wrkArgs], { stdio: ['ignore', 'pipe', 'pipe'], timeout: (options.seconds + 60) * 1000 });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -142,9 +145,27 @@ export async function runWrk(options: {
   return parseWrk(stdout);
 }
 
+/** The peers' versions as they print them, e.g. "nginx/1.22.1, OpenSSL 3.0.19; cfssl 1.2.0, go1.19.8". */
+export function peerVersions(): string {
+  const output = (command: string, args: string[]) => {
+    const result = spawnSync(command, args, { encoding: 'utf8' });
+    return `${result.stdout ?? ''}${result.stderr ?? ''}`;
+  };
+  const nginx = output('nginx', ['-V']);
+  const cfssl = output('cfssl', ['version']);
+  const nginxVersion = /nginx version: (\S+)/.exec(nginx)?.[1];
+  // nginx names the OpenSSL it was built with, and the one it runs with when they differ.
+  const openssl = /running with OpenSSL ([\d.]+)/.exec(nginx)?.[1] ?? /built with OpenSSL ([\d.]+)/.exec(nginx)?.[1];
+  const cfsslVersion = /Version: (\S+)/.exec(cfssl)?.[1];
+  const go = /Runtime: (\S+)/.exec(cfssl)?.[1];
+  return [nginxVersion && `${nginxVersion}, OpenSSL ${openssl ?? '?'}`, cfsslVersion && `cfssl ${cfsslVersion}, ${go ?? '?'}`].filter(Boolean).join('; ');
+}
+
 /** A started peer process. */
 export interface Peer {
   readonly url: string;
+  /** Its process (for nginx the master, whose children are the workers): for its CPU. */
+  readonly pid: number;
   stop(): Promise<void>;
 }
 
@@ -190,12 +211,15 @@ export async function startCfssl(work: string, issuerPem: string, issuerKeyPem: 
     stdio: 'ignore',
   });
   await waitForPort(port, child, 'cfssl');
-  return { url: `http://127.0.0.1:${port}`, stop: stopper(child) };
+  return { url: `http://127.0.0.1:${port}`, pid: child.pid!, stop: stopper(child) };
 }
 
 /**
  * nginx with `ssl_verify_client on` on the same server certificate and CA chain: the mTLS
- * handshake reference. It answers /v1/device with a constant body.
+ * handshake reference. It answers /v1/device with a constant body. Session tickets on, as
+ * imprint has them (a full handshake issues tickets on both; a resumption offers one): the
+ * ticket key is made once by the master, so every worker resumes every ticket; the session
+ * cache serves TLS 1.2 clients' session IDs.
  */
 export async function startNginx(work: string, paths: { serverPem: string; serverKey: string; clientCaPem: string }): Promise<Peer> {
   const port = await freePort();
@@ -224,8 +248,9 @@ http {
     ssl_client_certificate ${paths.clientCaPem};
     ssl_verify_client on;
     ssl_verify_depth 2;
-    ssl_session_cache off;
-    ssl_session_tickets off;
+    ssl_session_cache shared:bench:10m;
+    ssl_session_tickets on;
+    ssl_session_timeout 2h;
     keepalive_requests 100000;
     location / {
       default_type application/json;
@@ -237,5 +262,5 @@ http {
   );
   const child = spawn('nginx', ['-p', prefix, '-c', conf], { stdio: 'ignore' });
   await waitForPort(port, child, 'nginx');
-  return { url: `https://127.0.0.1:${port}`, stop: stopper(child) };
+  return { url: `https://127.0.0.1:${port}`, pid: child.pid!, stop: stopper(child) };
 }

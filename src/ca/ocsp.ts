@@ -2,7 +2,7 @@
  * OCSP (RFC 6960): reading requests from untrusted bytes and building BasicOCSPResponses
  * signed by the issuing CA. Status lookup is the caller's; this module is pure encoding.
  */
-import { createHash, sign } from 'node:crypto';
+import { createHash, sign, type KeyObject } from 'node:crypto';
 import * as der from '../asn1/der.js';
 import { bytesOf, checkWellFormed, childrenOf, contentOf, decodeOid, readElement, type DerElement } from '../asn1/der-reader.js';
 import type { SigningKey } from './certificate-builder.js';
@@ -122,6 +122,11 @@ export class OcspResponder {
   private readonly issuerHashes = new Map<string, readonly [Buffer, Buffer]>();
   private readonly responderId: Buffer;
   private readonly certs: Buffer;
+  private readonly signWith: { readonly key: KeyObject; readonly dsaEncoding: 'der' };
+  // Answers signed within the same second share their times' encodings.
+  private readonly producedAt = lastEncoding(der.generalizedTime);
+  private readonly thisUpdate = lastEncoding(der.generalizedTime);
+  private readonly nextUpdate = lastEncoding((date) => der.explicit(0, der.generalizedTime(date)));
 
   constructor(
     private readonly signer: SigningKey,
@@ -132,6 +137,7 @@ export class OcspResponder {
     }
     this.responderId = der.explicit(2, der.octetString(this.issuerHashes.get(OID.sha1)![1])); // byKey
     this.certs = der.explicit(0, der.sequence(issuer.der));
+    this.signWith = { key: signer.privateKey, dsaEncoding: 'der' };
   }
 
   /** True when a CertID names this issuer (RFC 6960 4.1.1: hashes of its name and key). */
@@ -142,24 +148,40 @@ export class OcspResponder {
 
   /** A signed successful OCSPResponse. */
   respond(answers: readonly OcspSingleResponse[], times: { producedAt: Date; thisUpdate: Date; nextUpdate: Date }, nonce: Buffer | undefined): Buffer {
-    const thisUpdate = der.generalizedTime(times.thisUpdate);
-    const nextUpdate = der.explicit(0, der.generalizedTime(times.nextUpdate));
+    const thisUpdate = this.thisUpdate(times.thisUpdate);
+    const nextUpdate = this.nextUpdate(times.nextUpdate);
     const singles = answers.map((answer) => der.sequence(answer.certIdDer, certStatus(answer.status), thisUpdate, nextUpdate));
-    const responseData = der.sequence(
-      this.responderId,
-      der.generalizedTime(times.producedAt),
-      der.sequence(...singles),
-      ...(nonce ? [der.explicit(1, der.sequence(der.sequence(NONCE_EXTENSION_OID, der.octetString(nonce))))] : []),
-    );
-    const signature = sign(this.signer.digest, responseData, { key: this.signer.privateKey, dsaEncoding: 'der' });
-    const basic = der.sequence(responseData, this.signer.algorithm, der.bitString(signature), this.certs);
+    const responseData = nonce
+      ? der.sequence(this.responderId, this.producedAt(times.producedAt), der.sequence(...singles), der.explicit(1, der.sequence(der.sequence(NONCE_EXTENSION_OID, der.octetString(nonce)))))
+      : der.sequence(this.responderId, this.producedAt(times.producedAt), der.sequence(...singles));
+    const signature = sign(this.signer.digest, responseData, this.signWith);
+    const basic = der.sequence(responseData, this.signer.algorithm, der.tlv(0x03, NO_UNUSED_BITS, signature), this.certs);
     return der.sequence(SUCCESSFUL, der.explicit(0, der.sequence(BASIC_RESPONSE_TYPE, der.octetString(basic))));
   }
 }
 
+/** An encoder of times to the second that remembers its last answer. */
+function lastEncoding(encode: (date: Date) => Buffer): (date: Date) => Buffer {
+  let second = NaN;
+  let encoded: Buffer | undefined;
+  return (date) => {
+    const at = Math.floor(date.getTime() / 1000);
+    if (at !== second) {
+      encoded = encode(date);
+      second = at;
+    }
+    return encoded!;
+  };
+}
+
+/** The leading byte of a BIT STRING whose bits fill its bytes (signatures). */
+const NO_UNUSED_BITS = Buffer.from([0]);
+const GOOD = der.implicitPrimitive(0, Buffer.alloc(0));
+const UNKNOWN = der.implicitPrimitive(2, Buffer.alloc(0));
+
 function certStatus(status: OcspStatus): Buffer {
-  if (status.status === 'good') return der.implicitPrimitive(0, Buffer.alloc(0));
-  if (status.status === 'unknown') return der.implicitPrimitive(2, Buffer.alloc(0));
+  if (status.status === 'good') return GOOD;
+  if (status.status === 'unknown') return UNKNOWN;
   const code = CRL_REASON_CODES[status.reason] ?? 0;
   return der.implicitConstructed(1, der.generalizedTime(status.revokedAt), der.explicit(0, der.enumerated(code)));
 }

@@ -64,20 +64,24 @@ export class OcspService {
 
   /** The DER OCSPResponse for a DER OCSPRequest, whatever the request holds. */
   async respond(requestDer: Buffer): Promise<Buffer> {
-    let request;
-    try {
-      request = parseOcspRequest(requestDer);
-    } catch (error) {
-      if (error instanceof MalformedOcspRequestError) {
-        this.observer?.('malformed', 'none');
-        return ocspErrorResponse(OcspResponseStatus.malformedRequest);
+    const key = requestDer.toString('latin1');
+    // Only nonce-less requests that read well have kept answers: the same bytes need no reading again.
+    let request: OcspRequest | undefined;
+    if (!this.cache.has(key)) {
+      try {
+        request = parseOcspRequest(requestDer);
+      } catch (error) {
+        if (error instanceof MalformedOcspRequestError) {
+          this.observer?.('malformed', 'none');
+          return ocspErrorResponse(OcspResponseStatus.malformedRequest);
+        }
+        throw error;
       }
-      throw error;
-    }
-    if (request.nonce) {
-      const answer = await this.answer(request);
-      this.observer?.(answer.status, 'nonce');
-      return answer.der;
+      if (request.nonce) {
+        const answer = await this.answer(request);
+        this.observer?.(answer.status, 'nonce');
+        return answer.der;
+      }
     }
 
     // Read before the statuses, so an answer is never filed under a later sequence than its data.
@@ -89,7 +93,6 @@ export class OcspService {
       this.cache.clear();
       this.cacheSeq = seq;
     }
-    const key = requestDer.toString('latin1');
     const cached = this.cache.get(key);
     const age = cached && this.clock.now().getTime() - cached.producedAt;
     if (cached && age! >= 0 && age! < REUSE_MS) {
@@ -97,7 +100,7 @@ export class OcspService {
       return cached.der;
     }
 
-    const { der, producedAt, known, status } = await this.answer(request);
+    const { der, producedAt, known, status } = await this.answer(request ?? parseOcspRequest(requestDer));
     this.observer?.(status, 'fresh');
     // Unknown serials are not kept: anyone can ask about any serial, and they would crowd out real ones.
     if (known && seq === this.cacheSeq) {

@@ -6,7 +6,8 @@ import helmet from '@fastify/helmet';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { constants } from 'node:crypto';
-import type { Server as HttpsServer } from 'node:https';
+import { createServer as createHttpServer, type RequestListener, type Server } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions } from 'node:https';
 import type { SecureContextOptions } from 'node:tls';
 import type { AppServices } from '../instance.js';
 import { limitConnectionsPerSource } from './connection-limit.js';
@@ -15,6 +16,7 @@ import { installErrorHandling, refuseConnect, refuseExpectation, renderClientErr
 import { installHealth, type ReadinessProbes } from './health.js';
 import { installObservability, REQUEST_ID_HEADER, requestIdOf } from './observability.js';
 import { metricsRoute } from './routes/metrics-routes.js';
+import { ocspFastPath, type FastPath } from './ocsp-fast-path.js';
 import { openApiRoute, registerOpenApi, trackRoutes } from './openapi.js';
 import { BODY_LIMITS, DEFAULT_LIMITS, type Limits } from './limits.js';
 import { installRequestChecks, installValidation } from './validation.js';
@@ -113,11 +115,26 @@ function httpsOptions(tls: NonNullable<AppOptions['tls']>, limits: Limits): Secu
 }
 
 /**
- * What every listener shares: errors in the contract's shape (also the framework's and
- * Node's own), timeouts and the per-source connection cap, and connections that end once
- * the server is closing.
+ * The listener's Node server, made here rather than by Fastify so that OCSP's plain
+ * requests are answered before routing (ocsp-fast-path.ts). The timeouts Fastify sets on a
+ * server it makes are set here.
  */
-function baseApp(options: Pick<AppOptions, 'tls' | 'logger' | 'probes'>, limits: Limits): FastifyInstance {
+function createListener(tls: boolean, serverOptions: ServerOptions, limits: Limits, handler: RequestListener): Server {
+  const server = tls ? createHttpsServer(serverOptions, handler) : createHttpServer(serverOptions, handler);
+  server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+  server.requestTimeout = limits.requestTimeoutMs;
+  return server as Server;
+}
+
+/**
+ * What every listener shares: errors in the contract's shape (also the framework's and
+ * Node's own), timeouts and the per-source connection cap, connections that end once the
+ * server is closing, and OCSP answered before routing.
+ */
+function baseApp(options: Pick<AppOptions, 'services' | 'tls' | 'logger' | 'probes'>, limits: Limits): FastifyInstance {
+  const serverOptions: ServerOptions = options.tls ? httpsOptions(options.tls, limits) : { ...serverTimeouts(limits), requireHostHeader: false };
+  // Set once the app (and its logger) exists; no request arrives before it listens.
+  let answerOcsp: FastPath = () => false;
   const app = Fastify({
     logger: options.logger ?? false,
     // The client's X-Request-Id when well-formed, else a new one; logged as requestId.
@@ -134,7 +151,9 @@ function baseApp(options: Pick<AppOptions, 'tls' | 'logger' | 'probes'>, limits:
     clientErrorHandler: renderClientError,
     requestTimeout: limits.requestTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
-    ...(options.tls ? { https: httpsOptions(options.tls, limits) } : { http: { ...serverTimeouts(limits), requireHostHeader: false } }),
+    serverFactory: (route) => createListener(options.tls !== undefined, serverOptions, limits, (request, response) => answerOcsp(request, response) || route(request, response)),
+    // Fastify names the listener's scheme from these.
+    ...(options.tls ? { https: serverOptions } : { http: serverOptions }),
   });
   limitConnectionsPerSource(app.server, limits.connectionsPerSource);
   const ticketKeys = options.tls?.ticketKeys;
@@ -154,6 +173,7 @@ function baseApp(options: Pick<AppOptions, 'tls' | 'logger' | 'probes'>, limits:
   app.addHook('preClose', async () => {
     closing = true;
   });
+  answerOcsp = ocspFastPath({ ocsp: options.services.ocsp, log: app.log, open: () => !closing });
   // Callback style: an async hook costs every answer a promise and a tick.
   app.addHook('onSend', (request, reply, payload, done) => {
     reply.header(REQUEST_ID_HEADER, request.id);

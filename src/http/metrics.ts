@@ -66,6 +66,8 @@ export class ImprintMetrics {
   readonly registry = new Registry();
   private readonly requestDuration: Histogram;
   private readonly unmatched: (method: string) => DurationChildren;
+  /** Duration children of the requests answered before routing, by method and route. */
+  private readonly answeredBefore: (methodAndRoute: string) => DurationChildren;
   private readonly enrollments: (protocol: string) => (outcome: string) => CounterChild;
   private readonly renewals: (outcome: string) => CounterChild;
   private readonly rateLimits: (limit: string) => CounterChild;
@@ -91,6 +93,7 @@ export class ImprintMetrics {
       registers,
     });
     this.unmatched = cached(() => []);
+    this.answeredBefore = cached(() => []);
 
     const enrollments = new Counter({
       name: 'imprint_enrollments_total',
@@ -175,15 +178,24 @@ export class ImprintMetrics {
 
   /** Observes one finished request. */
   observeRequest(request: FastifyRequest, reply: FastifyReply): void {
-    const statusClass = Math.min(5, Math.max(1, Math.floor(reply.statusCode / 100)));
-    const children = request.routeOptions.config.durations?.[request.method] ?? this.unmatched(request.method);
+    const durations = request.routeOptions.config.durations;
+    const route = durations ? (request.routeOptions.url ?? 'unmatched') : 'unmatched';
+    this.observe(durations?.[request.method] ?? this.unmatched(request.method), route, request.method, reply.statusCode, reply.elapsedTime / 1000);
+  }
+
+  /** Observes one request answered before Fastify's routing, under the route that would have taken it. */
+  observeAnswered(route: string, method: string, statusCode: number, seconds: number): void {
+    this.observe(this.answeredBefore(`${method} ${route}`), route, method, statusCode, seconds);
+  }
+
+  private observe(children: DurationChildren, route: string, method: string, statusCode: number, seconds: number): void {
+    const statusClass = Math.min(5, Math.max(1, Math.floor(statusCode / 100)));
     let child = children[statusClass];
     if (child === undefined) {
-      const route = request.routeOptions.config.durations ? (request.routeOptions.url ?? 'unmatched') : 'unmatched';
-      child = this.requestDuration.labels(route, request.method, `${statusClass}xx`);
+      child = this.requestDuration.labels(route, method, `${statusClass}xx`);
       children[statusClass] = child;
     }
-    child.observe(reply.elapsedTime / 1000);
+    child.observe(seconds);
   }
 
   enrollment(protocol: string, outcome: string): void {

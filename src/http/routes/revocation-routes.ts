@@ -6,44 +6,30 @@ import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { OcspResponseStatus, ocspErrorResponse } from '../../ca/ocsp.js';
 import { MAX_OCSP_REQUEST_BYTES } from '../../enrollment/ocsp-service.js';
 import type { AppServices } from '../../instance.js';
+import { decodeOcspPath, OCSP_CACHE_CONTROL, OCSP_RESPONSE_TYPE, OCSP_ROUTES, ocspFailure } from '../ocsp-http.js';
 
 /** A binary body, for the OpenAPI document. */
 const binary = (description: string) => ({ type: 'string', format: 'binary', description }) as const;
 const OCSP_SCHEMA = { tags: ['revocation'], response: { 200: binary('application/ocsp-response: DER OCSPResponse (RFC 6960), malformedRequest for a request it cannot read') } };
 
-const sendOcsp = (reply: FastifyReply, der: Buffer) =>
-  reply.type('application/ocsp-response').header('cache-control', 'no-store').send(der);
-
-/** Strict base64 (RFC 6960 A.1 GET: base64 of the DER, then URL-encoded). */
-function decodeOcspPath(path: string): Buffer | undefined {
-  let text: string;
-  try {
-    text = decodeURIComponent(path);
-  } catch {
-    return undefined;
-  }
-  if (text.length > ((MAX_OCSP_REQUEST_BYTES * 4) / 3) + 4 || !/^[A-Za-z0-9+/]+={0,2}$/.test(text) || text.length % 4 !== 0) {
-    return undefined;
-  }
-  return Buffer.from(text, 'base64');
-}
+const sendOcsp = (reply: FastifyReply, der: Buffer) => reply.type(OCSP_RESPONSE_TYPE).header('cache-control', OCSP_CACHE_CONTROL).send(der);
 
 /** OCSP endpoints, in their own context so their parsing and errors stay OCSP. */
 const ocspRoutes: FastifyPluginAsync<{ services: AppServices }> = async (app, { services }) => {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: MAX_OCSP_REQUEST_BYTES }, (_request, body, done) => done(null, body));
   app.setErrorHandler(function ocspError(error, request, reply) {
-    const status = (error as { statusCode?: number }).statusCode ?? 500;
-    if (status >= 500) request.log.error({ err: error }, 'OCSP request failed');
-    return sendOcsp(reply, ocspErrorResponse(status < 500 ? OcspResponseStatus.malformedRequest : OcspResponseStatus.internalError));
+    const failure = ocspFailure(error);
+    if (failure.ours) request.log.error({ err: error }, 'OCSP request failed');
+    return sendOcsp(reply, failure.der);
   });
 
-  app.post('/ocsp', { schema: { ...OCSP_SCHEMA, summary: 'OCSP over POST (application/ocsp-request)' } }, async (request, reply) => {
+  app.post(OCSP_ROUTES.post, { schema: { ...OCSP_SCHEMA, summary: 'OCSP over POST (application/ocsp-request)' } }, async (request, reply) => {
     const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
     return sendOcsp(reply, await services.ocsp.respond(body));
   });
 
-  app.get('/ocsp/*', { schema: { ...OCSP_SCHEMA, summary: 'OCSP over GET: the URL-encoded base64 DER request in the path (RFC 6960 A.1)' } }, async (request, reply) => {
+  app.get(OCSP_ROUTES.get, { schema: { ...OCSP_SCHEMA, summary: 'OCSP over GET: the URL-encoded base64 DER request in the path (RFC 6960 A.1)' } }, async (request, reply) => {
     const der = decodeOcspPath((request.params as { '*': string })['*']);
     return sendOcsp(reply, der ? await services.ocsp.respond(der) : ocspErrorResponse(OcspResponseStatus.malformedRequest));
   });

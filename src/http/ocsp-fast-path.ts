@@ -1,0 +1,120 @@
+/**
+ * OCSP answered before Fastify's routing. A relying party's request is one small binary
+ * body in and one out, at thousands a second; Fastify's request and reply objects, hooks
+ * and logger children cost several times what a kept answer does. So the listeners take
+ * the plain OCSP requests here (POST /ocsp with a bounded application/ocsp-request body,
+ * GET /ocsp/<base64>) and give the OCSP service the same bytes the routes would.
+ *
+ * Everything else, and anything unusual about these (a Host header that needs the full
+ * check, a query string, a chunked or oversized body, another media type, escapes in the
+ * path beyond base64's own), goes to Fastify untouched, where the OCSP routes and the
+ * checks every request passes still answer it. What the server does for every connection
+ * (the per-source cap, TLS, header, request and keep-alive timeouts) is the Node server's
+ * and applies here too; what Fastify adds per request that matters for OCSP is kept: the
+ * X-Request-Id echo, the request-duration metric under the route's name, and the log
+ * line of a failure. The OCSP answer counters are the service's own.
+ */
+import type { FastifyBaseLogger } from 'fastify';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { MAX_OCSP_REQUEST_BYTES, type OcspService } from '../enrollment/ocsp-service.js';
+import { metrics } from './metrics.js';
+import { decodeOcspPath, OCSP_CACHE_CONTROL, OCSP_RESPONSE_TYPE, OCSP_ROUTES, ocspFailure } from './ocsp-http.js';
+import { REQUEST_ID_HEADER, requestIdOf } from './observability.js';
+
+/** Answers a request and returns true, or returns false having touched nothing. */
+export type FastPath = (request: IncomingMessage, response: ServerResponse) => boolean;
+
+/** What the fast path answers with and reports to. */
+export interface OcspFastPathOptions {
+  readonly ocsp: OcspService;
+  readonly log: FastifyBaseLogger;
+  /** False once the server is closing: Fastify then answers, and closes each connection. */
+  readonly open: () => boolean;
+}
+
+/**
+ * Host values that need no closer look: a name, IPv4 or bracketed IPv6 address with an
+ * optional port. A strict subset of what validation.ts accepts, so nothing it would refuse
+ * is answered here.
+ */
+const PLAIN_HOST = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$/;
+
+/**
+ * GET /ocsp/ and base64, with only base64's own characters escaped: decoding that once or
+ * twice (the router decodes the path, then decodeOcspPath) gives the same bytes.
+ */
+const PLAIN_GET = /^\/ocsp\/((?:[A-Za-z0-9+/=]|%2[BbFf]|%3[Dd])+)$/;
+
+const PLAIN_LENGTH = /^[0-9]{1,4}$/;
+
+/** True when the request has exactly one Host header, and a plain one. */
+function plainHost(request: IncomingMessage): boolean {
+  const raw = request.rawHeaders;
+  let hosts = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 4 && name.toLowerCase() === 'host') hosts++;
+  }
+  return hosts === 1 && PLAIN_HOST.test(request.headers.host!);
+}
+
+/** The request's DER OCSPRequest when it is one this path takes; undefined hands it to Fastify. */
+function plainRequest(request: IncomingMessage): { readonly route: string; readonly der?: Buffer } | undefined {
+  const headers = request.headers;
+  if (headers['transfer-encoding'] !== undefined || !plainHost(request)) return undefined;
+  if (request.method === 'POST' && request.url === OCSP_ROUTES.post) {
+    const length = headers['content-length'];
+    const plain = headers['content-type'] === 'application/ocsp-request' && length !== undefined && PLAIN_LENGTH.test(length);
+    return plain && Number(length) <= MAX_OCSP_REQUEST_BYTES ? { route: OCSP_ROUTES.post } : undefined;
+  }
+  if (request.method === 'GET' && headers['content-length'] === undefined) {
+    const path = PLAIN_GET.exec(request.url!)?.[1];
+    const der = path === undefined ? undefined : decodeOcspPath(path);
+    return der ? { route: OCSP_ROUTES.get, der } : undefined;
+  }
+  return undefined;
+}
+
+/** The fast path for one listener. */
+export function ocspFastPath(options: OcspFastPathOptions): FastPath {
+  const { ocsp, log, open } = options;
+
+  return function answerOcsp(request, response) {
+    const taken = open() ? plainRequest(request) : undefined;
+    if (!taken) return false;
+    const started = performance.now();
+    const requestId = requestIdOf(request);
+    const send = (der: Buffer) => {
+      // A connection given up on meanwhile (a request timeout answered it) takes nothing more.
+      if (response.headersSent || !response.socket?.writable) return;
+      response.writeHead(200, ['content-type', OCSP_RESPONSE_TYPE, 'cache-control', OCSP_CACHE_CONTROL, REQUEST_ID_HEADER, requestId, 'content-length', String(der.length)]);
+      response.end(der);
+      metrics().observeAnswered(taken.route, request.method!, 200, (performance.now() - started) / 1000);
+    };
+    const answer = (der: Buffer) =>
+      ocsp
+        .respond(der)
+        .then(send, (error: unknown) => {
+          const failure = ocspFailure(error);
+          if (failure.ours) log.error({ err: error, requestId }, 'OCSP request failed');
+          send(failure.der);
+        })
+        .catch((error: unknown) => {
+          // Not even an error answer could be written: the connection goes, the process stays.
+          log.error({ err: error, requestId }, 'OCSP answer not written');
+          response.destroy();
+        });
+
+    if (taken.der) {
+      void answer(taken.der);
+      return true;
+    }
+    // The length is bounded above and Node's parser holds the body to it.
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => void answer(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+    // A client gone mid-body: Node closes the connection; nothing is left to answer.
+    request.on('error', () => undefined);
+    return true;
+  };
+}

@@ -85,8 +85,10 @@ export function ocspFastPath(options: OcspFastPathOptions): FastPath {
     const started = performance.now();
     const requestId = requestIdOf(request);
     const send = (der: Buffer) => {
-      // A connection given up on meanwhile (a request timeout answered it) takes nothing more.
-      if (response.headersSent || !response.socket?.writable) return;
+      // A connection given up on meanwhile (closed, or ended by a request timeout's answer)
+      // takes nothing more. An answer waiting behind a pipelined one has no socket yet: Node
+      // holds it until the earlier answers are out.
+      if (response.destroyed || (response.socket !== null && !response.socket.writable)) return;
       response.writeHead(200, ['content-type', OCSP_RESPONSE_TYPE, 'cache-control', OCSP_CACHE_CONTROL, REQUEST_ID_HEADER, requestId, 'content-length', String(der.length)]);
       response.end(der);
       metrics().observeAnswered(taken.route, request.method!, 200, (performance.now() - started) / 1000);

@@ -57,8 +57,12 @@ describe('which requests the fast path takes', () => {
     await initInstance(dataDir, {});
     instance = await openInstance(dataDir, {});
     const fastPath = ocspFastPath({ ocsp: instance.signing().ocsp, log, open: () => open });
-    // What Fastify would answer: anything the fast path leaves.
-    server = createServer((req, res) => fastPath(req, res) || res.writeHead(404, { 'x-handed-over': 'yes', connection: 'close' }).end());
+    // What Fastify would answer: anything the fast path leaves (/slow after a while, on a kept-alive connection).
+    server = createServer((req, res) => {
+      if (fastPath(req, res)) return;
+      if (req.url === '/slow') setTimeout(() => res.writeHead(404, { 'x-handed-over': 'yes', 'content-length': 0 }).end(), 100);
+      else res.writeHead(404, { 'x-handed-over': 'yes', connection: 'close' }).end();
+    });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     port = (server.address() as AddressInfo).port;
     request = ocspRequest('0x0123456789abcdef', join(dataDir, 'ca/issuer.pem'));
@@ -93,6 +97,12 @@ describe('which requests the fast path takes', () => {
   it('echoes a well-formed X-Request-Id', async () => {
     const answer = await exchange(port, postOcsp('X-Request-Id: trace-42\r\n'));
     expect(header(answer.head, 'x-request-id')).toBe('trace-42');
+  });
+
+  it('an answer ready before the pipelined one ahead of it waits for it, and then goes out', async () => {
+    const answer = await exchange(port, Buffer.concat([Buffer.from('GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n'), postOcsp()]));
+    expect(answer.head).toMatch(/^HTTP\/1\.1 404 /);
+    expect(answer.body.toString('latin1')).toMatch(/^HTTP\/1\.1 200 [\s\S]*content-type: application\/ocsp-response/i);
   });
 
   it('answers an empty or unreadable body with malformedRequest, as the route does', async () => {

@@ -78,8 +78,23 @@ export const smallInteger = (value: number): Buffer => {
   return unsignedInteger(Buffer.from(bytes));
 };
 
-/** OBJECT IDENTIFIER from dotted form. */
+/**
+ * Encoded OBJECT IDENTIFIERs by dotted form. Every OID we write is one of our own
+ * constants, so this stays small; callers only copy from what it returns.
+ */
+const encodedOids = new Map<string, Buffer>();
+
+/** OBJECT IDENTIFIER from dotted form, encoded once per OID (certificates, CRLs and OCSP write the same few). */
 export function objectIdentifier(dotted: string): Buffer {
+  let encoded = encodedOids.get(dotted);
+  if (encoded === undefined) {
+    encoded = encodeObjectIdentifier(dotted);
+    encodedOids.set(dotted, encoded);
+  }
+  return encoded;
+}
+
+function encodeObjectIdentifier(dotted: string): Buffer {
   const arcs = dotted.split('.').map(Number);
   const bytes: number[] = [];
   // The first two arcs share one subidentifier, which may itself need several bytes (2.999).

@@ -3,7 +3,7 @@
  * crypto. Every profile (root, issuing CA, server, device) goes through buildCertificate;
  * only the extension list differs.
  */
-import { createHash, sign, type KeyObject } from 'node:crypto';
+import { hash, sign, type KeyObject } from 'node:crypto';
 import * as der from '../asn1/der.js';
 import { OID } from './oids.js';
 
@@ -56,10 +56,13 @@ export interface CertificateTemplate {
   readonly extensions: readonly Buffer[];
 }
 
+/** The version field of every certificate we write: [0] INTEGER 2, v3. */
+const VERSION_3 = der.explicit(0, der.smallInteger(2));
+
 /** Returns the DER certificate for a template signed by the given key. */
 export function buildCertificate(template: CertificateTemplate, signer: SigningKey): Buffer {
   const tbs = der.sequence(
-    der.explicit(0, der.smallInteger(2)), // v3
+    VERSION_3,
     der.unsignedInteger(template.serial),
     signer.algorithm,
     template.issuer,
@@ -96,7 +99,7 @@ export function signingKeyFor(privateKey: KeyObject): SigningKey {
  * contents. `spki` is the whole SubjectPublicKeyInfo; its key bits are the last element.
  */
 export function keyIdentifier(subjectPublicKeyBits: Buffer): Buffer {
-  return createHash('sha1').update(subjectPublicKeyBits).digest();
+  return hash('sha1', subjectPublicKeyBits, 'buffer');
 }
 
 /** A fresh positive 16-byte serial (RFC 5280 4.1.2.2 allows up to 20 octets). */

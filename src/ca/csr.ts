@@ -3,7 +3,7 @@
  * DER, strictly DER, at most MAX_CSR_DER_BYTES, nesting and element count bounded. The
  * signature is checked with Node's crypto on the raw CertificationRequestInfo bytes.
  */
-import { createHash, verify } from 'node:crypto';
+import { hash, verify } from 'node:crypto';
 import { bytesOf, checkWellFormed, childrenOf, contentOf, decodeOid, readElement, type DerElement } from '../asn1/der-reader.js';
 import { ImprintError } from '../errors.js';
 import { OID } from './oids.js';
@@ -145,11 +145,11 @@ function readCsr(der: Buffer): ParsedCsr {
   const subjectPublicKeyBits = contentOf(der, keyBits!).subarray(1);
   return {
     der,
-    sha256: createHash('sha256').update(der).digest('hex'),
+    sha256: hash('sha256', der),
     commonNames,
     subjectPublicKeyInfo,
     subjectPublicKeyBits,
-    spkiSha256: createHash('sha256').update(subjectPublicKeyInfo).digest('hex'),
+    spkiSha256: hash('sha256', subjectPublicKeyInfo),
     key: describePublicKey(der, spkiParts[0]!, subjectPublicKeyBits),
     signatureAlgorithm: decodeOid(contentOf(der, algorithmOid)),
     signature: contentOf(der, signature!).subarray(1),

@@ -4,7 +4,7 @@
  * that redeems the token and records device and certificate. No certificate leaves
  * unless that transaction committed.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { CertificateAuthority, IssuedCertificate } from '../ca/authority.js';
 import { decodeCsrText, parseCsr, type ParsedCsr } from '../ca/csr.js';
 import { toPem } from '../ca/pem.js';
@@ -62,7 +62,7 @@ const secondsPrecision = (ms: number) => new Date(Math.floor(ms / 1000) * 1000);
 /** SHA-256 of a CSR's DER, or undefined when the text is no CSR at all. */
 function csrSha256(text: string): string | undefined {
   try {
-    return createHash('sha256').update(decodeCsrText(text)).digest('hex');
+    return hash('sha256', decodeCsrText(text));
   } catch {
     return undefined;
   }

@@ -2,7 +2,7 @@
  * Bootstrap tokens: `imp_` + 32 random bytes base64url, shown once, stored only as
  * SHA-256. Minting, listing and revoking are here; redeeming is part of enrollment.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import { ImprintError } from '../errors.js';
 import type { AuditEventInput, Page, TokenBatchRecord, TokenRecord, TokenStatus } from './model.js';
@@ -14,7 +14,7 @@ import type { DeviceIdPolicy } from './device-id.js';
 const TOKEN_PATTERN = /^imp_[A-Za-z0-9_-]{43}$/;
 
 /** Hash under which a token is stored and looked up. */
-export const hashToken = (token: string): Buffer => createHash('sha256').update(token, 'utf8').digest();
+export const hashToken = (token: string): Buffer => hash('sha256', token, 'buffer');
 
 /** True when a string has the shape of a token (checked before any lookup). */
 export const isWellFormedToken = (token: string): boolean => TOKEN_PATTERN.test(token);

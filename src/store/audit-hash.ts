@@ -1,5 +1,5 @@
 /** The audit log's hash chain: how an event's hash is computed from the one before it. */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { AuditEventInput } from '../enrollment/model.js';
 
 /** The previous hash of the first event. */
@@ -32,5 +32,5 @@ export function auditHash(prevHash: string, event: AuditEventInput): string {
     event.serial ?? null,
     event.detail ? JSON.stringify(event.detail) : null,
   ];
-  return createHash('sha256').update(prevHash).update('\n').update(JSON.stringify(fields)).digest('hex');
+  return hash('sha256', `${prevHash}\n${JSON.stringify(fields)}`);
 }

@@ -2,7 +2,6 @@
  * Builds the Fastify app without starting it: the process entry listens, tests inject or
  * listen on port 0.
  */
-import helmet from '@fastify/helmet';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { constants } from 'node:crypto';
@@ -187,6 +186,23 @@ function baseApp(options: Pick<AppOptions, 'services' | 'tls' | 'logger' | 'prob
   return app;
 }
 
+/**
+ * What every answer outside the console carries. Those answers are JSON, PEM and DER for
+ * devices, relying parties and scripts; a browser meets them only when someone opens an
+ * API URL directly. So they carry what protects a non-HTML answer: HTTPS only, no MIME
+ * sniffing (a JSON or PEM body never runs as a page or script), no cross-origin no-cors
+ * reads (a browser sends its client certificate along with them), no framing. Helmet's
+ * other headers govern documents (opener, referrer, DNS prefetch, origin keying, legacy
+ * IE, Flash and XSS-filter switches) and stay on the console, the only HTML we serve.
+ * Set as one constant object: helmet builds its middleware chain on every request.
+ */
+const API_SECURITY_HEADERS = {
+  'strict-transport-security': 'max-age=31536000; includeSubDomains',
+  'x-content-type-options': 'nosniff',
+  'cross-origin-resource-policy': 'same-origin',
+  'x-frame-options': 'SAMEORIGIN',
+} as const;
+
 /** Builds the imprint HTTP API. */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const limits = options.limits ?? DEFAULT_LIMITS;
@@ -198,7 +214,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   installValidation(app);
   // Every body we take is JSON; a text/plain body is 415, not a schema error.
   app.removeContentTypeParser('text/plain');
-  await app.register(helmet, { contentSecurityPolicy: false });
+  app.addHook('onRequest', function apiSecurityHeaders(_request, reply, done) {
+    reply.headers(API_SECURITY_HEADERS);
+    done();
+  });
   // Routes opt in through their config (see enroll-limits).
   const counters = options.counters ?? new LocalWindowCounters();
   await registerRateLimits(app, counters);

@@ -11,6 +11,7 @@
  * server. No cookies are used. Every console answer carries a strict Content-Security-Policy
  * (scripts and styles from this origin only, nothing inline) with frame-ancestors 'none'.
  */
+import helmet from '@fastify/helmet';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { existsSync, readFileSync } from 'node:fs';
@@ -149,6 +150,8 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<{ services: AppServices }>
   const adminOnly = requireOperator(services, ADMIN_ONLY);
   const api = { anyOperator: [sameOriginOnly, anyOperator], adminOnly: [sameOriginOnly, adminOnly] };
   const startedAt = Date.now();
+  // Helmet's full set for the one HTML surface; its CSP is the console's own (consoleHeaders).
+  await app.register(helmet, { contentSecurityPolicy: false });
   app.addHook('onSend', consoleHeaders);
 
   app.get('/console', { schema: { hide: true } }, async (request, reply) => {

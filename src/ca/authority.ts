@@ -6,7 +6,6 @@
 import { randomBytes } from 'node:crypto';
 import { buildCertificate, encodeName, randomSerial, signingKeyFor, type SigningKey } from './certificate-builder.js';
 import type { CaMaterial } from './ca-directory.js';
-import { buildCrl, type CrlEntry } from './crl.js';
 import { OcspResponder } from './ocsp.js';
 import { OID } from './oids.js';
 import { toPem } from './pem.js';
@@ -45,7 +44,6 @@ export class CertificateAuthority {
   /** The issuing CA answering OCSP for the certificates it issued. */
   readonly ocspResponder: OcspResponder;
   private readonly signer: SigningKey;
-  private readonly rootSigner: SigningKey | undefined;
   private readonly profile: ClientProfile;
 
   constructor(
@@ -54,26 +52,9 @@ export class CertificateAuthority {
     private readonly random: (size: number) => Buffer = randomBytes,
   ) {
     this.signer = signingKeyFor(material.issuerKey);
-    this.rootSigner = material.rootKey && signingKeyFor(material.rootKey);
     this.profile = new ClientProfile(settings, material.issuer.publicKeyBits);
     this.chainPem = [toPem(material.issuer.der), toPem(material.root.der)];
     this.ocspResponder = new OcspResponder(this.signer, material.issuer);
-  }
-
-  /** The issuing CA's CRL: every certificate it issued that is revoked and not yet expired. */
-  issuerCrl(crl: { crlNumber: number; thisUpdate: Date; nextUpdate: Date; entries: readonly CrlEntry[] }): Buffer {
-    const issuer = this.material.issuer;
-    return buildCrl({ ...crl, issuerName: issuer.subjectName, issuerPublicKeyBits: issuer.publicKeyBits }, this.signer);
-  }
-
-  /**
-   * The root's CRL (imprint never revokes its issuing CA, so it is empty), for relying
-   * parties that check every link of the chain; undefined when the root key is offline.
-   */
-  rootCrl(crl: { crlNumber: number; thisUpdate: Date; nextUpdate: Date }): Buffer | undefined {
-    if (!this.rootSigner) return undefined;
-    const root = this.material.root;
-    return buildCrl({ ...crl, entries: [], issuerName: root.subjectName, issuerPublicKeyBits: root.publicKeyBits }, this.rootSigner);
   }
 
   /** Signs a device or operator certificate with the fixed client profile. */

@@ -180,17 +180,23 @@ export function importCa(dataDir: string, options: ImportCaOptions): void {
   writeFileAtomic(paths.root, toPem(chain[chain.length - 1]!));
 }
 
-/** Loads the CA; throws a clear error for a missing file or a wrong passphrase. */
-export function loadCa(dataDir: string, passphrase: string | undefined): CaMaterial {
+/** The CA's certificates alone, without reading a key (what checks its published CRLs). */
+export function loadCaCertificates(dataDir: string): Pick<CaMaterial, 'root' | 'issuer'> {
   const paths = caPaths(dataDir);
   const [issuerDer] = certificatesFromPem(readFileSync(paths.issuer, 'utf8'));
   const [rootDer] = certificatesFromPem(readFileSync(paths.root, 'utf8'));
   if (!issuerDer || !rootDer) throw new Error(`${paths.issuer} or ${paths.root} holds no certificate`);
-  const issuer = certificateParts(issuerDer);
+  return { root: certificateParts(rootDer), issuer: certificateParts(issuerDer) };
+}
+
+/** Loads the CA; throws a clear error for a missing file or a wrong passphrase. */
+export function loadCa(dataDir: string, passphrase: string | undefined): CaMaterial {
+  const paths = caPaths(dataDir);
+  const { root, issuer } = loadCaCertificates(dataDir);
   const issuerKey = readPrivateKey(paths.issuerKey, passphrase);
   if (!issuer.x509.checkPrivateKey(issuerKey)) throw new Error(`${paths.issuerKey} does not match ${paths.issuer}`);
   return {
-    root: certificateParts(rootDer),
+    root,
     issuer,
     issuerKey,
     rootKey: existsSync(paths.rootKey) ? readPrivateKey(paths.rootKey, passphrase) : undefined,

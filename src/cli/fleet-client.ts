@@ -10,6 +10,8 @@ import type { AuditEventView } from '../enrollment/audit-service.js';
 import type { DeviceDetail, DeviceRevocation } from '../enrollment/fleet-service.js';
 import type { MintRequest, MintedToken, TokenView } from '../enrollment/tokens.js';
 import type { CertificateView, DeviceView } from '../enrollment/views.js';
+import { loadCaCertificates } from '../ca/ca-directory.js';
+import { publishedCrlWithoutKey } from '../enrollment/crl-publisher.js';
 import { openInstance, type Instance } from '../instance.js';
 import type { Config } from '../config.js';
 import type { Page, TokenStatus } from '../enrollment/model.js';
@@ -76,9 +78,6 @@ export interface FleetClient {
 /** The CLI user on the CA host, as the audit log names them. */
 export const cliActor = (): Actor => ({ actor: `cli:${userInfo().username}`, role: 'admin' });
 
-/** A published CRL this young is served as it is (the server reissues daily; see CrlPublisher). */
-const PUBLISHED_CRL_MAX_AGE_MS = 86_400_000;
-
 /** The fleet operations on an opened data directory, through the same services as the API. */
 export class LocalFleetClient implements FleetClient {
   readonly target: string;
@@ -127,20 +126,17 @@ export class LocalFleetClient implements FleetClient {
 
   /**
    * The CRLs as published in the store when they include the latest revocation and are
-   * less than a day old: exporting them then needs no CA key (a host with the database but
-   * an encrypted key, or none). Otherwise they are built and published, which needs the key.
+   * less than a day old: exporting them then needs the CA certificates, no CA key (a host
+   * with the database but an encrypted key, or none). Otherwise they are built and
+   * published, which needs the key.
    */
   async crls(withRoot: boolean): Promise<Crls> {
-    const issuer = (await this.published('issuer', await this.instance.store.revocationSeq())) ?? (await this.signed((crls) => crls.issuerCrl()));
+    const certificates = loadCaCertificates(this.instance.dataDir);
+    const published = (scope: 'issuer' | 'root') => publishedCrlWithoutKey(this.instance.store, certificates[scope], scope, this.instance.clock.now());
+    const issuer = (await published('issuer')) ?? (await this.signed((crls) => crls.issuerCrl()));
     if (!withRoot) return { issuer };
-    const root = (await this.published('root', 0)) ?? (await this.signed((crls) => crls.rootCrl()));
+    const root = (await published('root')) ?? (await this.signed((crls) => crls.rootCrl()));
     return { issuer, root };
-  }
-
-  private async published(scope: 'issuer' | 'root', seq: number): Promise<Buffer | undefined> {
-    const crl = await this.instance.store.publishedCrl(scope);
-    const age = this.instance.clock.now().getTime() - (crl?.builtAt.getTime() ?? 0);
-    return crl && crl.revocationSeq >= seq && age >= 0 && age < PUBLISHED_CRL_MAX_AGE_MS ? crl.der : undefined;
   }
 
   private async signed(build: (crls: ReturnType<Instance['signing']>['crls']) => Promise<Buffer>): Promise<Buffer> {

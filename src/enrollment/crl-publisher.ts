@@ -1,10 +1,16 @@
 /**
  * The CRLs served and written by imprint. A CRL is rebuilt when the revocation sequence
  * moves (any process's revocation) or when it is a day old, never per request, so it
- * always agrees with the store. Built CRLs are published in the store: every worker and
- * the CLI serve the same one, and only one of them builds it.
+ * always agrees with the store; and at most once per REBUILD_INTERVAL_MS per scope however
+ * fast revocations come. Only one process of all those on the store signs a CRL; the store
+ * keeps what reproduces it (its fields and signature), and every process puts the same
+ * bytes together from the revoked certificates, encoding only those revoked since its last.
  */
 import type { CertificateAuthority } from '../ca/authority.js';
+import { signingKeyFor, type SigningKey } from '../ca/certificate-builder.js';
+import type { CertificateParts } from '../ca/certificate-info.js';
+import { crlSignatureValid, crlTbs, crlVerifier, signCrlTbs, signedCrl, type CrlFields, type CrlVerifier } from '../ca/crl.js';
+import { CrlEntryList } from '../ca/crl-entries.js';
 import type { Clock } from '../clock.js';
 import { ImprintError } from '../errors.js';
 import type { CrlScope, PublishedCrl } from './model.js';
@@ -17,22 +23,26 @@ export const CRL_LIFETIME_MS = 7 * DAY_MS;
 const REISSUE_AFTER_MS = DAY_MS;
 /** thisUpdate is backdated like certificates, for relying parties with slow clocks. */
 const BACKDATE_MS = 5 * 60_000;
+/**
+ * Real time between a scope's CRLs taken up by this process and its next build: under a
+ * stream of revocations a rebuild covers all of the last interval's. A request that finds a
+ * revocation newer than the CRL waits for that rebuild, so the CRL it gets includes it.
+ */
+const REBUILD_INTERVAL_MS = 1000;
 /** How long a claim to build lasts: a process that died while building is taken over after it. */
 const CLAIM_MS = 30_000;
 /** How often a process waiting for another's CRL looks, and how long it waits at most (real time). */
 const WAIT_POLL_MS = 20;
 const WAIT_MAX_MS = CLAIM_MS;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const NO_ENTRIES = Buffer.alloc(0);
+/** How far behind one another the clocks of instances building CRLs may be without costing a reread. */
+const CLOCK_SKEW_MS = 3_600_000;
 
 /** Young enough to serve; a clock that jumped back before it was built also asks for a new one. */
 function fresh(crl: PublishedCrl, now: Date): boolean {
   const age = now.getTime() - crl.builtAt.getTime();
   return age >= 0 && age < REISSUE_AFTER_MS;
-}
-
-/** A published CRL that includes revocation `seq` and is young enough to serve. */
-function serves(crl: PublishedCrl | undefined, seq: number, now: Date): crl is PublishedCrl {
-  return crl !== undefined && crl.revocationSeq >= seq && fresh(crl, now);
 }
 
 /** Told of every CRL served (for metrics), with the build time when this process built it; must not throw. */
@@ -48,12 +58,71 @@ export interface CrlStatus {
   readonly entries: number;
 }
 
-/** Builds, publishes and caches the issuing CA's and the root's CRLs. */
+/** A published CRL as this process holds it: served from memory until the store has a newer one. */
+interface Held {
+  readonly published: PublishedCrl;
+  readonly der: Buffer;
+  /** performance.now() when this process took it up. */
+  readonly since: number;
+}
+
+/** Who signs a scope's CRL, and checks it. */
+interface CrlSigner {
+  readonly verifier: CrlVerifier;
+  readonly key: SigningKey;
+}
+
+/**
+ * The encoded entries of `scope`'s CRL of revocation `seq` built at `at`, kept in `list`: the
+ * certificates revoked up to `seq` that had not expired at `at`. Only the revocations new
+ * since the list's last are read; a CRL older than the list (its sequence, or a time before
+ * an entry the list dropped) reads all. The store leaves out only what expired an hour
+ * before `at`, so that a CRL built by an instance whose clock is a little behind needs no
+ * reading all.
+ */
+async function entriesOf(store: RevocationStore, list: CrlEntryList, scope: CrlScope, seq: number, at: Date): Promise<Buffer> {
+  // The root revokes nothing imprint issues.
+  if (scope === 'root') return NO_ENTRIES;
+  if (list.seq > seq || !list.servesAt(at)) list.clear();
+  if (list.seq < seq) {
+    const expired = new Date(at.getTime() - CLOCK_SKEW_MS);
+    list.append(await store.listRevoked(expired, list.seq, seq), seq, expired);
+  }
+  return list.encodedAt(at);
+}
+
+/** The DER of `published`, put together from its entries and signature; undefined when the signature does not verify over them. */
+function putTogether(published: PublishedCrl, verifier: CrlVerifier, entries: Buffer): Buffer | undefined {
+  const tbs = crlTbs(verifier, published, verifier.algorithm, entries);
+  return crlSignatureValid(tbs, verifier, published.signature) ? signedCrl(tbs, verifier.algorithm, published.signature) : undefined;
+}
+
+/**
+ * The current CRL of `scope` as published on the store, put together with its issuer's
+ * certificate alone: a host with the database but not the CA key exports it. Undefined when
+ * the one published misses a revocation, is a day old, or does not verify.
+ */
+export async function publishedCrlWithoutKey(
+  store: RevocationStore & CrlStore,
+  certificate: CertificateParts,
+  scope: CrlScope,
+  now: Date,
+): Promise<Buffer | undefined> {
+  const seq = scope === 'issuer' ? await store.revocationSeq() : 0;
+  const published = await store.publishedCrl(scope);
+  if (!published || published.revocationSeq < seq || !fresh(published, now)) return undefined;
+  const entries = await entriesOf(store, new CrlEntryList(), scope, published.revocationSeq, published.builtAt);
+  return putTogether(published, crlVerifier(certificate), entries);
+}
+
+/** Builds, publishes, reproduces and holds the issuing CA's and the root's CRLs. */
 export class CrlPublisher {
-  /** The published CRLs this process read last: a request costs two small reads, not the DER. */
-  private readonly held = new Map<CrlScope, PublishedCrl>();
+  private readonly held = new Map<CrlScope, Held>();
   /** The look (and build, or wait for another process's) under way per scope: concurrent requests share it. */
   private readonly looking = new Map<CrlScope, Promise<Buffer>>();
+  /** The issuing CA's CRL entries, encoded, as of the last CRL this process built or put together. */
+  private readonly entries = new CrlEntryList();
+  private readonly signers = new Map<CrlScope, CrlSigner>();
   /** Told of every CRL served; none when absent. */
   observer: CrlObserver | undefined;
 
@@ -65,11 +134,7 @@ export class CrlPublisher {
 
   /** The issuing CA's current CRL (DER). */
   async issuerCrl(): Promise<Buffer> {
-    return this.orHeld('issuer', async () =>
-      this.current('issuer', await this.store.revocationSeq(), async (crlNumber, now) =>
-        this.ca.issuerCrl({ crlNumber, ...this.validity(now), entries: await this.store.listRevoked(now) }),
-      ),
-    );
+    return this.orHeld('issuer', async () => this.current('issuer', await this.store.revocationSeq()));
   }
 
   /** The root's CRL; not_found when the root key is not held here (an imported CA). */
@@ -78,7 +143,7 @@ export class CrlPublisher {
       throw new ImprintError('not_found', 'the root key is not held by this server; get the root CRL from its owner');
     }
     // The root revokes nothing imprint issues: its CRL follows no revocation.
-    return this.orHeld('root', () => this.current('root', 0, async (crlNumber, now) => this.ca.rootCrl({ crlNumber, ...this.validity(now) })!));
+    return this.orHeld('root', () => this.current('root', 0));
   }
 
   /**
@@ -91,7 +156,7 @@ export class CrlPublisher {
       return await serve();
     } catch (error) {
       const held = this.held.get(scope);
-      const valid = held && this.clock.now().getTime() < held.builtAt.getTime() + CRL_LIFETIME_MS;
+      const valid = held && this.clock.now().getTime() < held.published.nextUpdate.getTime();
       if (valid && storeUnavailable(error)) return held.der;
       throw error;
     }
@@ -100,12 +165,12 @@ export class CrlPublisher {
   /** The issuing CA's current CRL (built first if it is due) described: number, build time, size, entries. */
   async issuerStatus(): Promise<CrlStatus> {
     const der = await this.issuerCrl();
-    const published = this.held.get('issuer')!;
+    const { published } = this.held.get('issuer')!;
     const now = this.clock.now();
     return {
       crlNumber: published.crlNumber,
       builtAt: published.builtAt.toISOString(),
-      nextUpdate: new Date(published.builtAt.getTime() + CRL_LIFETIME_MS).toISOString(),
+      nextUpdate: published.nextUpdate.toISOString(),
       bytes: der.length,
       entries: await this.store.countRevoked(now),
     };
@@ -116,53 +181,107 @@ export class CrlPublisher {
    * one, built by whichever process claims it first while the others wait for it, so that
    * every process serves the same bytes and a rebuild runs once.
    */
-  private async current(scope: CrlScope, seq: number, build: (crlNumber: number, now: Date) => Promise<Buffer>): Promise<Buffer> {
+  private async current(scope: CrlScope, seq: number): Promise<Buffer> {
     // A burst of requests while a CRL is built here or elsewhere waits on one look, not one
     // each: each would hold a database connection polling. A request that read a newer
     // revocation sequence than the look it joined looks again after it.
     const under = this.looking.get(scope);
-    if (under) return under.then(() => this.current(scope, seq, build));
-    const look = this.lookOrBuild(scope, seq, build).finally(() => this.looking.delete(scope));
+    if (under) return under.then(() => this.current(scope, seq));
+    const look = this.lookOrBuild(scope, seq).finally(() => this.looking.delete(scope));
     this.looking.set(scope, look);
     return look;
   }
 
-  private async lookOrBuild(scope: CrlScope, seq: number, build: (crlNumber: number, now: Date) => Promise<Buffer>): Promise<Buffer> {
-    let published = await this.latest(scope);
+  private async lookOrBuild(scope: CrlScope, seq: number): Promise<Buffer> {
+    let held = await this.latest(scope);
     let buildSeconds: number | undefined;
     const waitUntil = performance.now() + WAIT_MAX_MS;
-    while (!serves(published, seq, this.clock.now())) {
-      const now = this.clock.now();
-      // Past the wait (a claim that outlives its holder, a clock that stands still), build regardless.
-      if ((await this.store.claimCrlBuild(scope, now, new Date(now.getTime() + CLAIM_MS))) || performance.now() > waitUntil) {
-        const started = performance.now();
-        try {
-          const crlNumber = await this.store.nextCrlNumber();
-          const der = await build(crlNumber, now);
+    while (!held || held.published.revocationSeq < seq || !fresh(held.published, this.clock.now())) {
+      const due = (this.held.get(scope)?.since ?? -Infinity) + REBUILD_INTERVAL_MS - performance.now();
+      if (due > 0) {
+        // Too soon after the last CRL: the rebuild covers every revocation until it (another process may make it).
+        await sleep(due);
+      } else {
+        const now = this.clock.now();
+        // Past the wait (a claim that outlives its holder, a clock that stands still), build regardless.
+        if ((await this.store.claimCrlBuild(scope, now, new Date(now.getTime() + CLAIM_MS))) || performance.now() > waitUntil) {
+          const started = performance.now();
+          held = await this.build(scope, seq, now);
           buildSeconds = (performance.now() - started) / 1000;
-          published = await this.store.publishCrl({ scope, revocationSeq: seq, crlNumber, builtAt: now, der });
-        } catch (error) {
-          await this.store.releaseCrlBuild(scope);
-          throw error;
+          break;
         }
-        break;
+        await sleep(WAIT_POLL_MS);
       }
-      await sleep(WAIT_POLL_MS);
-      published = await this.latest(scope);
+      held = await this.latest(scope);
     }
-    this.held.set(scope, published!);
-    this.observer?.(scope, published!.crlNumber, published!.der.length, buildSeconds);
-    return published!.der;
+    this.observer?.(scope, held.published.crlNumber, held.der.length, buildSeconds);
+    return held.der;
   }
 
-  /** The published CRL of `scope`: the one held when its number is still current (a small read), else read. */
-  private async latest(scope: CrlScope): Promise<PublishedCrl | undefined> {
+  /** The published CRL of `scope`: the one held when its number is still current (a small read), else read and put together. */
+  private async latest(scope: CrlScope): Promise<Held | undefined> {
     const number = await this.store.publishedCrlNumber(scope);
     const held = this.held.get(scope);
-    return held && held.crlNumber === number ? held : this.store.publishedCrl(scope);
+    if (held && held.published.crlNumber === number) return held;
+    const published = await this.store.publishedCrl(scope);
+    const der = published && (await this.reproduce(published));
+    return der ? this.hold(published!, der) : undefined;
   }
 
-  private validity(now: Date) {
-    return { thisUpdate: new Date(now.getTime() - BACKDATE_MS), nextUpdate: new Date(now.getTime() + CRL_LIFETIME_MS) };
+  /** Signs and publishes the next CRL of `scope`; the claim to build it is ended either way. */
+  private async build(scope: CrlScope, seq: number, now: Date): Promise<Held> {
+    let published: PublishedCrl;
+    let der: Buffer;
+    try {
+      const signer = this.signer(scope);
+      const fields: CrlFields = {
+        crlNumber: await this.store.nextCrlNumber(),
+        thisUpdate: new Date(now.getTime() - BACKDATE_MS),
+        nextUpdate: new Date(now.getTime() + CRL_LIFETIME_MS),
+      };
+      const tbs = crlTbs(signer.verifier, fields, signer.verifier.algorithm, await entriesOf(this.store, this.entries, scope, seq, now));
+      const signature = signCrlTbs(tbs, signer.key);
+      der = signedCrl(tbs, signer.verifier.algorithm, signature);
+      published = await this.store.publishCrl({ scope, revocationSeq: seq, builtAt: now, ...fields, signature });
+      if (published.crlNumber !== fields.crlNumber) {
+        // A newer one was there already (published by a process that waited past our claim).
+        const theirs = await this.reproduce(published);
+        if (!theirs) throw new Error(`the published CRL ${published.crlNumber} does not verify against the revoked certificates`);
+        der = theirs;
+      }
+    } catch (error) {
+      await this.store.releaseCrlBuild(scope);
+      throw error;
+    }
+    return this.hold(published, der);
+  }
+
+  private hold(published: PublishedCrl, der: Buffer): Held {
+    const held = { published, der, since: performance.now() };
+    this.held.set(published.scope, held);
+    return held;
+  }
+
+  /**
+   * The DER of a published CRL, put together from the revoked certificates and its
+   * signature; undefined when the signature does not verify over them (a new CRL is then built).
+   */
+  private async reproduce(published: PublishedCrl): Promise<Buffer | undefined> {
+    const entries = await entriesOf(this.store, this.entries, published.scope, published.revocationSeq, published.builtAt);
+    const der = putTogether(published, this.signer(published.scope).verifier, entries);
+    // Next time from scratch, in case what this process kept is what differs.
+    if (!der) this.entries.clear();
+    return der;
+  }
+
+  private signer(scope: CrlScope): CrlSigner {
+    let signer = this.signers.get(scope);
+    if (!signer) {
+      const { material } = this.ca;
+      const [certificate, key] = scope === 'issuer' ? [material.issuer, material.issuerKey] : [material.root, material.rootKey!];
+      signer = { verifier: crlVerifier(certificate), key: signingKeyFor(key) };
+      this.signers.set(scope, signer);
+    }
+    return signer;
   }
 }

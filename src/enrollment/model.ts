@@ -109,14 +109,22 @@ export interface RevokedEntry {
 /** Which CA's CRL. */
 export type CrlScope = 'issuer' | 'root';
 
-/** A CRL as built and shared by every process on the store. */
+/**
+ * A CRL as built and shared by every process on the store: not its DER but what reproduces
+ * it. Its entries are the certificates revoked up to `revocationSeq` that had not expired
+ * at `builtAt`, in revocation order; with these fields and the signature, any process puts
+ * the same bytes together.
+ */
 export interface PublishedCrl {
   readonly scope: CrlScope;
-  /** The revocation sequence the CRL includes at least. */
+  /** The revocation sequence the CRL includes. */
   readonly revocationSeq: number;
   readonly crlNumber: number;
   readonly builtAt: Date;
-  readonly der: Buffer;
+  readonly thisUpdate: Date;
+  readonly nextUpdate: Date;
+  /** The signature over the TBSCertList (its algorithm is the issuer key's). */
+  readonly signature: Buffer;
 }
 
 /** Operator roles: an admin may do everything, a provisioner may only mint and list tokens. */

@@ -62,7 +62,7 @@ const COPIED: readonly CopiedTable[] = [
     ],
   },
   { name: 'server_certificates', columns: ['serial', 'subject', 'not_before', 'not_after', 'issued_at', 'der'] },
-  { name: 'published_crls', columns: ['scope', 'revocation_seq', 'crl_number', 'built_at', 'der'] },
+  { name: 'published_crls', columns: ['scope', 'revocation_seq', 'crl_number', 'built_at', 'this_update', 'next_update', 'signature'] },
   { name: 'audit_events', columns: ['id', 'at', 'actor', 'action', 'outcome', 'source', 'token_id', 'device_id', 'serial', 'detail', 'prev_hash', 'hash'], identity: 'id' },
 ];
 

@@ -108,7 +108,9 @@ export function publishedCrlFromRow(row: Row): PublishedCrl {
     revocationSeq: row.revocation_seq as number,
     crlNumber: row.crl_number as number,
     builtAt: date(row.built_at)!,
-    der: row.der as Buffer,
+    thisUpdate: date(row.this_update)!,
+    nextUpdate: date(row.next_update)!,
+    signature: row.signature as Buffer,
   };
 }
 

@@ -144,8 +144,11 @@ export interface RevocationStore {
   onRevocation(listener: () => void): () => void;
   /** Serials revoked after a sequence number. */
   revokedSince(seq: number): Promise<string[]>;
-  /** Revoked certificates not yet expired at `now`, for the CRL. */
-  listRevoked(now: Date): Promise<RevokedEntry[]>;
+  /**
+   * The certificates revoked after sequence `afterSeq` up to `upToSeq` and not yet expired at
+   * `now`, in revocation order (sequence, then serial): the CRL's entries, or those to add.
+   */
+  listRevoked(now: Date, afterSeq: number, upToSeq: number): Promise<RevokedEntry[]>;
   /** Revoked certificates not yet expired at `now`: the entries of the CRL built now. */
   countRevoked(now: Date): Promise<number>;
 }
@@ -156,7 +159,7 @@ export interface CrlStore {
   nextCrlNumber(): Promise<number>;
   /** The number of the CRL last published for `scope`, without reading the CRL: cheap per request. */
   publishedCrlNumber(scope: CrlScope): Promise<number | undefined>;
-  /** The CRL last published for `scope`. */
+  /** What reproduces the CRL last published for `scope`. */
   publishedCrl(scope: CrlScope): Promise<PublishedCrl | undefined>;
   /**
    * Publishes `crl` unless one with a higher number is there already, and ends any claim on

@@ -1,17 +1,16 @@
 /**
- * When the CRL is rebuilt: when revocations change, after a day, and when the clock went
- * back; and that processes sharing one store (cluster workers, the CLI) serve the same one.
+ * When the CRL is rebuilt: when revocations change (at most once a second however many), after
+ * a day, and when the clock went back; and that processes sharing one store (cluster workers,
+ * the CLI; instances on one PostgreSQL database) serve the same one, which the store keeps
+ * as its signature, not its DER.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initInstance, openInstance, type Instance } from '../../src/instance.js';
 import { openssl, tempDir } from '../helpers/openssl.js';
+import { freshDatabaseUrl } from '../helpers/postgres.js';
 
-let now = new Date('2026-06-01T12:00:00Z');
-let instance: Instance;
-/** A second process's view of the same data directory, as a second worker has. */
-let other: Instance;
 const work = tempDir();
 
 /** The CRL number openssl reads from a DER CRL. */
@@ -21,19 +20,25 @@ function crlNumber(der: Buffer): number {
   return parseInt(openssl(['crl', '-inform', 'DER', '-in', file, '-noout', '-crlnumber']).split('=')[1]!, 16);
 }
 
-beforeAll(async () => {
-  const dataDir = join(work, 'data');
-  const clock = { now: () => now };
-  await initInstance(dataDir, {}, clock);
-  instance = await openInstance(dataDir, { clock });
-  other = await openInstance(dataDir, { clock });
-});
-afterAll(async () => {
-  await instance.close();
-  await other.close();
-});
+describe.each(['sqlite', 'postgres'])('CrlPublisher on %s', (backend) => {
+  let now = new Date('2026-06-01T12:00:00Z');
+  let instance: Instance;
+  /** A second process's view of the same store, as a second worker or instance has. */
+  let other: Instance;
 
-describe('CrlPublisher', () => {
+  beforeAll(async () => {
+    const dataDir = join(work, backend);
+    const clock = { now: () => now };
+    const databaseUrl = backend === 'postgres' ? await freshDatabaseUrl() : undefined;
+    await initInstance(dataDir, { databaseUrl }, clock);
+    instance = await openInstance(dataDir, { clock, databaseUrl });
+    other = await openInstance(dataDir, { clock, databaseUrl });
+  });
+  afterAll(async () => {
+    await instance.close();
+    await other.close();
+  });
+
   it('serves the same CRL until a day has passed, then a new one', async () => {
     const crls = instance.signing().crls;
     const first = await crls.issuerCrl();
@@ -79,5 +84,50 @@ describe('CrlPublisher', () => {
     expect(crlNumber(newer)).toBeGreaterThan(crlNumber(held));
     expect((await mine.issuerCrl()).equals(newer)).toBe(true);
     expect((await mine.rootCrl()).equals(await theirs.rootCrl())).toBe(true);
+  });
+
+  it('under a stream of revocations: at most one build a second, every CRL served lists each revocation made before it was asked for, numbers only grow in each process', async () => {
+    const [mine, theirs] = [instance.signing().crls, other.signing().crls];
+    const admin = { actor: 'cli:test', role: 'admin' } as const;
+    const issued = [];
+    for (let i = 0; i < 12; i++) issued.push(await other.signing().operators.issue({ name: `crl-stream-${i}`, role: 'admin' }, admin));
+    await mine.issuerCrl();
+    let builds = 0;
+    mine.observer = theirs.observer = (_scope, _number, _bytes, buildSeconds) => void (buildSeconds !== undefined && builds++);
+    const started = performance.now();
+    const served: Promise<{ crl: Buffer; revoked: number }>[] = [];
+    /** Per process, the CRLs in the order it answered. */
+    const answered = new Map<unknown, Buffer[]>([
+      [mine, []],
+      [theirs, []],
+    ]);
+    for (const [i, operator] of issued.entries()) {
+      await (i % 2 ? other : instance).signing().operators.revoke(operator.name, admin);
+      const crls = i % 3 ? theirs : mine;
+      served.push(crls.issuerCrl().then((crl) => (answered.get(crls)!.push(crl), { crl, revoked: i + 1 })));
+      await new Promise((resolve) => setTimeout(resolve, 80));
+    }
+    const results = await Promise.all(served);
+    const seconds = (performance.now() - started) / 1000;
+    mine.observer = theirs.observer = undefined;
+
+    for (const { crl, revoked } of results) {
+      for (const operator of issued.slice(0, revoked)) expect(crl.includes(Buffer.from(operator.serial, 'hex'))).toBe(true);
+    }
+    expect(builds).toBeGreaterThan(0);
+    expect(builds).toBeLessThanOrEqual(Math.ceil(seconds) + 1);
+    for (const crls of answered.values()) {
+      const numbers = crls.map(crlNumber);
+      expect(numbers).toEqual([...numbers].sort((x, y) => x - y));
+    }
+    // Asked once more, one after the other: the same bytes from both, the last number published.
+    const last = await mine.issuerCrl();
+    expect((await theirs.issuerCrl()).equals(last)).toBe(true);
+    // What the store keeps of the CRL: its fields and signature, a few hundred bytes.
+    const published = (await instance.store.publishedCrl('issuer'))!;
+    expect(published.crlNumber).toBe(crlNumber(last));
+    expect(published.crlNumber).toBe(Math.max(...results.map(({ crl }) => crlNumber(crl))));
+    expect(published.signature.length).toBeLessThan(600);
+    expect(published).not.toHaveProperty('der');
   });
 });

@@ -21,4 +21,4 @@ export const OPERATOR_COLUMNS = 'name, role, status, created_at, created_by, rev
 export const AUDIT_COLUMNS = 'id, at, actor, action, outcome, source, token_id, device_id, serial, detail, prev_hash, hash';
 
 /** The columns of a PublishedCrl. */
-export const PUBLISHED_CRL_COLUMNS = 'scope, revocation_seq, crl_number, built_at, der';
+export const PUBLISHED_CRL_COLUMNS = 'scope, revocation_seq, crl_number, built_at, this_update, next_update, signature';

@@ -1,4 +1,4 @@
-/** PostgreSQL CRLs as built and shared by every instance on the database. */
+/** PostgreSQL CRLs as built and shared by every instance on the database (what reproduces them, not their DER). */
 import type { CrlScope, PublishedCrl } from '../../enrollment/model.js';
 import type { CrlStore } from '../store.js';
 import type { Postgres } from './connection.js';
@@ -9,9 +9,11 @@ import { publishedCrlFromRow } from '../rows.js';
 const NEXT_CRL_NUMBER = 'UPDATE revocation_state SET crl_number = crl_number + 1 WHERE id = 1 RETURNING crl_number';
 const PUBLISHED = `SELECT ${PUBLISHED_CRL_COLUMNS} FROM published_crls WHERE scope = $1`;
 /** Never goes back: a CRL with a lower number than the one there is not published (RETURNING then returns nothing). */
-const PUBLISH = `INSERT INTO published_crls (scope, revocation_seq, crl_number, built_at, der) VALUES ($1, $2, $3, $4, $5)
+const PUBLISH = `INSERT INTO published_crls (scope, revocation_seq, crl_number, built_at, this_update, next_update, signature)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
                  ON CONFLICT (scope) DO UPDATE SET revocation_seq = excluded.revocation_seq, crl_number = excluded.crl_number,
-                   built_at = excluded.built_at, der = excluded.der
+                   built_at = excluded.built_at, this_update = excluded.this_update, next_update = excluded.next_update,
+                   signature = excluded.signature
                  WHERE excluded.crl_number > published_crls.crl_number
                  RETURNING ${PUBLISHED_CRL_COLUMNS}`;
 
@@ -42,7 +44,9 @@ export class PostgresCrls implements CrlStore {
   }
 
   async publishCrl(crl: PublishedCrl): Promise<PublishedCrl> {
-    const [published] = await this.db.rows(PUBLISH, [crl.scope, crl.revocationSeq, crl.crlNumber, crl.builtAt.getTime(), crl.der]);
+    const { scope, revocationSeq, crlNumber, builtAt, thisUpdate, nextUpdate, signature } = crl;
+    const times = [builtAt, thisUpdate, nextUpdate].map((time) => time.getTime());
+    const [published] = await this.db.rows(PUBLISH, [scope, revocationSeq, crlNumber, ...times, signature]);
     await this.releaseCrlBuild(crl.scope);
     // Not published: a newer one is there (read now, after the upsert waited for any writer of it).
     return published ? publishedCrlFromRow(published) : (await this.publishedCrl(crl.scope))!;

@@ -16,7 +16,7 @@ const CLEAR_RETIRING = 'UPDATE devices SET retiring_serial = NULL, retire_at = N
 const OVERDUE = 'SELECT id, retiring_serial FROM devices WHERE retire_at <= $1 ORDER BY retire_at, pos';
 const REVOKED_SINCE = 'SELECT serial FROM certificates WHERE revocation_seq > $1 ORDER BY revocation_seq, pos';
 const LIST_REVOKED = `SELECT serial, revoked_at, revocation_reason, not_after FROM certificates
-                      WHERE status = 'revoked' AND not_after > $1 ORDER BY revoked_at, serial`;
+                      WHERE revocation_seq > $1 AND revocation_seq <= $2 AND not_after > $3 ORDER BY revocation_seq, serial`;
 const COUNT_REVOKED = `SELECT count(*) AS n FROM certificates WHERE status = 'revoked' AND not_after > $1`;
 
 /** A device whose renewal replaced a certificate that still waits to retire. */
@@ -113,8 +113,8 @@ export class PostgresRevocation implements RevocationStore {
     return (await this.db.rows<{ serial: string }>(REVOKED_SINCE, [seq])).map((row) => row.serial);
   }
 
-  async listRevoked(now: Date): Promise<RevokedEntry[]> {
-    const rows = await this.db.rows(LIST_REVOKED, [now.getTime()]);
+  async listRevoked(now: Date, afterSeq: number, upToSeq: number): Promise<RevokedEntry[]> {
+    const rows = await this.db.rows(LIST_REVOKED, [afterSeq, upToSeq, now.getTime()]);
     return rows.map((row) => ({
       serial: row.serial as string,
       revokedAt: date(row.revoked_at)!,

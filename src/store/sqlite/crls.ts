@@ -1,4 +1,4 @@
-/** SQLite CRLs: the CRL number in revocation_state, the last CRL of each scope in published_crls. */
+/** SQLite CRLs: the CRL number in revocation_state, what reproduces the last CRL of each scope in published_crls. */
 import type Database from 'better-sqlite3';
 import type { CrlScope, PublishedCrl } from '../../enrollment/model.js';
 import type { CrlStore } from '../store.js';
@@ -14,10 +14,11 @@ export class SqliteCrls implements CrlStore {
       nextCrlNumber: s('UPDATE revocation_state SET crl_number = crl_number + 1 WHERE id = 1 RETURNING crl_number'),
       publishedCrlNumber: s('SELECT crl_number FROM published_crls WHERE scope = ?'),
       publishedCrl: s('SELECT * FROM published_crls WHERE scope = ?'),
-      publishCrl: s(`INSERT INTO published_crls (scope, revocation_seq, crl_number, built_at, der)
-                     VALUES (@scope, @revocationSeq, @crlNumber, @builtAt, @der)
+      publishCrl: s(`INSERT INTO published_crls (scope, revocation_seq, crl_number, built_at, this_update, next_update, signature)
+                     VALUES (@scope, @revocationSeq, @crlNumber, @builtAt, @thisUpdate, @nextUpdate, @signature)
                      ON CONFLICT (scope) DO UPDATE SET revocation_seq = excluded.revocation_seq, crl_number = excluded.crl_number,
-                       built_at = excluded.built_at, der = excluded.der
+                       built_at = excluded.built_at, this_update = excluded.this_update, next_update = excluded.next_update,
+                       signature = excluded.signature
                      WHERE excluded.crl_number > published_crls.crl_number`),
       claimBuild: s(`INSERT INTO crl_build_claims (scope, claimed_until) VALUES (@scope, @until)
                      ON CONFLICT (scope) DO UPDATE SET claimed_until = excluded.claimed_until
@@ -41,7 +42,7 @@ export class SqliteCrls implements CrlStore {
   async publishCrl(crl: PublishedCrl): Promise<PublishedCrl> {
     return this.db
       .transaction(() => {
-        this.statements.publishCrl.run({ ...crl, builtAt: crl.builtAt.getTime() });
+        this.statements.publishCrl.run({ ...crl, builtAt: crl.builtAt.getTime(), thisUpdate: crl.thisUpdate.getTime(), nextUpdate: crl.nextUpdate.getTime() });
         this.statements.releaseBuild.run(crl.scope);
         return readPublishedCrl(this.statements.publishedCrl, crl.scope)!;
       })

@@ -6,7 +6,7 @@ import type Database from 'better-sqlite3';
 import type { AuditEventInput, CertificateRecord, DeviceRecord, RevocationReason, RevocationResult, RevokedEntry } from '../../enrollment/model.js';
 import type { RevocationStore } from '../store.js';
 import type { SharedReads } from './reads.js';
-import { certificateFromRow, date, deviceFromRow, text, type Row } from '../rows.js';
+import { certificateFromRow, deviceFromRow, text, type Row } from '../rows.js';
 import type { Writer } from './writer.js';
 
 /** Revoking and following what was revoked. */
@@ -26,8 +26,9 @@ export class SqliteRevocation implements RevocationStore {
                          retiring_serial = NULL, retire_at = NULL
                        WHERE id = @id AND status = 'active'`),
       revokedSince: s('SELECT serial FROM certificates WHERE revocation_seq > ? ORDER BY revocation_seq'),
+      // Raw rows: the first CRL build reads every revoked certificate.
       listRevoked: s(`SELECT serial, revoked_at, revocation_reason, not_after FROM certificates
-                      WHERE status = 'revoked' AND not_after > ? ORDER BY revoked_at, serial`),
+                      WHERE revocation_seq > ? AND revocation_seq <= ? AND not_after > ? ORDER BY revocation_seq, serial`).raw(),
     };
   }
 
@@ -85,13 +86,13 @@ export class SqliteRevocation implements RevocationStore {
     return (this.statements.revokedSince.all(seq) as { serial: string }[]).map((row) => row.serial);
   }
 
-  async listRevoked(now: Date): Promise<RevokedEntry[]> {
-    const rows = this.statements.listRevoked.all(now.getTime()) as Row[];
-    return rows.map((row) => ({
-      serial: row.serial as string,
-      revokedAt: date(row.revoked_at)!,
-      reason: (row.revocation_reason ?? 'unspecified') as RevocationReason,
-      notAfter: date(row.not_after)!,
+  async listRevoked(now: Date, afterSeq: number, upToSeq: number): Promise<RevokedEntry[]> {
+    const rows = this.statements.listRevoked.all(afterSeq, upToSeq, now.getTime()) as [string, number, string | null, number][];
+    return rows.map(([serial, revokedAt, reason, notAfter]) => ({
+      serial,
+      revokedAt: new Date(revokedAt),
+      reason: (reason ?? 'unspecified') as RevocationReason,
+      notAfter: new Date(notAfter),
     }));
   }
 

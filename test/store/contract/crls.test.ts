@@ -8,7 +8,15 @@ import type { CrlScope, PublishedCrl } from '../../../src/enrollment/model.js';
 import { at, useStores } from './harness.js';
 import { STORES } from './stores.js';
 
-const crl = (scope: CrlScope, crlNumber: number, revocationSeq = 0): PublishedCrl => ({ scope, crlNumber, revocationSeq, builtAt: at(crlNumber), der: randomBytes(32) });
+const crl = (scope: CrlScope, crlNumber: number, revocationSeq = 0): PublishedCrl => ({
+  scope,
+  crlNumber,
+  revocationSeq,
+  builtAt: at(crlNumber),
+  thisUpdate: at(crlNumber - 1),
+  nextUpdate: at(crlNumber + 100),
+  signature: randomBytes(72),
+});
 
 describe.each(STORES)('$name store: CRLs', (backend) => {
   const stores = useStores(backend);

@@ -98,7 +98,7 @@ describe.each(STORES)('$name store: revocation', (backend) => {
     expect(await store.certificateStatus(c.certificate.serial)).toMatchObject({ status: 'active' });
   });
 
-  it('lists for the CRL the revoked certificates not yet expired, oldest revocation first', async () => {
+  it('lists for the CRL the revoked certificates of a sequence range not yet expired, in revocation order', async () => {
     const store = await stores.fresh();
     const soon = await enroll(store, newId(), { certificate: { notAfter: atDay(1) } });
     const later = await enroll(store, newId(), { certificate: { notAfter: atDay(90) } });
@@ -108,15 +108,19 @@ describe.each(STORES)('$name store: revocation', (backend) => {
     await store.revokeCertificate(soon.certificate.serial, 'cessationOfOperation', audit('certificates.revoke', { at: at(3) }));
     await store.revokeDevice(expired.certificate.deviceId, 'unspecified', audit('devices.revoke', { at: at(4) }));
 
-    expect(await store.listRevoked(at(5))).toEqual([
+    const all = await store.revocationSeq();
+    expect(await store.listRevoked(at(5), 0, all)).toEqual([
       { serial: later.certificate.serial, revokedAt: at(2), reason: 'keyCompromise', notAfter: atDay(90) },
       { serial: soon.certificate.serial, revokedAt: at(3), reason: 'cessationOfOperation', notAfter: atDay(1) },
     ]);
     expect(await store.countRevoked(at(5))).toBe(2);
     // Two days on, the one that expired after a day has left the CRL.
-    expect((await store.listRevoked(atDay(2))).map((entry) => entry.serial)).toEqual([later.certificate.serial]);
+    expect((await store.listRevoked(atDay(2), 0, all)).map((entry) => entry.serial)).toEqual([later.certificate.serial]);
     expect(await store.countRevoked(atDay(2))).toBe(1);
     expect(await store.countRevoked(atDay(100))).toBe(0);
-    expect((await store.listRevoked(at(5))).some((entry) => entry.serial === kept.certificate.serial)).toBe(false);
+    expect((await store.listRevoked(at(5), 0, all)).some((entry) => entry.serial === kept.certificate.serial)).toBe(false);
+    // A range: the revocations after the first up to the second, not those after it.
+    expect((await store.listRevoked(at(5), all - 2, all - 1)).map((entry) => entry.serial)).toEqual([soon.certificate.serial]);
+    expect(await store.listRevoked(at(5), all, all)).toEqual([]);
   });
 });

@@ -61,6 +61,7 @@ export interface CrlServed {
   readonly ok: number;
   readonly perSecond: number;
   readonly p50Ms: number;
+  readonly maxMs: number;
   readonly megabytesPerSecond: number;
 }
 
@@ -78,6 +79,7 @@ export async function serveCrl(url: string, caPem: string, options: { count: num
     ok: latencies.length,
     perSecond: Math.round((latencies.length / seconds) * 10) / 10,
     p50Ms: Math.round(latencies[Math.floor(latencies.length / 2)] ?? NaN),
+    maxMs: Math.round(latencies.at(-1) ?? NaN),
     megabytesPerSecond: Math.round(((latencies.length * options.bytes) / seconds / 1e6) * 10) / 10,
   };
 }

@@ -172,7 +172,9 @@ function baseApp(options: Pick<AppOptions, 'services' | 'tls' | 'logger' | 'prob
   app.addHook('preClose', async () => {
     closing = true;
   });
-  answerOcsp = ocspFastPath({ ocsp: options.services.ocsp, log: app.log, open: () => !closing });
+  // Over HTTPS its answers carry the headers every API answer there does (buildApp's hook for the rest).
+  const headers = options.tls ? API_SECURITY_HEADERS : undefined;
+  answerOcsp = ocspFastPath({ ocsp: options.services.ocsp, log: app.log, open: () => !closing, headers });
   // Callback style: an async hook costs every answer a promise and a tick.
   app.addHook('onSend', (request, reply, payload, done) => {
     reply.header(REQUEST_ID_HEADER, request.id);

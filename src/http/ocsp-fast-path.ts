@@ -30,6 +30,8 @@ export interface OcspFastPathOptions {
   readonly log: FastifyBaseLogger;
   /** False once the server is closing: Fastify then answers, and closes each connection. */
   readonly open: () => boolean;
+  /** Headers every answer of this listener carries besides OCSP's own (the HTTPS listener's security headers). */
+  readonly headers?: Readonly<Record<string, string>> | undefined;
 }
 
 /**
@@ -78,6 +80,7 @@ function plainRequest(request: IncomingMessage): { readonly route: string; reado
 /** The fast path for one listener. */
 export function ocspFastPath(options: OcspFastPathOptions): FastPath {
   const { ocsp, log, open } = options;
+  const fixedHeaders = ['content-type', OCSP_RESPONSE_TYPE, 'cache-control', OCSP_CACHE_CONTROL, ...Object.entries(options.headers ?? {}).flat()];
 
   return function answerOcsp(request, response) {
     const taken = open() ? plainRequest(request) : undefined;
@@ -89,7 +92,7 @@ export function ocspFastPath(options: OcspFastPathOptions): FastPath {
       // takes nothing more. An answer waiting behind a pipelined one has no socket yet: Node
       // holds it until the earlier answers are out.
       if (response.destroyed || (response.socket !== null && !response.socket.writable)) return;
-      response.writeHead(200, ['content-type', OCSP_RESPONSE_TYPE, 'cache-control', OCSP_CACHE_CONTROL, REQUEST_ID_HEADER, requestId, 'content-length', String(der.length)]);
+      response.writeHead(200, [...fixedHeaders, REQUEST_ID_HEADER, requestId, 'content-length', String(der.length)]);
       response.end(der);
       metrics().observeAnswered(taken.route, request.method!, 200, (performance.now() - started) / 1000);
     };

@@ -15,6 +15,7 @@ import { DEFAULT_LIMITS, withoutRateLimits } from '../../src/http/limits.js';
 import { ocspFastPath } from '../../src/http/ocsp-fast-path.js';
 import { initInstance, openInstance, type Instance } from '../../src/instance.js';
 import { freePort } from '../../scripts/server-process.js';
+import { call } from '../helpers/https.js';
 import { openssl, tempDir } from '../helpers/openssl.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
@@ -178,6 +179,18 @@ describe('on a real listener', () => {
       Buffer.from(`POST /ocsp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/ocsp-request\r\nContent-Length: ${request.length}\r\n${keepAlive ? '' : 'Connection: close\r\n'}\r\n`),
       request,
     ]);
+
+  it('over HTTPS its answers carry the security headers every API answer there does', async () => {
+    const response = await call(`${t.url}/ocsp`, { ca: t.rootPem, body: request, headers: { 'content-type': 'application/ocsp-request' } });
+    expect(response.status).toBe(200);
+    expect(response.headers['content-type']).toBe('application/ocsp-response');
+    expect(response.headers).toMatchObject({
+      'strict-transport-security': 'max-age=31536000; includeSubDomains',
+      'x-content-type-options': 'nosniff',
+      'cross-origin-resource-policy': 'same-origin',
+      'x-frame-options': 'SAMEORIGIN',
+    });
+  });
 
   it('a body that never arrives whole gets request_timeout, not an answer', async () => {
     const head = `POST /ocsp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/ocsp-request\r\nContent-Length: ${request.length}\r\n\r\n`;

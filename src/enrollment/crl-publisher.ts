@@ -66,6 +66,9 @@ interface Held {
   readonly since: number;
 }
 
+/** What a CRL request reads first. */
+type CrlState = Awaited<ReturnType<CrlStore['crlState']>>;
+
 /** Who signs a scope's CRL, and checks it. */
 interface CrlSigner {
   readonly verifier: CrlVerifier;
@@ -134,7 +137,7 @@ export class CrlPublisher {
 
   /** The issuing CA's current CRL (DER). */
   async issuerCrl(): Promise<Buffer> {
-    return this.orHeld('issuer', async () => this.current('issuer', await this.store.revocationSeq()));
+    return this.orHeld('issuer', async () => this.current('issuer', await this.store.crlState('issuer')));
   }
 
   /** The root's CRL; not_found when the root key is not held here (an imported CA). */
@@ -142,8 +145,7 @@ export class CrlPublisher {
     if (!this.ca.material.rootKey) {
       throw new ImprintError('not_found', 'the root key is not held by this server; get the root CRL from its owner');
     }
-    // The root revokes nothing imprint issues: its CRL follows no revocation.
-    return this.orHeld('root', () => this.current('root', 0));
+    return this.orHeld('root', async () => this.current('root', await this.store.crlState('root')));
   }
 
   /**
@@ -181,19 +183,21 @@ export class CrlPublisher {
    * one, built by whichever process claims it first while the others wait for it, so that
    * every process serves the same bytes and a rebuild runs once.
    */
-  private async current(scope: CrlScope, seq: number): Promise<Buffer> {
+  private async current(scope: CrlScope, state: CrlState): Promise<Buffer> {
     // A burst of requests while a CRL is built here or elsewhere waits on one look, not one
     // each: each would hold a database connection polling. A request that read a newer
     // revocation sequence than the look it joined looks again after it.
     const under = this.looking.get(scope);
-    if (under) return under.then(() => this.current(scope, seq));
-    const look = this.lookOrBuild(scope, seq).finally(() => this.looking.delete(scope));
+    if (under) return under.then(() => this.current(scope, state));
+    const look = this.lookOrBuild(scope, state).finally(() => this.looking.delete(scope));
     this.looking.set(scope, look);
     return look;
   }
 
-  private async lookOrBuild(scope: CrlScope, seq: number): Promise<Buffer> {
-    let held = await this.latest(scope);
+  private async lookOrBuild(scope: CrlScope, state: CrlState): Promise<Buffer> {
+    // The root revokes nothing imprint issues: its CRL follows no revocation.
+    const seq = scope === 'issuer' ? state.revocationSeq : 0;
+    let held = await this.latest(scope, state.publishedNumber);
     let buildSeconds: number | undefined;
     const waitUntil = performance.now() + WAIT_MAX_MS;
     while (!held || held.published.revocationSeq < seq || !fresh(held.published, this.clock.now())) {
@@ -212,17 +216,17 @@ export class CrlPublisher {
         }
         await sleep(WAIT_POLL_MS);
       }
-      held = await this.latest(scope);
+      held = await this.latest(scope, (await this.store.crlState(scope)).publishedNumber);
     }
     this.observer?.(scope, held.published.crlNumber, held.der.length, buildSeconds);
     return held.der;
   }
 
-  /** The published CRL of `scope`: the one held when its number is still current (a small read), else read and put together. */
-  private async latest(scope: CrlScope): Promise<Held | undefined> {
-    const number = await this.store.publishedCrlNumber(scope);
+  /** The CRL published for `scope` as number `number`: the one held when it is that one or newer, else read and put together. */
+  private async latest(scope: CrlScope, number: number | undefined): Promise<Held | undefined> {
     const held = this.held.get(scope);
-    if (held && held.published.crlNumber === number) return held;
+    // Numbers never go back: a CRL held since the number was read is at least as new.
+    if (held && number !== undefined && held.published.crlNumber >= number) return held;
     const published = await this.store.publishedCrl(scope);
     const der = published && (await this.reproduce(published));
     return der ? this.hold(published!, der) : undefined;

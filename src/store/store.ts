@@ -157,8 +157,11 @@ export interface RevocationStore {
 export interface CrlStore {
   /** Takes the next CRL number. */
   nextCrlNumber(): Promise<number>;
-  /** The number of the CRL last published for `scope`, without reading the CRL: cheap per request. */
-  publishedCrlNumber(scope: CrlScope): Promise<number | undefined>;
+  /**
+   * What a CRL request checks, in one small read: the current revocation sequence, and the
+   * number of the CRL last published for `scope` (undefined when none is).
+   */
+  crlState(scope: CrlScope): Promise<{ readonly revocationSeq: number; readonly publishedNumber: number | undefined }>;
   /** What reproduces the CRL last published for `scope`. */
   publishedCrl(scope: CrlScope): Promise<PublishedCrl | undefined>;
   /**

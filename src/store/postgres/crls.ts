@@ -7,6 +7,8 @@ import { publishedCrlFromRow } from '../rows.js';
 
 /** A single-row counter: the row lock makes concurrent takers wait for each other's commit. */
 const NEXT_CRL_NUMBER = 'UPDATE revocation_state SET crl_number = crl_number + 1 WHERE id = 1 RETURNING crl_number';
+/** One round trip per CRL request. */
+const CRL_STATE = 'SELECT seq, (SELECT crl_number FROM published_crls WHERE scope = $1) AS crl_number FROM revocation_state WHERE id = 1';
 const PUBLISHED = `SELECT ${PUBLISHED_CRL_COLUMNS} FROM published_crls WHERE scope = $1`;
 /** Never goes back: a CRL with a lower number than the one there is not published (RETURNING then returns nothing). */
 const PUBLISH = `INSERT INTO published_crls (scope, revocation_seq, crl_number, built_at, this_update, next_update, signature)
@@ -33,9 +35,9 @@ export class PostgresCrls implements CrlStore {
     return row!.crl_number;
   }
 
-  async publishedCrlNumber(scope: CrlScope): Promise<number | undefined> {
-    const [row] = await this.db.rows<{ crl_number: number }>('SELECT crl_number FROM published_crls WHERE scope = $1', [scope]);
-    return row?.crl_number;
+  async crlState(scope: CrlScope): Promise<{ revocationSeq: number; publishedNumber: number | undefined }> {
+    const [row] = await this.db.rows<{ seq: number; crl_number: number | null }>(CRL_STATE, [scope]);
+    return { revocationSeq: row!.seq, publishedNumber: row!.crl_number ?? undefined };
   }
 
   async publishedCrl(scope: CrlScope): Promise<PublishedCrl | undefined> {

@@ -12,7 +12,7 @@ export class SqliteCrls implements CrlStore {
     const s = (sql: string) => db.prepare(sql);
     this.statements = {
       nextCrlNumber: s('UPDATE revocation_state SET crl_number = crl_number + 1 WHERE id = 1 RETURNING crl_number'),
-      publishedCrlNumber: s('SELECT crl_number FROM published_crls WHERE scope = ?'),
+      crlState: s('SELECT seq, (SELECT crl_number FROM published_crls WHERE scope = ?) AS crl_number FROM revocation_state WHERE id = 1'),
       publishedCrl: s('SELECT * FROM published_crls WHERE scope = ?'),
       publishCrl: s(`INSERT INTO published_crls (scope, revocation_seq, crl_number, built_at, this_update, next_update, signature)
                      VALUES (@scope, @revocationSeq, @crlNumber, @builtAt, @thisUpdate, @nextUpdate, @signature)
@@ -31,8 +31,9 @@ export class SqliteCrls implements CrlStore {
     return this.db.transaction(() => (this.statements.nextCrlNumber.get() as { crl_number: number }).crl_number).immediate();
   }
 
-  async publishedCrlNumber(scope: CrlScope): Promise<number | undefined> {
-    return (this.statements.publishedCrlNumber.get(scope) as { crl_number: number } | undefined)?.crl_number;
+  async crlState(scope: CrlScope): Promise<{ revocationSeq: number; publishedNumber: number | undefined }> {
+    const row = this.statements.crlState.get(scope) as { seq: number; crl_number: number | null };
+    return { revocationSeq: row.seq, publishedNumber: row.crl_number ?? undefined };
   }
 
   async publishedCrl(scope: CrlScope): Promise<PublishedCrl | undefined> {

@@ -17,6 +17,7 @@
 import type { Postgres } from './connection.js';
 import type { Outcome, Transaction } from './transaction.js';
 import { reportCommit } from '../group-commit.js';
+import { EndOfTurn } from './end-of-turn.js';
 
 /**
  * Runs `items` in their order inside `tx`, as one write each would (the bulk decides how
@@ -35,7 +36,7 @@ type Pending = Work & {
 /** Batches writes into shared transactions on one pool. */
 export class GroupCommit {
   private queue: Pending[] = [];
-  private scheduled = false;
+  private readonly endOfTurn = new EndOfTurn(() => void this.flush());
   private running: Promise<void> | undefined;
 
   constructor(
@@ -72,12 +73,7 @@ export class GroupCommit {
   }
 
   private schedule(): void {
-    if (this.scheduled || this.running) return;
-    this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      void this.flush();
-    });
+    if (!this.running) this.endOfTurn.request();
   }
 
   /** Starts a batch of what is queued, unless one is running; resolves when it ends. */

@@ -5,6 +5,7 @@
  * store's round trips. A lookup still reads a snapshot taken after it was asked for, so
  * it sees every write committed before it, as a query of its own would.
  */
+import { EndOfTurn } from './end-of-turn.js';
 
 /** Reads the rows for `keys` (distinct); answers each found key's row by the key in hex. */
 export type LoadMany<R> = (keys: readonly Buffer[]) => Promise<Map<string, R>>;
@@ -19,7 +20,7 @@ interface Waiting<R> {
 export class LookupBatch<R> {
   /** Keys asked for and not yet sent, by their hex (the same key twice is sent once). */
   private queue = new Map<string, Waiting<R>>();
-  private scheduled = false;
+  private readonly endOfTurn = new EndOfTurn(() => void this.flush());
   private running = false;
 
   constructor(
@@ -44,12 +45,7 @@ export class LookupBatch<R> {
 
   /** At the end of this turn, unless a query runs: its end sends what queued meanwhile. */
   private schedule(): void {
-    if (this.scheduled || this.running) return;
-    this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      void this.flush();
-    });
+    if (!this.running) this.endOfTurn.request();
   }
 
   private async flush(): Promise<void> {

@@ -6,6 +6,11 @@
  * requests in flight), a second exits at once. A worker that dies once every worker is
  * listening is replaced.
  *
+ * The primary only forks, relays and restarts: it never opens the store or the CA, and
+ * the server's code is loaded only in the processes that serve (a dynamic import). The
+ * first worker initialises an empty data directory and checks the CA key, the server and
+ * SCEP RA certificates, alone; the others are forked once it has.
+ *
  * The primary makes the TLS session ticket key and rotates it; each worker gets it over the
  * IPC channel before it listens, and every new one after: a device's connections land on
  * any worker, and a ticket one worker issued resumes on all of them.
@@ -20,8 +25,7 @@ import { DEFAULT_LIMITS } from './http/limits.js';
 import { MetricsPrimary } from './http/metrics.js';
 import { TICKET_KEY_ROTATION_MS, TicketKeys } from './http/ticket-keys.js';
 import { ClusterWindowCounters, CountingPrimary } from './http/window-counters.js';
-import { openInstance } from './instance.js';
-import { banner, initialiseIfEmpty, loadSigning, scepRaIdentity, serverIdentity, startServer, type RunningServer, type ServeOptions } from './server.js';
+import type { RunningServer, ServeOptions } from './server.js';
 
 /** Where serve writes its messages. */
 export interface ServeOutput {
@@ -31,7 +35,10 @@ export interface ServeOutput {
 type WorkerMessage =
   /** The worker hears the primary from now on: messages sent before this are lost. */
   | { readonly type: 'started' }
-  | { readonly type: 'listening'; readonly url: string; readonly statusUrl: string | undefined }
+  /** The data directory is initialised and the CA key, server and SCEP RA certificates checked. */
+  | { readonly type: 'prepared' }
+  /** The start-up banner; the primary prints the first worker's, which says whether it initialised the data directory. */
+  | { readonly type: 'listening'; readonly banner: string }
   /** The worker could not start; the primary says so, once, for the whole server. */
   | { readonly type: 'failed'; readonly message: string };
 
@@ -43,6 +50,19 @@ interface TicketKeyMessage {
 }
 
 const ticketKeyMessage = (key: Buffer): TicketKeyMessage => ({ type: 'imprint:ticket-key', key: key.toString('base64') });
+
+/**
+ * V8's young generation in a worker, in MB per semi-space. Left alone it grows to 16 (two
+ * of them: 32 MB), already while the worker loads its code; at 4 each worker was 15-22 MB
+ * smaller, idle and under enrollment load, for the same CPU per enrollment within the noise
+ * (more, cheaper scavenges; fewer full collections).
+ */
+const WORKER_SEMI_SPACE_MB = 4;
+/** Node's flags for the workers: the primary's own, and the semi-space size unless the operator chose one. */
+function workerExecArgv(): string[] {
+  const chosen = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].some((flag) => /--max[-_]semi[-_]space[-_]size\b/.test(flag));
+  return chosen ? process.execArgv : [...process.execArgv, `--max-semi-space-size=${WORKER_SEMI_SPACE_MB}`];
+}
 
 /** A worker that dies this soon after starting points at configuration, not bad luck. */
 const EARLY_DEATH_MS = 5_000;
@@ -74,6 +94,7 @@ function failureLine(error: unknown): string {
 }
 
 async function runSingle(options: ServeOptions, out: ServeOutput): Promise<never> {
+  const { banner, startServer } = await import('./server.js');
   const server = await startServer(options);
   out.stderr(banner({ ...server, dataDir: options.dataDir, databaseUrl: options.databaseUrl }, 'npx imprint'));
   let stopping = false;
@@ -91,11 +112,11 @@ async function runSingle(options: ServeOptions, out: ServeOutput): Promise<never
 
 const liveWorkers = (): Worker[] => Object.values(cluster.workers ?? {}).filter((worker): worker is Worker => worker !== undefined && !worker.isDead());
 
-/** Asks every worker to stop (finishing what is in flight), killing any still there after STOP_WORKERS_MS. */
-async function stopWorkers(): Promise<void> {
+/** Asks every worker to stop (`stop`), killing any still there after STOP_WORKERS_MS. */
+async function stopWorkers(stop: (worker: Worker) => void): Promise<void> {
   const workers = liveWorkers();
   const exited = Promise.all(workers.map((worker) => new Promise((resolve) => worker.once('exit', resolve))));
-  for (const worker of workers) if (worker.isConnected()) worker.send('shutdown', () => undefined);
+  for (const worker of workers) stop(worker);
   const timer = setTimeout(() => {
     for (const worker of workers) if (!worker.isDead()) worker.process.kill('SIGKILL');
   }, STOP_WORKERS_MS);
@@ -104,24 +125,13 @@ async function stopWorkers(): Promise<void> {
 }
 
 async function runPrimary(options: ServeOptions, count: number, out: ServeOutput): Promise<never> {
-  // Initialise and check the CA key here, once: workers racing to create a CA, or each
-  // dying on a wrong passphrase, would be worse than one clear line from the primary.
-  // The server and SCEP RA certificates too: two workers renewing one at once could leave
-  // one's key next to the other's certificate.
-  const initialised = await initialiseIfEmpty(options);
-  const check = await openInstance(options.dataDir, { passphrase: options.passphrase, databaseUrl: options.databaseUrl });
-  try {
-    loadSigning(check);
-    serverIdentity(check);
-    scepRaIdentity(check);
-  } finally {
-    await check.close();
-  }
-
+  cluster.setupPrimary({ execArgv: workerExecArgv() });
   return new Promise<never>((_resolve, reject) => {
     let stopping = false; // a signal: the workers are finishing
     let failing = false; // the server cannot serve: the workers are being stopped
     let announced = false;
+    /** The first worker's banner, printed once every worker listens. */
+    let firstBanner: string | undefined;
     const listening = new Set<Worker>();
     const startedAt = new Map<Worker, number>();
     // The whole server's rate-limit counts: a source's requests spread over the workers.
@@ -136,16 +146,31 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
     ticketKeys.onChange((key) => {
       for (const worker of liveWorkers()) if (worker.isConnected()) worker.send(ticketKeyMessage(key), () => undefined);
     });
+    /**
+     * The worker that initialises and checks the data directory before any other is forked:
+     * workers racing to create a CA, or each dying on a wrong passphrase, would be worse
+     * than one clear line, and two renewing the server certificate at once could leave one's
+     * key next to the other's certificate.
+     */
+    let first: Worker | undefined;
+    /** Workers handed the key: the others have not started anything yet (they are loading their code). */
+    const keyed = new WeakSet<Worker>();
+    /** Asks a worker to finish what is in flight and exit; one that has started nothing is killed at once. */
+    const stop = (worker: Worker) => {
+      if (!keyed.has(worker)) worker.process.kill('SIGKILL');
+      else if (worker.isConnected()) worker.send('shutdown', () => undefined);
+    };
 
     /** Stops every worker, then rejects with the one line: the primary never runs without its workers. */
     const fail = (message: string) => {
       if (failing || stopping) return;
       failing = true;
-      void stopWorkers().then(() => reject(new Error(message)));
+      void stopWorkers(stop).then(() => reject(new Error(message)));
     };
 
     const fork = () => {
       const worker = cluster.fork();
+      first ??= worker;
       // A send to a worker that is just exiting (ours, or Node's own handing it the listening
       // handle) fails with EPIPE, emitted here: unheard, it would end the primary. The
       // worker's 'exit' follows and says what happened.
@@ -154,20 +179,27 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
       counting.adopt(worker);
       gathering.adopt(worker);
       worker.on('message', (message: WorkerMessage) => {
-        // A stop asked for before the worker could hear it: ask again.
-        if (message?.type === 'started' && (stopping || failing)) return void worker.send('shutdown', () => undefined);
-        // The worker hears from now on, and waits for the key before it starts.
-        if (message?.type === 'started') return void worker.send(ticketKeyMessage(ticketKeys.current()), () => undefined);
+        // The worker hears from now on, and waits for the key before it starts (one asked to
+        // stop before this was killed: it had started nothing).
+        if (message?.type === 'started') {
+          keyed.add(worker);
+          return void worker.send(ticketKeyMessage(ticketKeys.current()), () => undefined);
+        }
         if (message?.type === 'failed') return fail(message.message);
+        if (message?.type === 'prepared' && worker === first && !failing && !stopping) {
+          for (let i = 1; i < count; i++) fork();
+          return;
+        }
         if (message?.type !== 'listening' || failing || stopping) return;
         listening.add(worker);
-        if (announced) {
-          out.stderr(`worker ${worker.process.pid} is listening`);
-        } else if (listening.size === count) {
+        if (announced) return out.stderr(`worker ${worker.process.pid} is listening`);
+        // The first worker's banner says whether it initialised the data directory.
+        if (worker === first) firstBanner = message.banner;
+        if (listening.size === count) {
           // "serving" once every worker is: a worker failing later than the banner would
           // leave a log that says both.
           announced = true;
-          out.stderr(banner({ ...message, dataDir: options.dataDir, databaseUrl: options.databaseUrl, initialised }, 'npx imprint') + `\n  workers: ${count}`);
+          out.stderr(`${firstBanner}\n  workers: ${count}`);
         }
       });
     };
@@ -203,9 +235,9 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
       stopping = true;
       out.stderr(`${signal}: workers are finishing in-flight requests`);
       if (liveWorkers().length === 0) process.exit(0);
-      for (const worker of liveWorkers()) if (worker.isConnected()) worker.send('shutdown', () => undefined);
+      for (const worker of liveWorkers()) stop(worker);
     });
-    for (let i = 0; i < count; i++) fork();
+    fork();
   });
 }
 
@@ -239,18 +271,25 @@ async function runWorker(options: ServeOptions, workers: number): Promise<never>
   process.send?.({ type: 'started' } satisfies WorkerMessage, undefined, {}, ignore);
   const limits = options.limits ?? DEFAULT_LIMITS;
   // The primary answers "started" with the key: a worker never issues tickets with one of its own.
+  // The server's code loads while the key is on its way (handled here so that a failure to
+  // load is reported below, not as an unhandled rejection).
+  const loading = import('./server.js');
+  loading.catch(() => undefined);
   await firstKey;
+  let shown: string;
   try {
+    const { banner, startServer } = await loading;
     server = await startServer({
       ...options,
-      init: undefined,
       workers,
       // The primary hands new connections to the workers in turn, so each gets its share of
       // the per-source connection cap; rate limits count in the primary, for the whole server.
       limits: { ...limits, connectionsPerSource: Math.ceil(limits.connectionsPerSource / workers) },
       counters: new ClusterWindowCounters(process),
       ticketKeys,
+      prepared: () => process.send?.({ type: 'prepared' } satisfies WorkerMessage, undefined, {}, ignore),
     });
+    shown = banner({ ...server, dataDir: options.dataDir, databaseUrl: options.databaseUrl }, 'npx imprint');
   } catch (error) {
     // Not printed here: every worker would print its own copy. The primary says it once.
     const exit = () => process.exit(1);
@@ -258,6 +297,6 @@ async function runWorker(options: ServeOptions, workers: number): Promise<never>
     setTimeout(exit, 1_000); // should the channel never confirm the message
     return forever();
   }
-  process.send?.({ type: 'listening', url: server.url, statusUrl: server.statusUrl } satisfies WorkerMessage, undefined, {}, ignore);
+  process.send?.({ type: 'listening', banner: shown } satisfies WorkerMessage, undefined, {}, ignore);
   return forever();
 }

@@ -64,6 +64,12 @@ export interface ServeOptions {
    * primary, for all its workers) makes its own and rotates it every TICKET_KEY_ROTATION_MS.
    */
   readonly ticketKeys?: TicketKeys | undefined;
+  /**
+   * Told once the data directory is initialised and the CA key, the server and SCEP RA
+   * certificates are checked (renewed if need be), before the app is built: a cluster forks
+   * its other workers then.
+   */
+  readonly prepared?: (() => void) | undefined;
 }
 
 /** A running server. */
@@ -84,7 +90,7 @@ export interface RunningServer {
  * file; a bare system error ("EISDIR: illegal operation on a directory, read") is given
  * the CA directory, so that the one line serve prints says where to look.
  */
-export function loadSigning(instance: Instance): SigningServices {
+function loadSigning(instance: Instance): SigningServices {
   try {
     return instance.signing();
   } catch (error) {
@@ -95,7 +101,7 @@ export function loadSigning(instance: Instance): SigningServices {
 }
 
 /** The server's TLS identity, issued anew when missing or within 30 days of expiry. */
-export function serverIdentity(instance: Instance): ServerIdentity {
+function serverIdentity(instance: Instance): ServerIdentity {
   const now = instance.clock.now();
   const current = loadServerIdentity(instance.dataDir);
   if (current && current.notAfter.getTime() - now.getTime() > SERVER_RENEW_BEFORE_DAYS * 86_400_000) return current;
@@ -103,7 +109,7 @@ export function serverIdentity(instance: Instance): ServerIdentity {
 }
 
 /** The SCEP RA's certificate and key, issued anew when missing or within 30 days of expiry. */
-export function scepRaIdentity(instance: Instance): ScepRaIdentity {
+function scepRaIdentity(instance: Instance): ScepRaIdentity {
   const now = instance.clock.now();
   const current = loadScepRa(instance.dataDir);
   if (current && current.notAfter.getTime() - now.getTime() > SCEP_RA_RENEW_BEFORE_DAYS * 86_400_000) return current;
@@ -165,7 +171,7 @@ function loggerOptions(options: ServeOptions): FastifyServerOptions['logger'] {
 }
 
 /** `serve` on an empty data directory initialises it first; true when it did. */
-export async function initialiseIfEmpty(options: ServeOptions): Promise<boolean> {
+async function initialiseIfEmpty(options: ServeOptions): Promise<boolean> {
   if (caExists(options.dataDir)) return false;
   const { port, statusPort, passphrase, databaseUrl } = options;
   await initInstance(options.dataDir, { port, statusPort, ...options.init, passphrase, databaseUrl });
@@ -195,6 +201,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     await instance.store.recordServerCertificate({ ...identity.leaf, issuedAt: identity.leaf.notBefore });
     const ra = scepRaIdentity(instance);
     await instance.store.recordServerCertificate({ ...ra.leaf, issuedAt: ra.leaf.notBefore });
+    options.prepared?.();
     const logger = loggerOptions(options);
     // One set of counters for both listeners: SCEP on either spends the same enroll budget.
     const counters = options.counters ?? new LocalWindowCounters();

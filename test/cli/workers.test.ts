@@ -5,7 +5,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { Agent, request } from 'node:https';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +16,7 @@ import { imprint } from '../helpers/cli.js';
 import { call } from '../helpers/https.js';
 import { openssl, tempDir } from '../helpers/openssl.js';
 import { curl } from '../helpers/curl.js';
+import { serverPids } from '../helpers/process-tree.js';
 import { freePort, spawnServer, type ServerProcess } from '../../scripts/server-process.js';
 
 const dataDir = join(tempDir(), 'data');
@@ -108,6 +109,34 @@ describe('imprint serve --workers 2', () => {
     const file = join(tempDir(), 'crl.der');
     writeFileSync(file, crls[0]!);
     expect(openssl(['crl', '-inform', 'DER', '-in', file, '-noout', '-text'])).toMatch(/Revoked Certificates:/);
+  });
+
+  it('keeps the store in the workers: the primary, which initialised nothing, never opens the database nor loads SQLite', () => {
+    const { primary, workers } = serverPids(server.child.pid!);
+    const opened = (pid: number) =>
+      readdirSync(`/proc/${pid}/fd`).map((fd) => {
+        try {
+          return readlinkSync(`/proc/${pid}/fd/${fd}`);
+        } catch {
+          return ''; // closed while we looked
+        }
+      });
+    const loadsSqlite = (pid: number) => readFileSync(`/proc/${pid}/maps`, 'utf8').includes('better_sqlite3.node');
+    const database = join(dataDir, 'imprint.db');
+    expect(workers).toHaveLength(2);
+    expect(opened(primary!)).not.toContain(database);
+    expect(loadsSqlite(primary!)).toBe(false);
+    for (const worker of workers) {
+      expect(opened(worker)).toContain(database);
+      expect(loadsSqlite(worker)).toBe(true);
+    }
+  });
+
+  it('runs its workers with a 4 MB young generation (V8 semi-spaces), which would otherwise grow to 16 MB each', () => {
+    const { workers } = serverPids(server.child.pid!);
+    const flags = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    expect(workers).toHaveLength(2);
+    for (const worker of workers) expect(flags(worker)).toContain('--max-semi-space-size=4');
   });
 
   it('refuses --port 0 with --status-port 0 across workers, which would hand both listeners one port', async () => {

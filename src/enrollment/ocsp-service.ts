@@ -45,6 +45,16 @@ export type OcspAnswerKind = 'nonce' | 'cached' | 'fresh' | 'none';
 /** Told of every answer (for metrics); must not throw. */
 export type OcspAnswerObserver = (status: OcspAnswerSummary, kind: OcspAnswerKind) => void;
 
+/**
+ * The bytes in an allocation of their own. An answer is built with Buffer.allocUnsafe, so it
+ * may be a slice of Node's shared 8 KB pool, and a kept slice would hold the whole block.
+ */
+function ownCopy(bytes: Buffer): Buffer {
+  const copy = Buffer.allocUnsafeSlow(bytes.length);
+  bytes.copy(copy);
+  return copy;
+}
+
 const summary = (statuses: readonly OcspStatus[]): OcspAnswerSummary =>
   statuses.some((each) => each.status === 'revoked') ? 'revoked' : statuses.some((each) => each.status === 'unknown') ? 'unknown' : 'good';
 
@@ -106,7 +116,9 @@ export class OcspService {
     if (known && seq === this.cacheSeq) {
       this.cache.delete(key);
       if (this.cache.size >= MAX_CACHED_ANSWERS) this.cache.delete(this.cache.keys().next().value!);
-      this.cache.set(key, { der, producedAt: producedAt.getTime(), status });
+      const kept = ownCopy(der);
+      this.cache.set(key, { der: kept, producedAt: producedAt.getTime(), status });
+      return kept;
     }
     return der;
   }

@@ -74,6 +74,14 @@ describe('OcspService', () => {
     expect(read(a)).toMatch(/Cert Status: unknown/);
   });
 
+  it('keeps an answer in an allocation of its own, not a slice of the shared pool that would pin the whole block', async () => {
+    const ocsp = instance.signing().ocsp;
+    now = new Date(now.getTime() + 10 * 60_000);
+    const kept = await ocsp.respond(request(['-cert', certPath], false));
+    expect(kept.length).toBeLessThan(Buffer.poolSize / 2); // small enough for the pool
+    expect({ offset: kept.byteOffset, allocation: kept.buffer.byteLength }).toEqual({ offset: 0, allocation: kept.length });
+  });
+
   it('drops kept answers as soon as anything is revoked', async () => {
     const ocsp = instance.signing().ocsp;
     const noNonce = request(['-cert', certPath], false);

@@ -51,12 +51,16 @@ export interface AppOptions {
   readonly probes?: ReadinessProbes | undefined;
 }
 
-/** The Node server's timeouts against slow clients. */
-const serverTimeouts = (limits: Limits) => ({
-  headersTimeout: limits.headersTimeoutMs,
+/**
+ * The Node server's timeouts against slow clients. The header must arrive within the time
+ * the whole request has: given a header timeout above the request timeout, Node swaps the
+ * two (a body could then take the header timeout), so the request timeout bounds it.
+ */
+const serverTimeouts = (limits: Limits) => {
+  const headersTimeout = Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs);
   // Node enforces the header and request timeouts on this tick (default 30 s).
-  connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs),
-});
+  return { headersTimeout, connectionsCheckingInterval: Math.min(1000, headersTimeout) };
+};
 
 /**
  * TLS 1.2 suites: forward-secret (ECDHE) and AEAD only (AES-GCM, ChaCha20-Poly1305), as in

@@ -1,16 +1,19 @@
 /**
  * imprint's configuration: every setting read once, from the command line, the environment
  * and an optional JSON file (`--config imprint.json`), in that order of precedence over
- * the defaults, and validated by one schema. Secrets also come from files (`NAME_FILE`, as
- * container secrets and systemd's LoadCredential hand them over) and are never printed.
+ * the defaults, and each setting validated against its schema. Secrets also come from files
+ * (`NAME_FILE`, as container secrets and systemd's LoadCredential hand them over) and are
+ * never printed.
+ *
+ * Every CLI process reads the configuration first, the cluster primary too, which otherwise
+ * only forks: this module loads no schema library (TypeBox alone adds ~20 MB to a process,
+ * ajv ~10 MB). The settings' schemas are plain JSON Schema of a few keywords, checked here.
  *
  * Nothing else reads IMPRINT_* variables: commands take the resolved configuration.
  */
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Ajv, type ValidateFunction } from 'ajv';
-import { Type, type TSchema } from 'typebox';
 import { DEFAULT_RENEWAL_POLICY, type RenewalPolicy } from './enrollment/enrollment-service.js';
 import { LIMIT_VARIABLES, limitsFrom, type Limits } from './http/limits.js';
 import { parseDuration } from './duration.js';
@@ -29,6 +32,36 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 /** A pino log level. */
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+/**
+ * The JSON Schema a setting's value must satisfy: the few keywords settings use, with JSON
+ * Schema's meaning (lengths count characters, not UTF-16 units; patterns are unicode).
+ */
+export type SettingSchema =
+  | { readonly type: 'integer'; readonly minimum: number; readonly maximum: number }
+  | { readonly type: 'string'; readonly minLength?: number; readonly maxLength?: number; readonly pattern?: string }
+  | { readonly type: 'array'; readonly items: SettingSchema; readonly minItems: number }
+  | { readonly enum: readonly string[] };
+
+/** Whether `value` satisfies `schema`. */
+function conforms(schema: SettingSchema, value: unknown): boolean {
+  if ('enum' in schema) return schema.enum.includes(value as string);
+  switch (schema.type) {
+    case 'integer':
+      return Number.isInteger(value) && (value as number) >= schema.minimum && (value as number) <= schema.maximum;
+    case 'string': {
+      if (typeof value !== 'string') return false;
+      const length = [...value].length;
+      if (length < (schema.minLength ?? 0) || length > (schema.maxLength ?? Infinity)) return false;
+      return schema.pattern === undefined || new RegExp(schema.pattern, 'u').test(value);
+    }
+    case 'array':
+      return Array.isArray(value) && value.length >= schema.minItems && value.every((item) => conforms(schema.items, item));
+  }
+}
+
+const integer = (minimum: number, maximum: number): SettingSchema => ({ type: 'integer', minimum, maximum });
+const NON_EMPTY: SettingSchema = { type: 'string', minLength: 1 };
+
 /** One setting: its names on each channel, its schema, and what `--help` says about it. */
 export interface SettingSpec {
   /** The key in the config file and in `config show`. */
@@ -37,7 +70,7 @@ export interface SettingSpec {
   readonly flag: string;
   /** The environment variable; `${env}_FILE` too when the setting is secret. */
   readonly env: string;
-  readonly schema: TSchema;
+  readonly schema: SettingSchema;
   /** A list: repeated flags, comma-separated in the environment, an array in the file. */
   readonly list?: boolean;
   readonly secret?: boolean;
@@ -54,15 +87,15 @@ export interface SettingSpec {
   readonly help: string;
 }
 
-const port = (help: string) => ({ schema: Type.Integer({ minimum: 0, maximum: 65535 }), placeholder: 'PORT', expect: 'a port number (0-65535)', help });
+const port = (help: string) => ({ schema: integer(0, 65535), placeholder: 'PORT', expect: 'a port number (0-65535)', help });
 const positive = (help: string, defaultText: string) => ({
-  schema: Type.Integer({ minimum: 1, maximum: 999_999_999 }),
+  schema: integer(1, 999_999_999),
   placeholder: 'N',
   expect: 'a positive whole number',
   defaultText,
   help,
 });
-const file = (help: string) => ({ schema: Type.String({ minLength: 1 }), placeholder: 'FILE', expect: 'a file name', help });
+const file = (help: string) => ({ schema: NON_EMPTY, placeholder: 'FILE', expect: 'a file name', help });
 
 const LIMIT_HELP: Readonly<Record<keyof Limits, string>> = {
   enrollPerMinute: 'POST /v1/enroll requests per source address per minute',
@@ -95,7 +128,7 @@ export const SETTINGS = [
     key: 'database',
     flag: 'database',
     env: 'IMPRINT_DATABASE_URL',
-    schema: Type.String({ pattern: '^postgres(ql)?://[^\\s]+$', maxLength: 2048 }),
+    schema: { type: 'string', pattern: '^postgres(ql)?://[^\\s]+$', maxLength: 2048 },
     // The URL may hold the password: never in an error, and `config show` masks just it.
     secret: true,
     reveal: withoutPassword,
@@ -108,7 +141,7 @@ export const SETTINGS = [
     key: 'caPassphrase',
     flag: 'ca-passphrase',
     env: 'IMPRINT_CA_PASSPHRASE',
-    schema: Type.String({ minLength: 1 }),
+    schema: NON_EMPTY,
     secret: true,
     noFlag: true,
     placeholder: 'TEXT',
@@ -119,7 +152,7 @@ export const SETTINGS = [
     key: 'p12Passphrase',
     flag: 'p12-passphrase',
     env: 'IMPRINT_P12_PASSPHRASE',
-    schema: Type.String({ minLength: 1 }),
+    schema: NON_EMPTY,
     secret: true,
     noFlag: true,
     placeholder: 'TEXT',
@@ -130,7 +163,7 @@ export const SETTINGS = [
     key: 'server',
     flag: 'server',
     env: 'IMPRINT_SERVER',
-    schema: Type.String({ pattern: '^https://[^\\s/]+/?$' }),
+    schema: { type: 'string', pattern: '^https://[^\\s/]+/?$' },
     placeholder: 'URL',
     expect: 'an https:// URL of a server (https://host:port)',
     help: "call this server's admin API instead of opening the data directory",
@@ -142,7 +175,7 @@ export const SETTINGS = [
     key: 'host',
     flag: 'host',
     env: 'IMPRINT_HOST',
-    schema: Type.String({ pattern: '^[A-Za-z0-9.:_-]{1,253}$' }),
+    schema: { type: 'string', pattern: '^[A-Za-z0-9.:_-]{1,253}$' },
     placeholder: 'ADDRESS',
     expect: 'an address or host name to listen on',
     defaultText: '127.0.0.1',
@@ -154,7 +187,7 @@ export const SETTINGS = [
     key: 'workers',
     flag: 'workers',
     env: 'IMPRINT_WORKERS',
-    schema: Type.Integer({ minimum: 1, maximum: 64 }),
+    schema: integer(1, 64),
     placeholder: 'N',
     expect: 'a number of processes from 1 to 64',
     defaultText: 'one per CPU core',
@@ -164,7 +197,7 @@ export const SETTINGS = [
     key: 'rateLimit',
     flag: 'rate-limit',
     env: 'IMPRINT_RATE_LIMIT',
-    schema: Type.Union([Type.Literal('on'), Type.Literal('off')]),
+    schema: { enum: ['on', 'off'] },
     placeholder: 'on|off',
     expect: '"on" or "off"',
     defaultText: 'on',
@@ -174,7 +207,7 @@ export const SETTINGS = [
     key: 'logLevel',
     flag: 'log-level',
     env: 'IMPRINT_LOG_LEVEL',
-    schema: Type.Union(LOG_LEVELS.map((level) => Type.Literal(level))),
+    schema: { enum: LOG_LEVELS },
     placeholder: 'LEVEL',
     expect: LOG_LEVELS.join(', '),
     defaultText: 'info',
@@ -184,7 +217,7 @@ export const SETTINGS = [
     key: 'renewOverlap',
     flag: 'renew-overlap',
     env: 'IMPRINT_RENEW_OVERLAP',
-    schema: Type.String({ pattern: DURATION }),
+    schema: { type: 'string', pattern: DURATION },
     placeholder: 'DURATION',
     expect: 'a duration (e.g. 90m, 24h)',
     defaultText: '24h',
@@ -194,7 +227,7 @@ export const SETTINGS = [
     key: 'renewalsPerDay',
     flag: 'renewals-per-day',
     env: 'IMPRINT_RENEWALS_PER_DAY',
-    schema: Type.Integer({ minimum: 1, maximum: 1000 }),
+    schema: integer(1, 1000),
     placeholder: 'N',
     expect: 'a number from 1 to 1000',
     defaultText: '10',
@@ -204,7 +237,7 @@ export const SETTINGS = [
     key: 'renewAfterExpiry',
     flag: 'renew-after-expiry',
     env: 'IMPRINT_RENEW_AFTER_EXPIRY',
-    schema: Type.String({ pattern: `^off$|${DURATION}` }),
+    schema: { type: 'string', pattern: `^off$|${DURATION}` },
     placeholder: 'off|DURATION',
     expect: '"off" or a duration (e.g. 30d)',
     defaultText: 'off',
@@ -220,7 +253,7 @@ export const SETTINGS = [
     key: 'hostname',
     flag: 'hostname',
     env: 'IMPRINT_HOSTNAME',
-    schema: Type.Array(Type.String({ pattern: '^[A-Za-z0-9.:-]{1,253}$' }), { minItems: 1 }),
+    schema: { type: 'array', items: { type: 'string', pattern: '^[A-Za-z0-9.:-]{1,253}$' }, minItems: 1 },
     list: true,
     placeholder: 'NAME',
     expect: 'host names (repeat the flag; comma-separated in the environment)',
@@ -231,7 +264,7 @@ export const SETTINGS = [
     key: 'org',
     flag: 'org',
     env: 'IMPRINT_ORG',
-    schema: Type.String({ minLength: 1, maxLength: 64 }),
+    schema: { type: 'string', minLength: 1, maxLength: 64 },
     placeholder: 'ORG',
     expect: 'an organisation name (1-64 characters)',
     help: 'O= in CA and device certificates (init)',
@@ -240,7 +273,7 @@ export const SETTINGS = [
     key: 'trustDomain',
     flag: 'trust-domain',
     env: 'IMPRINT_TRUST_DOMAIN',
-    schema: Type.String({ pattern: '^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$' }),
+    schema: { type: 'string', pattern: '^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$' },
     placeholder: 'DOMAIN',
     expect: 'a lowercase DNS-like name',
     defaultText: 'imprint.local',
@@ -250,7 +283,7 @@ export const SETTINGS = [
     key: 'publicUrl',
     flag: 'public-url',
     env: 'IMPRINT_PUBLIC_URL',
-    schema: Type.String({ pattern: '^https?://[^\\s/]+(/\\S*)?$' }),
+    schema: { type: 'string', pattern: '^https?://[^\\s/]+(/\\S*)?$' },
     placeholder: 'URL',
     expect: 'an http(s) URL',
     defaultText: 'https://<first hostname>:<port>, or http://...:<status port>',
@@ -260,7 +293,7 @@ export const SETTINGS = [
     key: 'deviceValidity',
     flag: 'device-validity',
     env: 'IMPRINT_DEVICE_VALIDITY',
-    schema: Type.String({ pattern: '^\\d{1,4}d?$' }),
+    schema: { type: 'string', pattern: '^\\d{1,4}d?$' },
     placeholder: 'DAYS',
     expect: 'a number of days (e.g. 90d)',
     defaultText: '90d',
@@ -297,14 +330,6 @@ const SPECS: ReadonlyMap<string, SettingSpec> = new Map(SETTINGS.map((spec) => [
 
 /** The spec of one setting. */
 export const settingSpec = (key: SettingKey): SettingSpec => SPECS.get(key)!;
-
-/** The whole configuration file's schema: every setting optional, nothing else allowed. */
-export const CONFIG_SCHEMA = Type.Object(Object.fromEntries(SETTINGS.map((spec) => [spec.key, Type.Optional(spec.schema)])), {
-  additionalProperties: false,
-});
-
-const ajv = new Ajv({ coerceTypes: false, allErrors: false, strict: false });
-const validators = new Map<string, ValidateFunction>(SETTINGS.map((spec) => [spec.key, ajv.compile(spec.schema)]));
 
 /** A resolved setting: its value and where it came from. */
 export interface Resolved {
@@ -355,13 +380,12 @@ export interface Config {
 function fromText(spec: SettingSpec, text: string | string[]): unknown {
   if (spec.list) return (Array.isArray(text) ? text : text.split(',')).map((each) => each.trim()).filter(Boolean);
   const one = Array.isArray(text) ? text[text.length - 1]! : text;
-  const kind = (spec.schema as { type?: string }).type;
-  return kind === 'integer' && /^\d{1,10}$/.test(one.trim()) ? Number(one.trim()) : one;
+  return 'type' in spec.schema && spec.schema.type === 'integer' && /^\d{1,10}$/.test(one.trim()) ? Number(one.trim()) : one;
 }
 
 /** Validates one value; the error shows `raw` (text as typed) or the file's JSON, never a secret. */
 function check(spec: SettingSpec, value: unknown, origin: string, raw?: string | string[]): unknown {
-  if (!validators.get(spec.key)!(value)) {
+  if (!conforms(spec.schema, value)) {
     const typed = raw === undefined ? JSON.stringify(value) : Array.isArray(raw) ? raw.join(',') : raw;
     const shown = spec.secret ? '' : `=${typed}`;
     throw new ConfigError(`${origin}${shown}: expected ${spec.expect}`);

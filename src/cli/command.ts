@@ -55,6 +55,7 @@ export interface Command {
   readonly options: Options;
   /** More help text after the flags. */
   readonly notes?: string;
+  /** Imports what it runs itself (see commands/index.ts). */
   run(invocation: Invocation): Promise<void>;
 }
 

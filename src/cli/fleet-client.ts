@@ -4,8 +4,6 @@
  * server's admin API over HTTPS with an operator certificate (--server). Each command is
  * written once against this interface.
  */
-import { userInfo } from 'node:os';
-import type { Actor } from '../enrollment/actor.js';
 import type { AuditEventView } from '../enrollment/audit-service.js';
 import type { DeviceDetail, DeviceRevocation } from '../enrollment/fleet-service.js';
 import type { MintRequest, MintedToken, TokenView } from '../enrollment/tokens.js';
@@ -16,6 +14,7 @@ import { openInstance, type Instance } from '../instance.js';
 import type { Config } from '../config.js';
 import type { Page, TokenStatus } from '../enrollment/model.js';
 import { ImprintError } from '../errors.js';
+import { cliActor } from './cli-actor.js';
 
 /** A token listing's filters. */
 export interface TokenQuery {
@@ -74,9 +73,6 @@ export interface FleetClient {
   crls(withRoot: boolean): Promise<Crls>;
   close(): Promise<void>;
 }
-
-/** The CLI user on the CA host, as the audit log names them. */
-export const cliActor = (): Actor => ({ actor: `cli:${userInfo().username}`, role: 'admin' });
 
 /** The fleet operations on an opened data directory, through the same services as the API. */
 export class LocalFleetClient implements FleetClient {

@@ -10,7 +10,7 @@ import { VERSION } from '../version.js';
 import { COMMON_OPTIONS, parseCommand, UsageError, type Command, type Output } from './command.js';
 import { COMMANDS, GROUPS } from './commands/index.js';
 import { commandHelp, groupHelp, mainHelp } from './help.js';
-import { RemoteError } from './remote-fleet-client.js';
+import { RemoteError } from './remote-error.js';
 
 // A reader that stops early (`imprint certs show X | head -2`) closes the pipe: that is
 // the reader's choice, not a failure. End quietly instead of dying on EPIPE.

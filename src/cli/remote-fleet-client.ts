@@ -12,18 +12,7 @@ import type { MintRequest, MintedToken, TokenView } from '../enrollment/tokens.j
 import type { CertificateView, DeviceView } from '../enrollment/views.js';
 import type { Page } from '../enrollment/model.js';
 import type { AuditQuery, CertificateQuery, Crls, DeviceQuery, FleetClient, TokenQuery } from './fleet-client.js';
-
-/** A refusal from the server: its error code and message. */
-export class RemoteError extends Error {
-  override readonly name = 'RemoteError';
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly status: number,
-  ) {
-    super(message);
-  }
-}
+import { RemoteError } from './remote-error.js';
 
 /** Where and as whom to call. */
 export interface RemoteOptions {

@@ -115,6 +115,11 @@ describe('validation', () => {
     { name: 'env/log-level', input: { env: { IMPRINT_LOG_LEVEL: 'loud' } }, message: /IMPRINT_LOG_LEVEL=loud: expected fatal, error/ },
     { name: 'env/limit', input: { env: { IMPRINT_CONNECTIONS_PER_SOURCE: '0' } }, message: /IMPRINT_CONNECTIONS_PER_SOURCE=0: expected a positive whole number/ },
     { name: 'file/type', input: { configFile: configFile({ port: '8443' }, 't.json') }, message: /t\.json: port="8443": expected a port number/ },
+    { name: 'file/fraction', input: { configFile: configFile({ port: 8443.5 }, 'f.json') }, message: /f\.json: port=8443\.5: expected a port number/ },
+    { name: 'file/list-item', input: { configFile: configFile({ hostname: ['ok.example', 'bad name'] }, 'i.json') }, message: /i\.json: hostname=\["ok\.example","bad name"\]: expected host names/ },
+    { name: 'file/empty-list', input: { configFile: configFile({ hostname: [] }, 'e.json') }, message: /e\.json: hostname=\[\]: expected host names/ },
+    { name: 'file/enum-type', input: { configFile: configFile({ rateLimit: true }, 'r.json') }, message: /r\.json: rateLimit=true: expected "on" or "off"/ },
+    { name: 'env/too-long', input: { env: { IMPRINT_ORG: 'x'.repeat(65) } }, message: /^IMPRINT_ORG=x{65}: expected an organisation name/ },
     { name: 'file/unknown', input: { configFile: configFile({ prot: 1 }, 'u.json') }, message: /unknown setting "prot" \(did you mean "port"\?\)/ },
     { name: 'file/not-json', input: { configFile: configFile('{port:', 'n.json') }, message: /is not valid JSON/ },
     { name: 'file/array', input: { configFile: configFile([1], 'a.json') }, message: /must hold a JSON object/ },
@@ -124,6 +129,12 @@ describe('validation', () => {
   ])('$name', ({ input, message }) => {
     expect(() => loadConfig({ env: {}, ...input })).toThrow(ConfigError);
     expect(() => loadConfig({ env: {}, ...input })).toThrow(message);
+  });
+
+  it('lengths count characters, as JSON Schema does, not UTF-16 units', () => {
+    const org = '\u{1F98A}'.repeat(64);
+    expect(loadConfig({ env: { IMPRINT_ORG: org } }).init.org).toBe(org);
+    expect(() => loadConfig({ env: { IMPRINT_ORG: `${org}x` } })).toThrow(/expected an organisation name/);
   });
 });
 

@@ -2,8 +2,7 @@
 import type { Config } from '../../config.js';
 import { MAX_PAGE_SIZE } from '../../enrollment/paging.js';
 import { int, JSON_OPTION, optional, REMOTE_OPTIONS, str, type Options, type Output, type Values } from '../command.js';
-import { LocalFleetClient, type FleetClient } from '../fleet-client.js';
-import { RemoteFleetClient } from '../remote-fleet-client.js';
+import type { FleetClient } from '../fleet-client.js';
 import { table } from '../table.js';
 
 /** --server and its credentials, on every fleet command. */
@@ -16,9 +15,13 @@ export const LIST_OPTIONS: Options = {
   ...JSON_OPTION,
 };
 
-/** The fleet client the configuration asks for: the server's API with --server, else the data directory. */
+/**
+ * The fleet client the configuration asks for: the server's API with --server, else the
+ * data directory. Each is loaded only when chosen: the local one brings the store and the CA.
+ */
 export async function openFleet(config: Config): Promise<FleetClient> {
-  return config.remote ? new RemoteFleetClient(config.remote) : LocalFleetClient.open(config);
+  if (config.remote) return new (await import('../remote-fleet-client.js')).RemoteFleetClient(config.remote);
+  return (await import('../fleet-client.js')).LocalFleetClient.open(config);
 }
 
 /** Runs `body` with a fleet client, closing it afterwards. */

@@ -1,5 +1,4 @@
 /** `devices`, `certs` and `audit`: the fleet, locally or on a server (--server). */
-import { openInstance } from '../../instance.js';
 import type { CertificateView } from '../../enrollment/views.js';
 import { REVOCATION_REASONS } from '../../enrollment/model.js';
 import { JSON_OPTION, oneOf, optional, str, UsageError, type Command } from '../command.js';
@@ -146,6 +145,7 @@ export const FLEET_COMMANDS: Readonly<Record<string, Command>> = {
     async run({ values, config, out }) {
       const head = str(values.head);
       if (head !== undefined && !/^[0-9a-f]{64}$/.test(head)) throw new UsageError('--head must be a head hash printed by an earlier audit verify');
+      const { openInstance } = await import('../../instance.js');
       const instance = await openInstance(config.dataDir, { passphrase: config.caPassphrase, databaseUrl: config.database });
       try {
         const result = await instance.audit.verify(head);

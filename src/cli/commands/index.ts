@@ -1,4 +1,10 @@
-/** Every CLI command by name ("tokens create"); a group is the first word. */
+/**
+ * Every CLI command by name ("tokens create"); a group is the first word.
+ *
+ * Every invocation loads this table, the cluster primary of `serve` too, which only forks:
+ * the command modules import names, flags and help text, and each command's run imports
+ * what it runs (the store, the CA, the server, pkijs) when it runs.
+ */
 import { SETTINGS } from '../../config.js';
 import { settingOptions, type Command } from '../command.js';
 import { CRL_COMMANDS } from './crl.js';

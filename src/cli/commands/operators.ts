@@ -1,14 +1,15 @@
 /** `operators issue|list|revoke`: operator identities, on the CA host only (issuing needs the CA key). */
 import { parseDuration } from '../../duration.js';
 import { checkOperatorName, OPERATOR_ROLES } from '../../enrollment/operator-service.js';
-import { openInstance, type Instance } from '../../instance.js';
+import type { Instance } from '../../instance.js';
 import type { Config } from '../../config.js';
+import { cliActor } from '../cli-actor.js';
 import { JSON_OPTION, oneOf, parsed, str, UsageError, type Command } from '../command.js';
-import { cliActor } from '../fleet-client.js';
-import { operatorFiles, writeOperatorFiles } from '../operator-files.js';
 import { table } from '../table.js';
 
+/** Runs `body` on the opened data directory (loaded here: the store and the CA). */
 async function withInstance<T>(config: Config, body: (instance: Instance) => Promise<T>): Promise<T> {
+  const { openInstance } = await import('../../instance.js');
   const instance = await openInstance(config.dataDir, { passphrase: config.caPassphrase, databaseUrl: config.database });
   try {
     return await body(instance);
@@ -36,6 +37,8 @@ export const OPERATOR_COMMANDS: Readonly<Record<string, Command>> = {
       if (!outDir) throw new UsageError('operators issue needs --out DIR');
       const validity = parsed('validity', str(values.validity), (text) => parseDuration(text.replace(/^(\d+)$/, '$1d')));
       checkOperatorName(name);
+      // PKCS#12 is built with pkijs: loaded by this command alone.
+      const { operatorFiles, writeOperatorFiles } = await import('../operator-files.js');
       const files = operatorFiles(outDir, name);
       await withInstance(config, async (instance) => {
         const issued = await instance.signing().operators.issue(

@@ -1,14 +1,12 @@
-/** Setting up and running a server: init, serve, migrate, migrate-store, backup, config show. */
+/**
+ * Setting up and running a server: init, serve, migrate, migrate-store, backup, config show.
+ * Each loads the store, the CA or the server when it runs (see commands/index.ts).
+ */
 import { readFileSync } from 'node:fs';
-import { caExists } from '../../ca/ca-directory.js';
 import { settingSpec, showConfig, type Config } from '../../config.js';
-import { AuditService } from '../../enrollment/audit-service.js';
-import { backupStore } from '../../enrollment/backup.js';
-import { initInstance, openInstance, type InitOptions } from '../../instance.js';
-import { serve } from '../../serve.js';
+import type { InitOptions } from '../../instance.js';
 import type { ServeOptions } from '../../server.js';
-import { migrateStore } from '../../store/open-store.js';
-import { cliActor } from '../fleet-client.js';
+import { cliActor } from '../cli-actor.js';
 import { JSON_OPTION, settingOptions, str, UsageError, type Command, type Options } from '../command.js';
 import { table } from '../table.js';
 
@@ -27,7 +25,8 @@ const LOOPBACK_HOST = /^(localhost|127(\.\d{1,3}){3}|::1|\[::1\])$/i;
  * loopback would send every relying party to its own localhost: refuse rather than
  * guess, before anything is written.
  */
-function checkFirstPublicUrl(config: Config): void {
+async function checkFirstPublicUrl(config: Config): Promise<void> {
+  const { caExists } = await import('../../ca/ca-directory.js');
   if (caExists(config.dataDir) || config.init.publicUrl !== undefined || LOOPBACK_HOST.test(config.host)) return;
   const first = config.init.hostnames?.[0] ?? 'localhost';
   if (!LOOPBACK_HOST.test(first)) return;
@@ -52,6 +51,7 @@ export const SETUP_COMMANDS: Readonly<Record<string, Command>> = {
       const importing = [values['import-issuer'], values['import-key'], values['import-chain']];
       if (importing.some(Boolean) && !importing.every(Boolean)) throw new UsageError('--import-issuer, --import-key and --import-chain go together');
       const keyPassphraseEnv = str(values['import-key-passphrase-env']);
+      const { initInstance } = await import('../../instance.js');
       const settings = await initInstance(config.dataDir, {
         ...initOptions(config),
         passphrase: config.caPassphrase,
@@ -96,7 +96,7 @@ export const SETUP_COMMANDS: Readonly<Record<string, Command>> = {
     },
     notes: 'Logs are JSON lines on stdout; the banner and failures go to stderr.',
     async run({ config, out }) {
-      checkFirstPublicUrl(config);
+      await checkFirstPublicUrl(config);
       const options: ServeOptions = {
         dataDir: config.dataDir,
         databaseUrl: config.database,
@@ -110,6 +110,8 @@ export const SETUP_COMMANDS: Readonly<Record<string, Command>> = {
         limits: config.limits,
         renewal: config.renewal,
       };
+      // The cluster primary loads no more than this: the server's code loads in the workers.
+      const { serve } = await import('../../serve.js');
       await serve(options, config.workers, out);
     },
   },
@@ -118,6 +120,7 @@ export const SETUP_COMMANDS: Readonly<Record<string, Command>> = {
     summary: 'apply pending database migrations',
     options: JSON_OPTION,
     async run({ values, config, out }) {
+      const { migrateStore } = await import('../../store/open-store.js');
       const applied = await migrateStore({ dataDir: config.dataDir, databaseUrl: config.database });
       if (values.json) return out.stdout(JSON.stringify({ upToDate: true, applied }));
       out.stdout(applied.length ? `applied migrations ${applied.join(', ')}; database schema is up to date` : 'database schema is up to date');
@@ -143,8 +146,7 @@ export const SETUP_COMMANDS: Readonly<Record<string, Command>> = {
       if (values.database !== undefined) throw new UsageError('migrate-store names its target with --to, not --database');
       if (!from || !to) throw new UsageError('migrate-store needs --from FILE.db and --to URL (see imprint migrate-store --help)');
       if (!/^postgres(ql)?:\/\/\S+$/.test(to)) throw new UsageError(`--to: expected ${settingSpec('database').expect}`);
-      // Loaded only when asked for, as the store's own PostgreSQL driver is.
-      const { moveFleet } = await import('../../store/migrate-store.js');
+      const [{ moveFleet }, { AuditService }] = await Promise.all([import('../../store/migrate-store.js'), import('../../enrollment/audit-service.js')]);
       const moved = await moveFleet(from, to, (store) => new AuditService(store).verify());
       if (values.json) return out.stdout(JSON.stringify(moved, null, 2));
       out.stdout(`copied ${moved.from} to ${moved.to}`);
@@ -159,6 +161,7 @@ export const SETUP_COMMANDS: Readonly<Record<string, Command>> = {
     args: ['FILE'],
     options: JSON_OPTION,
     async run({ values, args, config, out }) {
+      const [{ openInstance }, { backupStore }] = await Promise.all([import('../../instance.js'), import('../../enrollment/backup.js')]);
       const instance = await openInstance(config.dataDir, { passphrase: config.caPassphrase, databaseUrl: config.database });
       try {
         const written = await backupStore(instance.store, instance.clock, args[0]!, cliActor());

@@ -1,0 +1,93 @@
+/**
+ * What a command loads. Every invocation reads the command table and the configuration,
+ * the cluster primary of `serve` too, which only forks: the schema libraries (TypeBox,
+ * ajv), pkijs, the store, the CA and the server load only in the commands and the workers
+ * that use them. Each process logs the modules it loads through a module hook
+ * (`node --import`, given in NODE_OPTIONS so that the workers have it too).
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnServer, type ServerProcess } from '../../scripts/server-process.js';
+import { imprint } from '../helpers/cli.js';
+import { tempDir } from '../helpers/openssl.js';
+
+/**
+ * What only serving (or a command that opens the data directory) needs. (prom-client is
+ * not here: the primary gathers its workers' metrics with it.)
+ */
+const HEAVY = /\/node_modules\/(typebox|ajv|pkijs|asn1js|fastify|better-sqlite3|pg)\/|\/dist\/src\/(instance|server|store\/open-store)\.js$/;
+
+const dir = tempDir();
+const log = join(dir, 'modules.log');
+const hooks = join(dir, 'hooks.mjs');
+const register = join(dir, 'register.mjs');
+writeFileSync(hooks, ["import { appendFileSync } from 'node:fs';", 'export async function load(url, context, next) {', '  appendFileSync(process.env.MODULE_LOG, `${process.pid} ${url}\\n`);', '  return next(url, context);', '}'].join('\n'));
+writeFileSync(register, `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(hooks).href)});\n`);
+const hooked = (name: string) => ({ NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${pathToFileURL(register).href}`, MODULE_LOG: `${log}.${name}` });
+
+/** The modules each process loaded, by pid. */
+function loaded(name: string): Map<number, string[]> {
+  const byPid = new Map<number, string[]>();
+  for (const line of readFileSync(`${log}.${name}`, 'utf8').trim().split('\n')) {
+    const [pid, url] = line.split(' ') as [string, string];
+    byPid.set(Number(pid), [...(byPid.get(Number(pid)) ?? []), url]);
+  }
+  return byPid;
+}
+
+const onlyProcess = (name: string): string[] => {
+  const byPid = loaded(name);
+  expect(byPid.size).toBe(1);
+  return [...byPid.values()][0]!;
+};
+
+describe('what a command loads', () => {
+  it('--version, help and a configuration error load neither the schema libraries nor pkijs, the store or the server', async () => {
+    const runs = {
+      version: ['--version'],
+      help: ['tokens', 'create', '--help'],
+      invalid: ['config', 'show', '--port', '70000'],
+      show: ['config', 'show', '--workers', '3', '--hostname', 'a.example', '--rate-limit', 'off'],
+    };
+    for (const [name, args] of Object.entries(runs)) {
+      const run = await imprint(args, hooked(name));
+      expect(run.code, run.stderr).toBe(name === 'invalid' ? 2 : 0);
+      const modules = onlyProcess(name);
+      expect(modules.some((url) => url.endsWith('/dist/src/cli/main.js'))).toBe(true);
+      expect(modules.filter((url) => HEAVY.test(url))).toEqual([]);
+    }
+    expect((await imprint(runs.invalid)).stderr).toBe('imprint: --port=70000: expected a port number (0-65535)\n');
+  });
+
+  it('a local fleet command loads the store it opens', async () => {
+    const data = join(dir, 'fleet');
+    expect((await imprint(['init', '--data', data])).code).toBe(0);
+    const run = await imprint(['tokens', 'list', '--data', data], hooked('fleet'));
+    expect(run.code, run.stderr).toBe(0);
+    expect(onlyProcess('fleet').some((url) => url.includes('/node_modules/better-sqlite3/'))).toBe(true);
+  });
+
+  describe('imprint serve --workers 2', () => {
+    let server: ServerProcess;
+    beforeAll(async () => {
+      const data = join(dir, 'served');
+      expect((await imprint(['init', '--data', data])).code).toBe(0);
+      server = await spawnServer(data, ['--workers', '2'], hooked('serve'));
+    });
+    afterAll(async () => {
+      if (server?.child.exitCode === null) await server.killGroup('SIGKILL');
+    });
+
+    it('the primary, which only forks, loads neither the schema libraries, pkijs, the store nor the server; the workers do', () => {
+      const byPid = loaded('serve');
+      const primary = byPid.get(server.child.pid!)!;
+      expect(primary.some((url) => url.endsWith('/dist/src/serve.js'))).toBe(true);
+      expect(primary.filter((url) => HEAVY.test(url))).toEqual([]);
+      const workers = [...byPid.keys()].filter((pid) => pid !== server.child.pid);
+      expect(workers).toHaveLength(2);
+      for (const worker of workers) expect(byPid.get(worker)!.some((url) => url.includes('/node_modules/fastify/'))).toBe(true);
+    });
+  });
+});

@@ -5,9 +5,9 @@
  */
 import { MAX_CRL_ENTRY_BYTES, writeCrlEntry, type CrlEntry } from './crl.js';
 
-/** A revoked certificate as listed: its entry, and when it leaves the CRL (its notAfter). */
+/** A revoked certificate as listed: its entry, and when it leaves the CRL (its notAfter, ms since the epoch). */
 export interface ListedEntry extends CrlEntry {
-  readonly notAfter: Date;
+  readonly notAfter: number;
 }
 
 /** Room for this many more bytes at least when the buffer grows: growth is by doubling. */
@@ -59,19 +59,29 @@ export class CrlEntryList {
 
   /**
    * Adds the revocations after `seq` up to `upTo`, in revocation order, listed without those
-   * expired by `at` (entries expired by the time of a CRL are dropped here, not by the caller).
+   * expired by `at` (entries expired by the time of a CRL are dropped here, not by the caller),
+   * a page at a time as they are read. If reading them fails, the list is emptied: it never
+   * holds part of a range. One append at a time, and no other use of the list until it ends.
    */
-  append(entries: readonly ListedEntry[], upTo: number, at: Date): void {
+  async append(pages: AsyncIterable<readonly ListedEntry[]> | Iterable<readonly ListedEntry[]>, upTo: number, at: Date): Promise<void> {
+    try {
+      for await (const page of pages) this.add(page);
+    } catch (error) {
+      this.clear();
+      throw error;
+    }
+    this.seqValue = upTo;
+    this.completeAfter = Math.max(this.completeAfter, at.getTime());
+  }
+
+  private add(entries: readonly ListedEntry[]): void {
     for (const entry of entries) {
       this.reserve(MAX_CRL_ENTRY_BYTES);
       this.used = writeCrlEntry(this.bytes, this.used, entry);
       this.ends.push(this.used);
-      const notAfter = entry.notAfter.getTime();
-      this.notAfters.push(notAfter);
-      if (notAfter < this.earliestExpiry) this.earliestExpiry = notAfter;
+      this.notAfters.push(entry.notAfter);
+      if (entry.notAfter < this.earliestExpiry) this.earliestExpiry = entry.notAfter;
     }
-    this.seqValue = upTo;
-    this.completeAfter = Math.max(this.completeAfter, at.getTime());
   }
 
   /** The entries of a CRL built at `at`, concatenated: those not expired by then. Valid until the next change. */

@@ -89,7 +89,7 @@ async function entriesOf(store: RevocationStore, list: CrlEntryList, scope: CrlS
   if (list.seq > seq || !list.servesAt(at)) list.clear();
   if (list.seq < seq) {
     const expired = new Date(at.getTime() - CLOCK_SKEW_MS);
-    list.append(await store.listRevoked(expired, list.seq, seq), seq, expired);
+    await list.append(store.listRevoked(expired, list.seq, seq), seq, expired);
   }
   return list.encodedAt(at);
 }

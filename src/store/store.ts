@@ -147,8 +147,10 @@ export interface RevocationStore {
   /**
    * The certificates revoked after sequence `afterSeq` up to `upToSeq` and not yet expired at
    * `now`, in revocation order (sequence, then serial): the CRL's entries, or those to add.
+   * In pages, read one at a time as the caller takes them: a first CRL of a million entries
+   * never holds them all as rows.
    */
-  listRevoked(now: Date, afterSeq: number, upToSeq: number): Promise<RevokedEntry[]>;
+  listRevoked(now: Date, afterSeq: number, upToSeq: number): AsyncIterable<readonly RevokedEntry[]>;
   /** Revoked certificates not yet expired at `now`: the entries of the CRL built now. */
   countRevoked(now: Date): Promise<number>;
 }

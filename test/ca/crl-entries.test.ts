@@ -24,32 +24,42 @@ const REASONS = ['unspecified', 'keyCompromise', 'superseded', 'cessationOfOpera
 function encodeCrlEntry(entry: CrlEntry): Buffer {
   const code = CRL_REASON_CODES[entry.reason]!;
   const reason = code ? [der.sequence(encodeExtension({ oid: OID.cRLReason, critical: false, value: der.enumerated(code) }))] : [];
-  return der.sequence(der.unsignedInteger(Buffer.from(entry.serial, 'hex')), der.time(entry.revokedAt), ...reason);
+  return der.sequence(der.unsignedInteger(Buffer.from(entry.serial, 'hex')), der.time(new Date(entry.revokedAt)), ...reason);
 }
 
 /** `count` revocations in revocation order, expiring over the next `count` hours in no order. */
 function revocations(count: number): ListedEntry[] {
   return Array.from({ length: count }, (_, i) => ({
     serial: randomSerial((size) => randomBytes(i % 7 === 0 ? size + 4 : size)).toString('hex'),
-    revokedAt: new Date(start + i * 1000),
+    revokedAt: start + i * 1000,
     reason: REASONS[i % REASONS.length]!,
-    notAfter: new Date(start + ((i * 7919) % count) * HOUR + HOUR / 2),
+    notAfter: start + ((i * 7919) % count) * HOUR + HOUR / 2,
   }));
 }
 
 /** The entries encoded from scratch: those not expired at `at`, in order. */
 const fromScratch = (entries: readonly ListedEntry[], at: number): Buffer =>
-  Buffer.concat(entries.filter((entry) => entry.notAfter.getTime() > at).map(encodeCrlEntry));
+  Buffer.concat(entries.filter((entry) => entry.notAfter > at).map(encodeCrlEntry));
 
 describe('writeCrlEntry', () => {
   it('writes what the DER helpers encode: serials with leading zeros or the top bit set, every reason, UTCTime and GeneralizedTime', () => {
     const serials = ['00', '01', '7f', '80', 'ff', '0000ff', '00ff', '7fffffffffffffffffffffffffffffffffffffff', 'ffffffffffffffffffffffffffffffffffffffff'];
-    const times = [start, Date.parse('2049-12-31T23:59:59Z'), Date.parse('2050-01-01T00:00:00Z'), Date.parse('1999-07-04T05:06:07Z')];
+    const times = [
+      start,
+      Date.parse('2049-12-31T23:59:59.999Z'),
+      Date.parse('2050-01-01T00:00:00Z'),
+      Date.parse('1999-07-04T05:06:07Z'),
+      Date.parse('2000-02-29T12:34:56.789Z'),
+      Date.parse('2024-12-31T23:59:59Z'),
+      Date.parse('2100-03-01T00:00:01Z'),
+      // Calendar fields are computed, not read from a Date: any time from 1950 to 2200.
+      ...Array.from({ length: 20 }, () => Date.UTC(1950, 0, 1) + Math.floor(Math.random() * 250 * 365.25 * 86_400_000)),
+    ];
     const out = Buffer.alloc(MAX_CRL_ENTRY_BYTES + 8);
     for (const serial of [...serials, ...Array.from({ length: 50 }, () => randomBytes(1 + (randomBytes(1)[0]! % 20)).toString('hex'))]) {
       for (const reason of Object.keys(CRL_REASON_CODES)) {
         for (const time of times) {
-          const entry = { serial, revokedAt: new Date(time), reason };
+          const entry = { serial, revokedAt: time, reason };
           expect(out.subarray(3, writeCrlEntry(out, 3, entry)).equals(encodeCrlEntry(entry))).toBe(true);
         }
       }
@@ -58,34 +68,48 @@ describe('writeCrlEntry', () => {
 
   it('refuses a serial that is not 1 to 20 octets of hex', () => {
     const out = Buffer.alloc(MAX_CRL_ENTRY_BYTES);
-    for (const serial of ['', 'abc', '00'.repeat(21)]) expect(() => writeCrlEntry(out, 0, { serial, revokedAt: new Date(start), reason: 'unspecified' })).toThrow(/not 1 to 20 octets/);
+    for (const serial of ['', 'abc', '00'.repeat(21), '0g', 'zz', '1é']) expect(() => writeCrlEntry(out, 0, { serial, revokedAt: start, reason: 'unspecified' })).toThrow(/not 1 to 20 octets/);
   });
 });
 
 describe('CrlEntryList', () => {
-  it('gives what a from-scratch encoding gives, as revocations come in batches and certificates expire', () => {
+  it('gives what a from-scratch encoding gives, as revocations come in batches and certificates expire', async () => {
     const all = revocations(3000);
     const list = new CrlEntryList();
     let added = 0;
     for (let step = 1; added < all.length; step++) {
       const at = start + step * 7 * HOUR;
       // What a store lists: the next batch, less what expired by now.
-      const batch = all.slice(added, added + 97 * step).filter((entry) => entry.notAfter.getTime() > at);
+      const batch = all.slice(added, added + 97 * step).filter((entry) => entry.notAfter > at);
       added = Math.min(all.length, added + 97 * step);
-      list.append(batch, added, new Date(at));
+      await list.append([batch], added, new Date(at));
       expect(list.seq).toBe(added);
       expect(list.encodedAt(new Date(at)).equals(fromScratch(all.slice(0, added), at))).toBe(true);
     }
     // Later still, with no new revocation: only expiry.
     const later = start + 2000 * HOUR;
     expect(list.encodedAt(new Date(later)).equals(fromScratch(all, later))).toBe(true);
-    expect(list.count).toBe(all.filter((entry) => entry.notAfter.getTime() > later).length);
+    expect(list.count).toBe(all.filter((entry) => entry.notAfter > later).length);
   });
 
-  it('serves a CRL of an earlier time only as far back as the entries it dropped or was given without', () => {
+  it('holds no part of a range whose reading failed: it is emptied, to be read again from the start', async () => {
+    const list = new CrlEntryList();
+    const entries = revocations(20);
+    await list.append([entries.slice(0, 10)], 10, new Date(start));
+    async function* failing() {
+      yield entries.slice(10, 15);
+      throw new Error('connection lost');
+    }
+    await expect(list.append(failing(), 20, new Date(start))).rejects.toThrow('connection lost');
+    expect([list.count, list.seq]).toEqual([0, 0]);
+    await list.append([entries], 20, new Date(start));
+    expect(list.encodedAt(new Date(start)).equals(fromScratch(entries, start))).toBe(true);
+  });
+
+  it('serves a CRL of an earlier time only as far back as the entries it dropped or was given without', async () => {
     const list = new CrlEntryList();
     const entries = revocations(10); // expiring 0.5, 9.5, 8.5, ..., 1.5 h after start
-    list.append(entries, 10, new Date(start));
+    await list.append([entries], 10, new Date(start));
     expect(list.servesAt(new Date(start - HOUR))).toBe(false);
     // Dropping those expired by 5 h (at 0.5, 1.5, 2.5, 3.5 and 4.5 h): a CRL of 4.6 h can still be made, one of 4.4 h not.
     expect(list.encodedAt(new Date(start + 5 * HOUR)).equals(fromScratch(entries, start + 5 * HOUR))).toBe(true);
@@ -97,7 +121,7 @@ describe('CrlEntryList', () => {
     expect([list.count, list.seq, list.servesAt(new Date(0))]).toEqual([0, 0, true]);
   });
 
-  it('makes a CRL openssl reads: every entry, its reason, its number; put together again from the signature alone', () => {
+  it('makes a CRL openssl reads: every entry, its reason, its number; put together again from the signature alone', async () => {
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const signer = signingKeyFor(privateKey);
     const issuer = {
@@ -110,20 +134,20 @@ describe('CrlEntryList', () => {
     const fields = { crlNumber: 4242, thisUpdate: new Date(start), nextUpdate: new Date(start + 168 * HOUR) };
     const all = revocations(4000);
     const list = new CrlEntryList();
-    list.append(all, 4000, new Date(start));
+    await list.append([all.slice(0, 2500), all.slice(2500)], 4000, new Date(start));
     const tbs = crlTbs(issuer, fields, signer.algorithm, list.encodedAt(new Date(start)));
     const signature = signCrlTbs(tbs, signer);
     const crl = signedCrl(tbs, signer.algorithm, signature);
 
     // Another process: the same entries encoded by itself, and the signature it was given.
     const again = new CrlEntryList();
-    again.append(all.slice(0, 1000), 1000, new Date(start));
-    again.append(all.slice(1000), 4000, new Date(start));
+    await again.append([all.slice(0, 1000)], 1000, new Date(start));
+    await again.append([all.slice(1000)], 4000, new Date(start));
     const theirs = crlTbs(issuer, fields, signer.algorithm, again.encodedAt(new Date(start)));
     expect(crlSignatureValid(theirs, issuer, signature)).toBe(true);
     expect(signedCrl(theirs, signer.algorithm, signature).equals(crl)).toBe(true);
     // One revocation more and the signature no longer fits.
-    again.append(revocations(1), 4001, new Date(start));
+    await again.append([revocations(1)], 4001, new Date(start));
     expect(crlSignatureValid(crlTbs(issuer, fields, signer.algorithm, again.encodedAt(new Date(start))), issuer, signature)).toBe(false);
 
     const work = tempDir();

@@ -4,7 +4,7 @@ import type { RevocationStore } from '../store.js';
 import type { Postgres } from './connection.js';
 import type { RevocationNotifications } from './notifications.js';
 import { READS } from './reads.js';
-import { certificateFromRow, date, deviceFromRow, text } from '../rows.js';
+import { certificateFromRow, deviceFromRow, text } from '../rows.js';
 import type { Transaction } from './transaction.js';
 import { currentSeq, revokeSelected, revokeSerials } from './writer.js';
 
@@ -15,9 +15,22 @@ const CLEAR_RETIRING = 'UPDATE devices SET retiring_serial = NULL, retire_at = N
 /** In deadline order, as SQLite reads them from devices_retire_at. */
 const OVERDUE = 'SELECT id, retiring_serial FROM devices WHERE retire_at <= $1 ORDER BY retire_at, pos';
 const REVOKED_SINCE = 'SELECT serial FROM certificates WHERE revocation_seq > $1 ORDER BY revocation_seq, pos';
-const LIST_REVOKED = `SELECT serial, revoked_at, revocation_reason, not_after FROM certificates
-                      WHERE revocation_seq > $1 AND revocation_seq <= $2 AND not_after > $3 ORDER BY revocation_seq, serial`;
+/** Revoked certificates read per statement for a CRL: a page's rows are gone before the next is read. */
+const REVOKED_PAGE = 10_000;
+/** A page of them after the last one's (sequence, serial). */
+const LIST_REVOKED = `SELECT revocation_seq, serial, revoked_at, revocation_reason, not_after FROM certificates
+                      WHERE (revocation_seq, serial) > ($1, $2) AND revocation_seq <= $3 AND not_after > $4
+                      ORDER BY revocation_seq, serial LIMIT ${REVOKED_PAGE}`;
 const COUNT_REVOKED = `SELECT count(*) AS n FROM certificates WHERE status = 'revoked' AND not_after > $1`;
+
+/** A row of LIST_REVOKED (BIGINT columns read as numbers). */
+interface RevokedRow {
+  readonly revocation_seq: number;
+  readonly serial: string;
+  readonly revoked_at: number;
+  readonly revocation_reason: string | null;
+  readonly not_after: number;
+}
 
 /** A device whose renewal replaced a certificate that still waits to retire. */
 interface Retiring {
@@ -113,14 +126,21 @@ export class PostgresRevocation implements RevocationStore {
     return (await this.db.rows<{ serial: string }>(REVOKED_SINCE, [seq])).map((row) => row.serial);
   }
 
-  async listRevoked(now: Date, afterSeq: number, upToSeq: number): Promise<RevokedEntry[]> {
-    const rows = await this.db.rows(LIST_REVOKED, [afterSeq, upToSeq, now.getTime()]);
-    return rows.map((row) => ({
-      serial: row.serial as string,
-      revokedAt: date(row.revoked_at)!,
-      reason: (row.revocation_reason ?? 'unspecified') as RevocationReason,
-      notAfter: date(row.not_after)!,
-    }));
+  async *listRevoked(now: Date, afterSeq: number, upToSeq: number): AsyncGenerator<readonly RevokedEntry[]> {
+    // Before the first revocation after afterSeq: no serial is empty.
+    let [lastSeq, lastSerial] = [afterSeq + 1, ''];
+    for (;;) {
+      const rows = await this.db.rows<RevokedRow>(LIST_REVOKED, [lastSeq, lastSerial, upToSeq, now.getTime()]);
+      if (rows.length === 0) return;
+      yield rows.map((row) => ({
+        serial: row.serial,
+        revokedAt: row.revoked_at,
+        reason: (row.revocation_reason ?? 'unspecified') as RevocationReason,
+        notAfter: row.not_after,
+      }));
+      if (rows.length < REVOKED_PAGE) return;
+      ({ revocation_seq: lastSeq, serial: lastSerial } = rows.at(-1)!);
+    }
   }
 
   async countRevoked(now: Date): Promise<number> {

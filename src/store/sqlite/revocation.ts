@@ -9,6 +9,9 @@ import type { SharedReads } from './reads.js';
 import { certificateFromRow, deviceFromRow, text, type Row } from '../rows.js';
 import type { Writer } from './writer.js';
 
+/** Revoked certificates read per statement for a CRL: a page's rows are gone before the next is read. */
+const REVOKED_PAGE = 10_000;
+
 /** Revoking and following what was revoked. */
 export class SqliteRevocation implements RevocationStore {
   private readonly statements;
@@ -26,9 +29,10 @@ export class SqliteRevocation implements RevocationStore {
                          retiring_serial = NULL, retire_at = NULL
                        WHERE id = @id AND status = 'active'`),
       revokedSince: s('SELECT serial FROM certificates WHERE revocation_seq > ? ORDER BY revocation_seq'),
-      // Raw rows: the first CRL build reads every revoked certificate.
-      listRevoked: s(`SELECT serial, revoked_at, revocation_reason, not_after FROM certificates
-                      WHERE revocation_seq > ? AND revocation_seq <= ? AND not_after > ? ORDER BY revocation_seq, serial`).raw(),
+      // Raw rows, a page at a time after the last one's (sequence, serial): the first CRL build reads every revoked certificate.
+      listRevoked: s(`SELECT revocation_seq, serial, revoked_at, revocation_reason, not_after FROM certificates
+                      WHERE (revocation_seq, serial) > (?, ?) AND revocation_seq <= ? AND not_after > ?
+                      ORDER BY revocation_seq, serial LIMIT ${REVOKED_PAGE}`).raw(),
     };
   }
 
@@ -86,14 +90,17 @@ export class SqliteRevocation implements RevocationStore {
     return (this.statements.revokedSince.all(seq) as { serial: string }[]).map((row) => row.serial);
   }
 
-  async listRevoked(now: Date, afterSeq: number, upToSeq: number): Promise<RevokedEntry[]> {
-    const rows = this.statements.listRevoked.all(afterSeq, upToSeq, now.getTime()) as [string, number, string | null, number][];
-    return rows.map(([serial, revokedAt, reason, notAfter]) => ({
-      serial,
-      revokedAt: new Date(revokedAt),
-      reason: (reason ?? 'unspecified') as RevocationReason,
-      notAfter: new Date(notAfter),
-    }));
+  async *listRevoked(now: Date, afterSeq: number, upToSeq: number): AsyncGenerator<readonly RevokedEntry[]> {
+    // Before the first revocation after afterSeq: no serial is empty.
+    let [lastSeq, lastSerial] = [afterSeq + 1, ''];
+    for (;;) {
+      const rows = this.statements.listRevoked.all(lastSeq, lastSerial, upToSeq, now.getTime()) as [number, string, number, string | null, number][];
+      if (rows.length === 0) return;
+      // By index, not destructured: a million rows destructure ~0.2 s slower.
+      yield rows.map((row) => ({ serial: row[1], revokedAt: row[2], reason: (row[3] ?? 'unspecified') as RevocationReason, notAfter: row[4] }));
+      if (rows.length < REVOKED_PAGE) return;
+      [lastSeq, lastSerial] = rows.at(-1)!;
+    }
   }
 
   /** The console's statement, prepared on first use. */

@@ -100,6 +100,8 @@ describe('what the fast path answers is what the route answers', () => {
     { name: 'host/twice', request: () => plainPost(known, ['Host: example.com']) },
     { name: 'get', request: () => headOf([getLine(known), 'Host: localhost', 'Connection: close']) },
     { name: 'get/unescaped', request: () => headOf([`GET /ocsp/${known.toString('base64')} HTTP/1.1`, 'Host: [::1]:8443', 'Connection: close']) },
+    { name: 'get/lowercase-escapes', request: () => headOf([getLine(known).replace(/%[0-9A-F]{2}/g, (escape) => escape.toLowerCase()), 'Host: localhost', 'Connection: close']) },
+    { name: 'get/absolute-form', request: () => headOf([getLine(known).replace('GET /', 'GET http://localhost/'), 'Host: localhost', 'Connection: close']) },
     { name: 'get/http-1.0', request: () => headOf([getLine(known, '1.0'), 'Host: localhost']) },
     { name: 'get/chunked-body', request: () => Buffer.concat([headOf([getLine(known), 'Host: localhost', 'Transfer-Encoding: chunked', 'Connection: close']), Buffer.from('1\r\nx\r\n0\r\n\r\n')]) },
     { name: 'get/padding-in-the-middle', request: () => headOf([`GET /ocsp/AAAA=AAA HTTP/1.1`, 'Host: localhost', 'Connection: close']) },

@@ -29,8 +29,13 @@ const OCSP_VALIDITY_MS = 60 * 60_000;
 export const MAX_OCSP_REQUEST_BYTES = 4096;
 /** A reused answer is re-signed after this long, so its thisUpdate stays recent. */
 const REUSE_MS = 5 * 60_000;
-/** Bounds the reuse cache (~1 KB an answer); the oldest answer makes room. */
-const MAX_CACHED_ANSWERS = 10_000;
+/**
+ * Bounds the reuse cache by what it holds, each request's bytes (its key) and its answer;
+ * the oldest answers make room. A one-certificate request and answer take ~1 KB: room for
+ * ~10,000. A count alone would let anyone who knows one good serial (the server's own TLS
+ * certificate's, say) pad requests to the 4 KB limit and make every kept answer cost five.
+ */
+const MAX_CACHED_BYTES = 10 * 1024 * 1024;
 
 interface CachedAnswer {
   readonly der: Buffer;
@@ -61,6 +66,8 @@ const summary = (statuses: readonly OcspStatus[]): OcspAnswerSummary =>
 /** Answers OCSP requests for the issuing CA. */
 export class OcspService {
   private readonly cache = new Map<string, CachedAnswer>();
+  /** What the cache holds, as MAX_CACHED_BYTES counts it. */
+  private cachedBytes = 0;
   /** The revocation sequence the cached answers were read at. */
   private cacheSeq = -1;
   /** Told of every answer; none when absent. */
@@ -101,6 +108,7 @@ export class OcspService {
     });
     if (seq !== this.cacheSeq) {
       this.cache.clear();
+      this.cachedBytes = 0;
       this.cacheSeq = seq;
     }
     const cached = this.cache.get(key);
@@ -114,13 +122,27 @@ export class OcspService {
     this.observer?.(status, 'fresh');
     // Unknown serials are not kept: anyone can ask about any serial, and they would crowd out real ones.
     if (known && seq === this.cacheSeq) {
-      this.cache.delete(key);
-      if (this.cache.size >= MAX_CACHED_ANSWERS) this.cache.delete(this.cache.keys().next().value!);
       const kept = ownCopy(der);
-      this.cache.set(key, { der: kept, producedAt: producedAt.getTime(), status });
+      this.keep(key, { der: kept, producedAt: producedAt.getTime(), status });
       return kept;
     }
     return der;
+  }
+
+  /** Keeps an answer under its request's bytes, making room by dropping the oldest. */
+  private keep(key: string, answer: CachedAnswer): void {
+    this.drop(key);
+    const size = key.length + answer.der.length;
+    while (this.cache.size > 0 && this.cachedBytes + size > MAX_CACHED_BYTES) this.drop(this.cache.keys().next().value!);
+    this.cache.set(key, answer);
+    this.cachedBytes += size;
+  }
+
+  private drop(key: string): void {
+    const answer = this.cache.get(key);
+    if (!answer) return;
+    this.cache.delete(key);
+    this.cachedBytes -= key.length + answer.der.length;
   }
 
   private async answer(request: OcspRequest): Promise<{ der: Buffer; producedAt: Date; known: boolean; status: OcspAnswerSummary }> {

@@ -1,7 +1,9 @@
 /** Which OCSP answers are reused, and when a fresh one is signed; read back by `openssl ocsp`. */
+import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as der from '../../src/asn1/der.js';
 import { initInstance, openInstance, type Instance } from '../../src/instance.js';
 import { buildCsr, generateDeviceKey } from '../../simulator/csr.js';
 import { openssl, tempDir } from '../helpers/openssl.js';
@@ -80,6 +82,23 @@ describe('OcspService', () => {
     const kept = await ocsp.respond(request(['-cert', certPath], false));
     expect(kept.length).toBeLessThan(Buffer.poolSize / 2); // small enough for the pool
     expect({ offset: kept.byteOffset, allocation: kept.buffer.byteLength }).toEqual({ offset: 0, allocation: kept.length });
+  });
+
+  it('bounds the kept answers by their bytes: requests padded to the size limit crowd out no more than their size', async () => {
+    const ocsp = instance.signing().ocsp;
+    now = new Date(now.getTime() + 10 * 60_000);
+    const plain = request(['-cert', certPath], false);
+    const kept = await ocsp.respond(plain);
+    expect(await ocsp.respond(plain)).toBe(kept);
+    // The same question, padded with an extension nobody knows to just under the 4 KB limit.
+    const contentOf = (element: Buffer) => element.subarray(element[1]! & 0x80 ? 2 + (element[1]! & 0x7f) : 2);
+    const tbsContent = contentOf(contentOf(plain)); // OCSPRequest { TBSRequest { requestList } }
+    const padded = () =>
+      der.sequence(der.sequence(tbsContent, der.explicit(2, der.sequence(der.sequence(der.objectIdentifier('1.3.6.1.4.1.99999.1'), der.octetString(randomBytes(3700)))))));
+    expect(padded().length).toBeLessThanOrEqual(4096);
+    // 2,500 of them hold ~12 MB: past the bound, though far fewer than the 10,000 answers it has room for.
+    for (let i = 0; i < 2500; i++) await ocsp.respond(padded());
+    expect(await ocsp.respond(plain)).not.toBe(kept);
   });
 
   it('drops kept answers as soon as anything is revoked', async () => {

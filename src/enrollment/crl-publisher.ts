@@ -247,8 +247,9 @@ export class CrlPublisher {
       const signature = signCrlTbs(tbs, signer.key);
       der = signedCrl(tbs, signer.verifier.algorithm, signature);
       published = await this.store.publishCrl({ scope, revocationSeq: seq, builtAt: now, ...fields, signature });
-      if (published.crlNumber !== fields.crlNumber) {
-        // A newer one was there already (published by a process that waited past our claim).
+      if (published.crlNumber !== fields.crlNumber || !published.signature.equals(signature)) {
+        // Ours did not land: a newer one was there already (published by a process that
+        // waited past our claim). The signature tells it from another CRL of the same number.
         const theirs = await this.reproduce(published);
         if (!theirs) throw new Error(`the published CRL ${published.crlNumber} does not verify against the revoked certificates`);
         der = theirs;

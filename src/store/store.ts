@@ -157,7 +157,11 @@ export interface RevocationStore {
 
 /** CRLs as built and shared by every process on the store. */
 export interface CrlStore {
-  /** Takes the next CRL number. */
+  /**
+   * Takes the next CRL number: above every number taken and every CRL published, so a
+   * counter set back or a published row with a number from elsewhere is built past, not
+   * stuck under.
+   */
   nextCrlNumber(): Promise<number>;
   /**
    * What a CRL request checks, in one small read: the current revocation sequence, and the

@@ -4,12 +4,13 @@
  * the CLI; instances on one PostgreSQL database) serve the same one, which the store keeps
  * as its signature, not its DER.
  */
+import Database from 'better-sqlite3';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initInstance, openInstance, type Instance } from '../../src/instance.js';
 import { openssl, tempDir } from '../helpers/openssl.js';
-import { freshDatabaseUrl } from '../helpers/postgres.js';
+import { freshDatabaseUrl, query } from '../helpers/postgres.js';
 
 const work = tempDir();
 
@@ -25,11 +26,20 @@ describe.each(['sqlite', 'postgres'])('CrlPublisher on %s', (backend) => {
   let instance: Instance;
   /** A second process's view of the same store, as a second worker or instance has. */
   let other: Instance;
+  const dataDir = join(work, backend);
+  let databaseUrl: string | undefined;
+
+  /** Writes to the store behind the publishers' backs, as someone with the database could. */
+  async function tamper(sql: string): Promise<void> {
+    if (databaseUrl) return void (await query(databaseUrl, sql));
+    const db = new Database(join(dataDir, 'imprint.db'));
+    db.exec(sql);
+    db.close();
+  }
 
   beforeAll(async () => {
-    const dataDir = join(work, backend);
     const clock = { now: () => now };
-    const databaseUrl = backend === 'postgres' ? await freshDatabaseUrl() : undefined;
+    databaseUrl = backend === 'postgres' ? await freshDatabaseUrl() : undefined;
     await initInstance(dataDir, { databaseUrl }, clock);
     instance = await openInstance(dataDir, { clock, databaseUrl });
     other = await openInstance(dataDir, { clock, databaseUrl });
@@ -129,5 +139,25 @@ describe.each(['sqlite', 'postgres'])('CrlPublisher on %s', (backend) => {
     expect(published.crlNumber).toBe(Math.max(...results.map(({ crl }) => crlNumber(crl))));
     expect(published.signature.length).toBeLessThan(600);
     expect(published).not.toHaveProperty('der');
+  });
+
+  it('a CRL number counter set back, or a published CRL that does not verify, is built past: one CRL from every process, listing every revocation', async () => {
+    const [mine, theirs] = [instance.signing().crls, other.signing().crls];
+    const admin = { actor: 'cli:test', role: 'admin' } as const;
+    const before = crlNumber(await mine.issuerCrl());
+
+    await tamper('UPDATE revocation_state SET crl_number = 0');
+    const operator = await other.signing().operators.issue({ name: 'crl-counter-back', role: 'admin' }, admin);
+    await other.signing().operators.revoke(operator.name, admin);
+    const built = await mine.issuerCrl();
+    expect(crlNumber(built)).toBe(before + 1);
+    expect(built.includes(Buffer.from(operator.serial, 'hex'))).toBe(true);
+    expect((await theirs.issuerCrl()).equals(built)).toBe(true);
+
+    // A row no key of ours signed, numbered far ahead: never served, and not a dead end either.
+    await tamper(`UPDATE published_crls SET crl_number = 99999999, signature = ${databaseUrl ? "'\\x00'::bytea" : "X'00'"} WHERE scope = 'issuer'`);
+    const past = await theirs.issuerCrl();
+    expect(crlNumber(past)).toBe(100_000_000);
+    expect((await mine.issuerCrl()).equals(past)).toBe(true);
   });
 });

@@ -6,7 +6,8 @@ import { PUBLISHED_CRL_COLUMNS } from './columns.js';
 import { publishedCrlFromRow } from '../rows.js';
 
 /** A single-row counter: the row lock makes concurrent takers wait for each other's commit. */
-const NEXT_CRL_NUMBER = 'UPDATE revocation_state SET crl_number = crl_number + 1 WHERE id = 1 RETURNING crl_number';
+const NEXT_CRL_NUMBER = `UPDATE revocation_state SET crl_number = GREATEST(crl_number, (SELECT COALESCE(MAX(crl_number), 0) FROM published_crls)) + 1
+  WHERE id = 1 RETURNING crl_number`;
 /** One round trip per CRL request. */
 const CRL_STATE = 'SELECT seq, (SELECT crl_number FROM published_crls WHERE scope = $1) AS crl_number FROM revocation_state WHERE id = 1';
 const PUBLISHED = `SELECT ${PUBLISHED_CRL_COLUMNS} FROM published_crls WHERE scope = $1`;

@@ -11,7 +11,8 @@ export class SqliteCrls implements CrlStore {
   constructor(private readonly db: Database.Database) {
     const s = (sql: string) => db.prepare(sql);
     this.statements = {
-      nextCrlNumber: s('UPDATE revocation_state SET crl_number = crl_number + 1 WHERE id = 1 RETURNING crl_number'),
+      nextCrlNumber: s(`UPDATE revocation_state SET crl_number = MAX(crl_number, (SELECT COALESCE(MAX(crl_number), 0) FROM published_crls)) + 1
+                         WHERE id = 1 RETURNING crl_number`),
       crlState: s('SELECT seq, (SELECT crl_number FROM published_crls WHERE scope = ?) AS crl_number FROM revocation_state WHERE id = 1'),
       publishedCrl: s('SELECT * FROM published_crls WHERE scope = ?'),
       publishCrl: s(`INSERT INTO published_crls (scope, revocation_seq, crl_number, built_at, this_update, next_update, signature)

@@ -21,13 +21,13 @@ import { startTestServer, type TestServer } from '../helpers/server.js';
 
 const work = tempDir();
 
-/** Writes raw bytes to a plain-HTTP port and reads until the server closes (or 5 s pass). */
+/** Writes raw bytes to a plain-HTTP port and reads until the server closes (or 15 s pass: a busy machine is slow, not wrong). */
 async function exchange(port: number, request: string | Buffer): Promise<{ head: string; body: Buffer; closed: boolean }> {
   const socket = connect({ host: '127.0.0.1', port }).on('error', () => undefined);
   await once(socket, 'connect');
   const data: Buffer[] = [];
   socket.on('data', (chunk: Buffer) => data.push(chunk)).write(request);
-  const closed = await Promise.race([once(socket, 'close').then(() => true), delay(5000, false, { ref: false })]);
+  const closed = await Promise.race([once(socket, 'close').then(() => true), delay(15_000, false, { ref: false })]);
   socket.destroy();
   const received = Buffer.concat(data);
   const end = received.indexOf('\r\n\r\n');

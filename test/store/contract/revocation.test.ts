@@ -44,6 +44,9 @@ describe.each(STORES)('$name store: revocation', (backend) => {
     let told = 0;
     const unsubscribe = store.onRevocation(() => told++);
     const heard = new Promise<void>((resolve) => store.onRevocation(resolve));
+    // PostgreSQL's first subscriber starts a LISTEN session: a NOTIFY sent before it listens is
+    // not heard (a running server subscribes at start; its watcher's poll covers the gap).
+    await new Promise((resolve) => setTimeout(resolve, 1000));
     await store.revokeCertificate(certificate.serial, 'unspecified', audit('certificates.revoke'));
     await heard;
     expect(told).toBe(1);

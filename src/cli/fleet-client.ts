@@ -10,6 +10,7 @@ import type { MintRequest, MintedToken, TokenView } from '../enrollment/tokens.j
 import type { CertificateView, DeviceView } from '../enrollment/views.js';
 import { loadCaCertificates } from '../ca/ca-directory.js';
 import { publishedCrlWithoutKey } from '../enrollment/crl-publisher.js';
+import { CrlEntryList } from '../ca/crl-entries.js';
 import { openInstance, type Instance } from '../instance.js';
 import type { Config } from '../config.js';
 import type { Page, TokenStatus } from '../enrollment/model.js';
@@ -77,6 +78,8 @@ export interface FleetClient {
 /** The fleet operations on an opened data directory, through the same services as the API. */
 export class LocalFleetClient implements FleetClient {
   readonly target: string;
+  /** The issuing CA's CRL entries as last put together: `crl --watch` asks every second. */
+  private readonly crlEntries = new CrlEntryList();
 
   constructor(private readonly instance: Instance) {
     this.target = instance.dataDir;
@@ -128,7 +131,7 @@ export class LocalFleetClient implements FleetClient {
    */
   async crls(withRoot: boolean): Promise<Crls> {
     const certificates = loadCaCertificates(this.instance.dataDir);
-    const published = (scope: 'issuer' | 'root') => publishedCrlWithoutKey(this.instance.store, certificates[scope], scope, this.instance.clock.now());
+    const published = (scope: 'issuer' | 'root') => publishedCrlWithoutKey(this.instance.store, certificates[scope], scope, this.instance.clock.now(), this.crlEntries);
     const issuer = (await published('issuer')) ?? (await this.signed((crls) => crls.issuerCrl()));
     if (!withRoot) return { issuer };
     const root = (await published('root')) ?? (await this.signed((crls) => crls.rootCrl()));

@@ -110,12 +110,15 @@ export async function publishedCrlWithoutKey(
   certificate: CertificateParts,
   scope: CrlScope,
   now: Date,
+  /** The entries read last time: a caller that asks again (`crl --watch`) reads only new revocations. */
+  entries = new CrlEntryList(),
 ): Promise<Buffer | undefined> {
   const seq = scope === 'issuer' ? await store.revocationSeq() : 0;
   const published = await store.publishedCrl(scope);
   if (!published || published.revocationSeq < seq || !fresh(published, now)) return undefined;
-  const entries = await entriesOf(store, new CrlEntryList(), scope, published.revocationSeq, published.builtAt);
-  return putTogether(published, crlVerifier(certificate), entries);
+  const der = putTogether(published, crlVerifier(certificate), await entriesOf(store, entries, scope, published.revocationSeq, published.builtAt));
+  if (!der) entries.clear();
+  return der;
 }
 
 /** Builds, publishes, reproduces and holds the issuing CA's and the root's CRLs. */

@@ -10,16 +10,27 @@ export interface ListedEntry extends CrlEntry {
   readonly notAfter: number;
 }
 
-/** Room for this many more bytes at least when the buffer grows: growth is by doubling. */
-const MIN_CAPACITY = 64 * 1024;
+/**
+ * Entries are written into blocks of their own: a block never moves once made, so the list
+ * grows without copying what it holds or holding twice its size, and a CRL is signed and
+ * written out block by block. Blocks grow with the list, from a small CRL's few KB to this.
+ */
+const MAX_BLOCK_BYTES = 4 * 1024 * 1024;
+const MIN_BLOCK_BYTES = 16 * 1024;
+/** Per-entry arrays start this long and double. */
+const MIN_ENTRIES = 1024;
 
 /** The encoded entries of every revocation up to `seq` that had not expired when last looked at. */
 export class CrlEntryList {
-  private bytes!: Buffer;
-  private used!: number;
-  /** Per entry, in order: where it ends in `bytes`, and its notAfter (ms). */
-  private ends!: number[];
-  private notAfters!: number[];
+  /** The blocks in order, and how many bytes of each hold entries (no entry spans two). */
+  private blocks!: Buffer[];
+  private blockUsed!: number[];
+  /** The bytes of all entries. */
+  private bytes!: number;
+  private entryCount!: number;
+  /** Per entry, in order: its length (an entry is under 128 bytes), and its notAfter (ms). */
+  private lengths!: Uint8Array;
+  private notAfters!: Float64Array;
   private earliestExpiry!: number;
   /** The revocation sequence the entries include up to. */
   private seqValue!: number;
@@ -35,10 +46,12 @@ export class CrlEntryList {
 
   /** Empties the list: no revocation, to be read again from the start. */
   clear(): void {
-    this.bytes = Buffer.allocUnsafe(MIN_CAPACITY);
-    this.used = 0;
-    this.ends = [];
-    this.notAfters = [];
+    this.blocks = [];
+    this.blockUsed = [];
+    this.bytes = 0;
+    this.entryCount = 0;
+    this.lengths = new Uint8Array(MIN_ENTRIES);
+    this.notAfters = new Float64Array(MIN_ENTRIES);
     this.earliestExpiry = Infinity;
     this.seqValue = 0;
     this.completeAfter = -Infinity;
@@ -49,7 +62,7 @@ export class CrlEntryList {
   }
 
   get count(): number {
-    return this.ends.length;
+    return this.entryCount;
   }
 
   /** Whether a CRL built at `at` can be made from these entries (no entry it lists was left out). */
@@ -75,60 +88,89 @@ export class CrlEntryList {
   }
 
   private add(entries: readonly ListedEntry[]): void {
+    this.reserveEntries(entries.length);
+    let last = this.blocks.length - 1;
+    let block = this.blocks[last];
+    let used = this.blockUsed[last] ?? 0;
     for (const entry of entries) {
-      this.reserve(MAX_CRL_ENTRY_BYTES);
-      this.used = writeCrlEntry(this.bytes, this.used, entry);
-      this.ends.push(this.used);
-      this.notAfters.push(entry.notAfter);
+      if (!block || used + MAX_CRL_ENTRY_BYTES > block.length) {
+        if (block) this.blockUsed[last] = used;
+        block = Buffer.allocUnsafeSlow(Math.min(MAX_BLOCK_BYTES, Math.max(MIN_BLOCK_BYTES, this.bytes)));
+        used = 0;
+        last = this.blocks.push(block) - 1;
+        this.blockUsed.push(0);
+      }
+      const end = writeCrlEntry(block, used, entry);
+      this.lengths[this.entryCount] = end - used;
+      this.notAfters[this.entryCount++] = entry.notAfter;
+      this.bytes += end - used;
+      used = end;
       if (entry.notAfter < this.earliestExpiry) this.earliestExpiry = entry.notAfter;
     }
+    if (block) this.blockUsed[last] = used;
   }
 
-  /** The entries of a CRL built at `at`, concatenated: those not expired by then. Valid until the next change. */
-  encodedAt(at: Date): Buffer {
+  /** The entries of a CRL built at `at`, in order, in parts: those not expired by then. Valid until the next change. */
+  encodedAt(at: Date): Buffer[] {
     if (this.earliestExpiry <= at.getTime()) this.dropExpired(at.getTime());
-    return this.bytes.subarray(0, this.used);
+    return this.blocks.map((block, i) => block.subarray(0, this.blockUsed[i]));
   }
 
-  /** Keeps the entries that expire after `at`, copying each run of them once. */
+  /**
+   * Keeps the entries that expire after `at`, each block's moved up within it; a block left
+   * less than half full is copied into one of its size, so expired entries hold no memory.
+   */
   private dropExpired(at: number): void {
-    const bytes = Buffer.allocUnsafe(Math.max(MIN_CAPACITY, this.used));
-    const ends: number[] = [];
-    const notAfters: number[] = [];
-    let used = 0;
+    let kept = 0;
     let earliest = Infinity;
-    let runStart = -1;
-    let start = 0;
-    const copyRun = (end: number) => {
-      if (runStart >= 0) used += this.bytes.copy(bytes, used, runStart, end);
-      runStart = -1;
-    };
-    for (let i = 0; i < this.ends.length; i++) {
-      const end = this.ends[i]!;
-      const notAfter = this.notAfters[i]!;
-      if (notAfter > at) {
-        if (runStart < 0) runStart = start;
-        ends.push(used + (end - runStart));
-        notAfters.push(notAfter);
-        if (notAfter < earliest) earliest = notAfter;
-      } else {
-        copyRun(start);
-        if (notAfter > this.completeAfter) this.completeAfter = notAfter;
+    let entry = 0;
+    const blocks: Buffer[] = [];
+    const blockUsed: number[] = [];
+    this.blocks.forEach((block, b) => {
+      let used = 0;
+      let runStart = 0;
+      let runEnd = 0;
+      const copyRun = () => {
+        used += block.copy(block, used, runStart, runEnd);
+        runStart = runEnd;
+      };
+      for (let offset = 0; offset < this.blockUsed[b]!; entry++) {
+        const end = offset + this.lengths[entry]!;
+        const notAfter = this.notAfters[entry]!;
+        if (notAfter > at) {
+          this.lengths[kept] = this.lengths[entry]!;
+          this.notAfters[kept++] = notAfter;
+          if (notAfter < earliest) earliest = notAfter;
+          runEnd = end;
+        } else {
+          copyRun();
+          runStart = runEnd = end;
+          if (notAfter > this.completeAfter) this.completeAfter = notAfter;
+        }
+        offset = end;
       }
-      start = end;
-    }
-    copyRun(this.used);
-    this.bytes = bytes;
-    this.used = used;
-    this.ends = ends;
-    this.notAfters = notAfters;
+      copyRun();
+      if (used === 0) return;
+      blocks.push(used < block.length / 2 ? Buffer.from(block.subarray(0, used)) : block);
+      blockUsed.push(used);
+    });
+    this.blocks = blocks;
+    this.blockUsed = blockUsed;
+    this.bytes = blockUsed.reduce((sum, used) => sum + used, 0);
+    this.entryCount = kept;
     this.earliestExpiry = earliest;
   }
 
-  private reserve(length: number): void {
-    if (this.used + length <= this.bytes.length) return;
-    const grown = Buffer.allocUnsafe(Math.max(this.bytes.length * 2, this.used + length + MIN_CAPACITY));
-    this.bytes.copy(grown, 0, 0, this.used);
-    this.bytes = grown;
+  /** Room in the per-entry arrays for `more` entries. */
+  private reserveEntries(more: number): void {
+    const needed = this.entryCount + more;
+    if (needed <= this.lengths.length) return;
+    const capacity = Math.max(needed, this.lengths.length * 2);
+    const lengths = new Uint8Array(capacity);
+    lengths.set(this.lengths.subarray(0, this.entryCount));
+    const notAfters = new Float64Array(capacity);
+    notAfters.set(this.notAfters.subarray(0, this.entryCount));
+    this.lengths = lengths;
+    this.notAfters = notAfters;
   }
 }

@@ -4,7 +4,7 @@
  * are separate so that a CRL can be put together again from its entries, its fields and
  * the signature it was given, byte for byte, by a process that did not sign it.
  */
-import { sign, verify, type KeyObject } from 'node:crypto';
+import { createSign, createVerify, type KeyObject } from 'node:crypto';
 import * as der from '../asn1/der.js';
 import { encodeExtension, keyIdentifier, signingKeyFor, type SigningKey } from './certificate-builder.js';
 import type { CertificateParts } from './certificate-info.js';
@@ -165,43 +165,66 @@ function header(tag: number, length: number): Buffer {
 }
 
 /**
- * The TBSCertList around `entries`, the revokedCertificates entries already encoded and
- * concatenated (empty for none): the entries are copied once, into the result.
+ * A TBSCertList as the parts it is made of, in order: its header and fields, the
+ * revokedCertificates entries as they are kept (tens of MB for a million), its extensions.
+ * It is signed, checked and written out part by part, so the entries are copied once, into
+ * the CRL itself, and never into a TBSCertList of their own.
  */
-export function crlTbs(issuer: CrlIssuer, fields: CrlFields, algorithm: Buffer, entries: Buffer): Buffer {
-  return der.sequence(
+export interface CrlTbs {
+  readonly parts: readonly Buffer[];
+  /** The bytes of all the parts. */
+  readonly length: number;
+}
+
+/** The TBSCertList around `entries`, the revokedCertificates entries already encoded, in order (none for none). */
+export function crlTbs(issuer: CrlIssuer, fields: CrlFields, algorithm: Buffer, entries: readonly Buffer[]): CrlTbs {
+  const entriesLength = entries.reduce((sum, part) => sum + part.length, 0);
+  const fieldsPart = Buffer.concat([
     der.smallInteger(1), // v2
     algorithm,
     issuer.issuerName,
     der.time(fields.thisUpdate),
     der.time(fields.nextUpdate),
     // RFC 5280 5.1.2.6: with no revoked certificates the list is absent, not empty.
-    ...(entries.length ? [header(0x30, entries.length), entries] : []),
-    der.explicit(
-      0,
-      der.sequence(
-        encodeExtension({
-          oid: OID.authorityKeyIdentifier,
-          critical: false,
-          value: der.sequence(der.implicitPrimitive(0, keyIdentifier(issuer.issuerPublicKeyBits))),
-        }),
-        encodeExtension({ oid: OID.cRLNumber, critical: false, value: der.smallInteger(fields.crlNumber) }),
-      ),
+    entriesLength ? header(0x30, entriesLength) : Buffer.alloc(0),
+  ]);
+  const extensions = der.explicit(
+    0,
+    der.sequence(
+      encodeExtension({
+        oid: OID.authorityKeyIdentifier,
+        critical: false,
+        value: der.sequence(der.implicitPrimitive(0, keyIdentifier(issuer.issuerPublicKeyBits))),
+      }),
+      encodeExtension({ oid: OID.cRLNumber, critical: false, value: der.smallInteger(fields.crlNumber) }),
     ),
   );
+  const contentLength = fieldsPart.length + entriesLength + extensions.length;
+  const tbsHeader = header(0x30, contentLength);
+  return { parts: [tbsHeader, fieldsPart, ...entries.filter((part) => part.length), extensions], length: tbsHeader.length + contentLength };
 }
 
 /** The signature over a TBSCertList. */
-export function signCrlTbs(tbs: Buffer, signer: SigningKey): Buffer {
-  return sign(signer.digest, tbs, { key: signer.privateKey, dsaEncoding: 'der' });
+export function signCrlTbs(tbs: CrlTbs, signer: SigningKey): Buffer {
+  const signing = createSign(signer.digest);
+  for (const part of tbs.parts) signing.update(part);
+  return signing.sign({ key: signer.privateKey, dsaEncoding: 'der' });
 }
 
 /** Whether `signature` is the issuer's over `tbs`: a CRL put together again is served only then. */
-export function crlSignatureValid(tbs: Buffer, verifier: CrlVerifier, signature: Buffer): boolean {
-  return verify(verifier.digest, tbs, { key: verifier.publicKey, dsaEncoding: 'der' }, signature);
+export function crlSignatureValid(tbs: CrlTbs, verifier: CrlVerifier, signature: Buffer): boolean {
+  const verifying = createVerify(verifier.digest);
+  for (const part of tbs.parts) verifying.update(part);
+  return verifying.verify({ key: verifier.publicKey, dsaEncoding: 'der' }, signature);
 }
 
-/** The CertificateList: a TBSCertList and its signature. */
-export function signedCrl(tbs: Buffer, algorithm: Buffer, signature: Buffer): Buffer {
-  return der.sequence(tbs, algorithm, der.bitString(signature));
+/** The CertificateList: a TBSCertList and its signature, written into one buffer of its exact size. */
+export function signedCrl(tbs: CrlTbs, algorithm: Buffer, signature: Buffer): Buffer {
+  const signatureValue = der.bitString(signature);
+  const contentLength = tbs.length + algorithm.length + signatureValue.length;
+  const outer = header(0x30, contentLength);
+  const crl = Buffer.allocUnsafe(outer.length + contentLength);
+  let at = outer.copy(crl, 0);
+  for (const part of [...tbs.parts, algorithm, signatureValue]) at += part.copy(crl, at);
+  return crl;
 }

@@ -35,7 +35,7 @@ const CLAIM_MS = 30_000;
 const WAIT_POLL_MS = 20;
 const WAIT_MAX_MS = CLAIM_MS;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const NO_ENTRIES = Buffer.alloc(0);
+const NO_ENTRIES: readonly Buffer[] = [];
 /** How far behind one another the clocks of instances building CRLs may be without costing a reread. */
 const CLOCK_SKEW_MS = 3_600_000;
 
@@ -83,7 +83,7 @@ interface CrlSigner {
  * before `at`, so that a CRL built by an instance whose clock is a little behind needs no
  * reading all.
  */
-async function entriesOf(store: RevocationStore, list: CrlEntryList, scope: CrlScope, seq: number, at: Date): Promise<Buffer> {
+async function entriesOf(store: RevocationStore, list: CrlEntryList, scope: CrlScope, seq: number, at: Date): Promise<readonly Buffer[]> {
   // The root revokes nothing imprint issues.
   if (scope === 'root') return NO_ENTRIES;
   if (list.seq > seq || !list.servesAt(at)) list.clear();
@@ -95,7 +95,7 @@ async function entriesOf(store: RevocationStore, list: CrlEntryList, scope: CrlS
 }
 
 /** The DER of `published`, put together from its entries and signature; undefined when the signature does not verify over them. */
-function putTogether(published: PublishedCrl, verifier: CrlVerifier, entries: Buffer): Buffer | undefined {
+function putTogether(published: PublishedCrl, verifier: CrlVerifier, entries: readonly Buffer[]): Buffer | undefined {
   const tbs = crlTbs(verifier, published, verifier.algorithm, entries);
   return crlSignatureValid(tbs, verifier, published.signature) ? signedCrl(tbs, verifier.algorithm, published.signature) : undefined;
 }

@@ -1,8 +1,10 @@
 /**
  * PostgreSQL tells every store on the database of a revocation at its commit (LISTEN/NOTIFY),
- * and a store whose listening session died with the server listens again once it is back.
+ * a store tells its subscribers once when it starts listening (what was revoked before is
+ * found by that look), and a store whose listening session died with the server listens
+ * again once it is back.
  */
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { PostgresStore } from '../../src/store/postgres-store.js';
 import { audit, enroll, newId } from './contract/harness.js';
 import { startPostgres, type PostgresServer } from '../helpers/postgres.js';
@@ -47,6 +49,21 @@ it('another store on the database is told of a revocation at its commit', async 
   const told = nextRevocation(listener, 1000);
   await revokeOne();
   expect(await told).toBeLessThan(1000);
+});
+
+it('a store starting to listen tells its subscribers once, so a revocation before it listened is found at once', async () => {
+  const late = await PostgresStore.open(server.url);
+  try {
+    // Committed before anyone listens on this store: no NOTIFY reaches it.
+    await revokeOne();
+    let told = 0;
+    late.onRevocation(() => told++);
+    await vi.waitFor(() => expect(told).toBe(1), { timeout: 2000, interval: 5 });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(told).toBe(1);
+  } finally {
+    await late.close();
+  }
 });
 
 it('after PostgreSQL restarts, the listening session comes back by itself', async () => {

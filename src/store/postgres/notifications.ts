@@ -2,8 +2,9 @@
  * Revocations recorded by any instance, heard at once: every transaction that takes a
  * revocation sequence number also sends NOTIFY on REVOCATION_CHANNEL (delivered at its
  * commit, never for one rolled back), and each store LISTENs on a session of its own.
- * Notifications are lost while that session is down, so on reconnecting it tells its
- * listeners once anyway; the watchers' polling remains the guarantee.
+ * Notifications are lost while that session is not listening, so each time it starts
+ * listening (the first time, and on reconnecting) it tells its listeners once anyway; the
+ * watchers' polling remains the guarantee.
  */
 import type pg from 'pg';
 import { RevocationSignal } from '../revocation-signal.js';
@@ -46,8 +47,9 @@ export class RevocationNotifications {
       client.on('end', () => this.reconnect(client!, 0));
       await client.query(`LISTEN ${REVOCATION_CHANNEL}`);
       this.client = client;
-      // Whatever was announced while no session listened is found by one look now.
-      if (attempt > 0) this.signal.notify();
+      // Whatever was announced while no session listened (before the first LISTEN, or while
+      // reconnecting) is found by one look now.
+      this.signal.notify();
     } catch {
       client?.removeAllListeners('end');
       await client?.end().catch(() => undefined);

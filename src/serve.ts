@@ -22,7 +22,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { ImprintError } from './errors.js';
 import { DEFAULT_LIMITS } from './http/limits.js';
-import { MetricsPrimary } from './http/metrics.js';
+import { MetricsPrimary } from './http/metrics-gathering.js';
 import { TICKET_KEY_ROTATION_MS, TicketKeys } from './http/ticket-keys.js';
 import { ClusterWindowCounters, CountingPrimary } from './http/window-counters.js';
 import type { RunningServer, ServeOptions } from './server.js';

@@ -2,15 +2,16 @@
  * Prometheus metrics (prom-client), one set per process. Label children are created once
  * per label set and kept, so a request costs a counter increment and a histogram observe
  * (measured ~0.2 and ~0.5 us here: prom-client still hashes the child's labels on each
- * call, well under 0.1% of an enrollment). With `serve --workers N` the worker that answers a scrape asks the
- * primary, which gathers every worker's metrics (prom-client's AggregatorRegistry) and
- * answers the sum: counters and histograms add up; gauges that every worker reads from
- * the same store (CRL, certificates expiring) take the maximum; the process metrics keep
- * one series per worker under a `worker` label.
+ * call, well under 0.1% of an enrollment). With `serve --workers N` the worker that answers a scrape
+ * gathers every worker's metrics through the primary (metrics-gathering.ts) and answers the
+ * sum (prom-client's AggregatorRegistry): counters and histograms add up; gauges that every
+ * worker reads from the same store (CRL, certificates expiring) take the maximum; the
+ * process metrics keep one series per worker under a `worker` label.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
-import cluster, { type Worker } from 'node:cluster';
+import cluster from 'node:cluster';
 import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { CollectRequest, CollectResponse, GatherRequest, GatherResponse, WorkerMetrics } from './metrics-gathering.js';
 
 type CounterChild = ReturnType<Counter['labels']>;
 type HistogramChild = ReturnType<Histogram['labels']>;
@@ -256,7 +257,7 @@ export class ImprintMetrics {
 
   /** The exposition text: this process's, or the whole cluster's from a worker. */
   async exposition(): Promise<string> {
-    return cluster.isWorker ? askPrimary() : this.registry.metrics();
+    return cluster.isWorker ? gatherCluster() : this.registry.metrics();
   }
 
   get contentType(): string {
@@ -270,80 +271,63 @@ let current: ImprintMetrics | undefined;
 export function metrics(): ImprintMetrics {
   if (!current) {
     current = new ImprintMetrics();
-    if (cluster.isWorker) {
-      // Answers the primary's gathering requests with this registry (prom-client's own IPC).
-      new AggregatorRegistry();
-      AggregatorRegistry.setRegistries([current.registry]);
-    }
+    if (cluster.isWorker) answerCollecting(current.registry);
   }
   return current;
 }
 
+/** In a worker: answers the primary's requests for this worker's metrics with `registry`'s. */
+function answerCollecting(registry: Registry): void {
+  process.on('message', (message: CollectRequest) => {
+    if (message?.type !== 'imprint:metrics-collect') return;
+    const send = (answer: Pick<CollectResponse, 'metrics' | 'error'>) =>
+      process.send?.({ type: 'imprint:metrics-collected', id: message.id, ...answer } satisfies CollectResponse, undefined, {}, () => undefined);
+    registry.getMetricsAsJSON().then(
+      (metrics) => send({ metrics }),
+      (error: Error) => send({ error: error.message }),
+    );
+  });
+}
+
 // A worker answers the primary's gathering from the moment it starts, not from its first
-// request: a worker that never answered would hold every scrape for prom-client's 5 s.
+// request: a worker that never answered would hold every scrape for 5 s.
 if (cluster.isWorker) metrics();
 
-/** Worker to primary: gather the cluster's metrics. */
-interface GatherRequest {
-  readonly type: 'imprint:metrics';
-  readonly id: number;
-}
-
-/** Primary to worker: the gathered exposition text, or why not. */
-interface GatherResponse {
-  readonly type: 'imprint:metrics-text';
-  readonly id: number;
-  readonly text?: string;
-  readonly error?: string;
-}
-
-/** A scrape waits at most this long for the workers (prom-client gives them 5 s). */
+/** A scrape waits at most this long for the workers (the primary gives them 5 s). */
 const GATHER_TIMEOUT_MS = 6_000;
 let nextGather = 0;
-const waiting = new Map<number, { resolve(text: string): void; reject(error: Error): void }>();
+const waiting = new Map<number, { resolve(metrics: readonly WorkerMetrics[]): void; reject(error: Error): void }>();
 let listening = false;
 
-function askPrimary(): Promise<string> {
+/** Worker to primary: every worker's metrics, added up here into the whole server's exposition text. */
+async function gatherCluster(): Promise<string> {
+  // Our registry's content type is prom-client's default, which the aggregate has too.
+  return AggregatorRegistry.aggregate([...(await askPrimary())]).metrics();
+}
+
+function askPrimary(): Promise<readonly WorkerMetrics[]> {
   if (!listening) {
     listening = true;
     process.on('message', (message: GatherResponse) => {
-      if (message?.type !== 'imprint:metrics-text') return;
+      if (message?.type !== 'imprint:metrics-gathered') return;
       const pending = waiting.get(message.id);
       waiting.delete(message.id);
-      if (message.text !== undefined) pending?.resolve(message.text);
+      if (message.metrics !== undefined) pending?.resolve(message.metrics);
       else pending?.reject(new Error(`cannot gather the workers' metrics: ${message.error}`));
     });
   }
   const id = nextGather++;
-  return new Promise<string>((resolve, reject) => {
+  return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       waiting.delete(id);
       reject(new Error('the primary did not answer the metrics request in time'));
     }, GATHER_TIMEOUT_MS);
     waiting.set(id, {
-      resolve: (text) => (clearTimeout(timer), resolve(text)),
+      resolve: (metrics) => (clearTimeout(timer), resolve(metrics)),
       reject: (error) => (clearTimeout(timer), reject(error)),
     });
     process.send?.({ type: 'imprint:metrics', id } satisfies GatherRequest, undefined, {}, (error: Error | null) => {
       if (error) waiting.get(id)?.reject(error);
     });
   });
-}
-
-/** In the primary: answers a worker's scrape with every worker's metrics, aggregated. */
-export class MetricsPrimary {
-  private readonly aggregator = new AggregatorRegistry();
-
-  adopt(worker: Worker): void {
-    worker.on('message', (message: GatherRequest) => {
-      if (message?.type !== 'imprint:metrics') return;
-      const reply = (answer: Omit<GatherResponse, 'type' | 'id'>) => {
-        if (worker.isConnected()) worker.send({ type: 'imprint:metrics-text', id: message.id, ...answer } satisfies GatherResponse);
-      };
-      this.aggregator.clusterMetrics().then(
-        (text) => reply({ text }),
-        (error: Error) => reply({ error: error.message }),
-      );
-    });
-  }
 }

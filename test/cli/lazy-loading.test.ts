@@ -13,10 +13,7 @@ import { spawnServer, type ServerProcess } from '../../scripts/server-process.js
 import { imprint } from '../helpers/cli.js';
 import { tempDir } from '../helpers/openssl.js';
 
-/**
- * What only serving (or a command that opens the data directory) needs. (prom-client is
- * not here: the primary gathers its workers' metrics with it.)
- */
+/** What only serving (or a command that opens the data directory) needs. */
 const HEAVY = /\/node_modules\/(typebox|ajv|pkijs|asn1js|fastify|better-sqlite3|pg)\/|\/dist\/src\/(instance|server|store\/open-store)\.js$/;
 
 const dir = tempDir();
@@ -80,11 +77,11 @@ describe('what a command loads', () => {
       if (server?.child.exitCode === null) await server.killGroup('SIGKILL');
     });
 
-    it('the primary, which only forks, loads neither the schema libraries, pkijs, the store nor the server; the workers do', () => {
+    it('the primary, which only forks and relays, loads neither the schema libraries, pkijs, the store, the server nor prom-client; the workers do', () => {
       const byPid = loaded('serve');
       const primary = byPid.get(server.child.pid!)!;
       expect(primary.some((url) => url.endsWith('/dist/src/serve.js'))).toBe(true);
-      expect(primary.filter((url) => HEAVY.test(url))).toEqual([]);
+      expect(primary.filter((url) => HEAVY.test(url) || url.includes('/node_modules/prom-client/'))).toEqual([]);
       const workers = [...byPid.keys()].filter((pid) => pid !== server.child.pid);
       expect(workers).toHaveLength(2);
       for (const worker of workers) expect(byPid.get(worker)!.some((url) => url.includes('/node_modules/fastify/'))).toBe(true);

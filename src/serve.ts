@@ -15,6 +15,11 @@
  * IPC channel before it listens, and every new one after: a device's connections land on
  * any worker, and a ticket one worker issued resumes on all of them.
  *
+ * One worker checkpoints the SQLite WAL for all of them, on a thread of its own (a thread
+ * is a whole V8 isolate, 13-18 MB, and one keeps up with every worker's commits); the
+ * primary chooses it, and the replacement of that worker when it dies. The others' commits
+ * checkpoint only should the WAL grow far behind.
+ *
  * Serve never fails silently and never runs half-started: a port it cannot listen on, a
  * CA key it cannot read, or a worker that ends before it is listening stops every process
  * and rejects with one sentence, which the CLI prints as its one line on stderr.
@@ -26,6 +31,7 @@ import { MetricsPrimary } from './http/metrics-gathering.js';
 import { TICKET_KEY_ROTATION_MS, TicketKeys } from './http/ticket-keys.js';
 import { ClusterWindowCounters, CountingPrimary } from './http/window-counters.js';
 import type { RunningServer, ServeOptions } from './server.js';
+import type { Checkpoints } from './store/open-store.js';
 
 /** Where serve writes its messages. */
 export interface ServeOutput {
@@ -50,6 +56,11 @@ interface TicketKeyMessage {
 }
 
 const ticketKeyMessage = (key: Buffer): TicketKeyMessage => ({ type: 'imprint:ticket-key', key: key.toString('base64') });
+
+/** The primary's word to the one worker that checkpoints the WAL for all, sent before its first key. */
+interface CheckpointsMessage {
+  readonly type: 'imprint:checkpoints';
+}
 
 /**
  * V8's young generation in a worker, in MB per semi-space. Left alone it grows to 16 (two
@@ -155,6 +166,8 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
     let first: Worker | undefined;
     /** Workers handed the key: the others have not started anything yet (they are loading their code). */
     const keyed = new WeakSet<Worker>();
+    /** The worker that checkpoints the WAL for every worker; a new one takes over when it dies. */
+    let checkpointer: Worker | undefined;
     /** Asks a worker to finish what is in flight and exit; one that has started nothing is killed at once. */
     const stop = (worker: Worker) => {
       if (!keyed.has(worker)) worker.process.kill('SIGKILL');
@@ -183,6 +196,10 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
         // stop before this was killed: it had started nothing).
         if (message?.type === 'started') {
           keyed.add(worker);
+          if (!checkpointer || checkpointer.isDead()) {
+            checkpointer = worker;
+            worker.send({ type: 'imprint:checkpoints' } satisfies CheckpointsMessage, () => undefined);
+          }
           return void worker.send(ticketKeyMessage(ticketKeys.current()), () => undefined);
         }
         if (message?.type === 'failed') return fail(message.message);
@@ -251,7 +268,10 @@ async function runWorker(options: ServeOptions, workers: number): Promise<never>
   let ticketKeys: TicketKeys | undefined;
   let keyed: () => void = () => undefined;
   const firstKey = new Promise<void>((resolve) => (keyed = resolve));
+  // Another worker checkpoints unless the primary says, before the key, that this one does.
+  let checkpoints: Checkpoints = 'elsewhere';
   process.on('message', (message: unknown) => {
+    if ((message as CheckpointsMessage | undefined)?.type === 'imprint:checkpoints') return void (checkpoints = 'thread');
     if ((message as TicketKeyMessage | undefined)?.type === 'imprint:ticket-key') {
       const key = Buffer.from((message as TicketKeyMessage).key, 'base64');
       if (ticketKeys) ticketKeys.replace(key);
@@ -287,6 +307,7 @@ async function runWorker(options: ServeOptions, workers: number): Promise<never>
       limits: { ...limits, connectionsPerSource: Math.ceil(limits.connectionsPerSource / workers) },
       counters: new ClusterWindowCounters(process),
       ticketKeys,
+      checkpoints,
       prepared: () => process.send?.({ type: 'prepared' } satisfies WorkerMessage, undefined, {}, ignore),
     });
     shown = banner({ ...server, dataDir: options.dataDir, databaseUrl: options.databaseUrl }, 'npx imprint');

@@ -28,7 +28,7 @@ import { metrics } from './http/metrics.js';
 import { TICKET_KEY_ROTATION_MS, TicketKeys } from './http/ticket-keys.js';
 import { LocalWindowCounters, type WindowCounters } from './http/window-counters.js';
 import { initInstance, openInstance, serverNames, type InitOptions, type Instance, type SigningServices } from './instance.js';
-import { describeStore } from './store/open-store.js';
+import { describeStore, type Checkpoints } from './store/open-store.js';
 import { observeCommits } from './store/group-commit.js';
 import type { Store } from './store/store.js';
 import { VERSION } from './version.js';
@@ -70,6 +70,8 @@ export interface ServeOptions {
    * its other workers then.
    */
   readonly prepared?: (() => void) | undefined;
+  /** Who checkpoints a SQLite store's WAL: this process on a thread of its own unless a cluster's primary chose another worker. */
+  readonly checkpoints?: Checkpoints | undefined;
 }
 
 /** A running server. */
@@ -184,7 +186,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const instance = await openInstance(options.dataDir, {
     passphrase: options.passphrase,
     databaseUrl: options.databaseUrl,
-    backgroundCheckpoints: true,
+    backgroundCheckpoints: options.checkpoints ?? 'thread',
     renewal: options.renewal,
   });
   let watcher: RevocationWatcher | undefined;

@@ -8,6 +8,7 @@ import { withoutPassword } from './database-url.js';
 import { openDatabase, type Durability } from './database.js';
 import { migrate } from './migrate.js';
 import { SqliteStore } from './sqlite-store.js';
+import { leaveCheckpointsToCheckpointer } from './sqlite/lifecycle.js';
 import type { Store } from './store.js';
 
 /** Where the fleet is kept. */
@@ -17,12 +18,19 @@ export interface StoreLocation {
   readonly databaseUrl?: string | undefined;
 }
 
+/**
+ * Who moves a serving process's WAL into the SQLite file, so that its commits need not:
+ * this process on a thread of its own, or another process serving the same file (one
+ * cluster worker does it for all).
+ */
+export type Checkpoints = 'thread' | 'elsewhere';
+
 /** How a process uses its store. */
 export interface StoreOptions {
   /** SQLite only: commits in FULL (power-loss safe) unless a benchmark asks otherwise. */
   readonly durability?: Durability | undefined;
-  /** SQLite only, a serving process: checkpoint the WAL on a thread of its own. */
-  readonly backgroundCheckpoints?: boolean | undefined;
+  /** SQLite only, a serving process: who checkpoints the WAL (absent: the commits, as SQLite does by default). */
+  readonly backgroundCheckpoints?: Checkpoints | undefined;
 }
 
 /** The SQLite file inside a data directory. */
@@ -35,7 +43,9 @@ export async function openStore(location: StoreLocation, options: StoreOptions =
     const { PostgresStore } = await import('./postgres-store.js');
     return PostgresStore.open(location.databaseUrl);
   }
-  return SqliteStore.open(databasePath(location.dataDir), options.durability, { backgroundCheckpoints: options.backgroundCheckpoints });
+  const store = SqliteStore.open(databasePath(location.dataDir), options.durability, { backgroundCheckpoints: options.backgroundCheckpoints === 'thread' });
+  if (options.backgroundCheckpoints === 'elsewhere') leaveCheckpointsToCheckpointer(store.db);
+  return store;
 }
 
 /** Applies pending migrations and returns their versions. */

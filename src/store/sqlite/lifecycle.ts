@@ -65,15 +65,25 @@ export class SqliteLifecycle implements StoreLifecycle {
 }
 
 /**
+ * WAL pages (4 KB) after which a commit checkpoints itself: only should the checkpointer
+ * fall 80 MB behind, or be gone for a moment (a cluster replacing the worker that runs it).
+ */
+const COMMIT_CHECKPOINT_PAGES = 20_000;
+
+/** A serving connection's commits leave checkpoints to a checkpointer, in this process or another. */
+export function leaveCheckpointsToCheckpointer(db: Database.Database): void {
+  db.pragma(`wal_autocheckpoint = ${COMMIT_CHECKPOINT_PAGES}`);
+}
+
+/**
  * Moves WAL checkpoints off this thread (a serving process): a thread of its own
- * checkpoints every half second, and commits checkpoint themselves only should it fall
- * 80 MB behind. Run from TypeScript sources (tests in-process), the compiled thread is
- * not there and commits checkpoint as SQLite does by default.
+ * checkpoints every half second. Run from TypeScript sources (tests in-process), the
+ * compiled thread is not there and commits checkpoint as SQLite does by default.
  */
 function startCheckpointer(db: Database.Database, path: string): Worker | undefined {
   const script = new URL('../checkpoint-thread.js', import.meta.url);
   if (!existsSync(fileURLToPath(script))) return undefined;
-  db.pragma('wal_autocheckpoint = 20000');
+  leaveCheckpointsToCheckpointer(db);
   const checkpointer = new Worker(script, { workerData: { path, intervalMs: 500 } });
   checkpointer.unref();
   return checkpointer;

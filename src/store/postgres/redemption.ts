@@ -1,7 +1,7 @@
 /**
  * PostgreSQL issuing to devices: a token's one enrollment and renewals, each one write
  * run through the group commit (they come in floods); a batch's enrollments that create
- * their device go in one call of imprint_redeem_batch_audited (migrations/postgres/0003). Each
+ * their device go in one call of imprint_redeem_batch_audited (migrations/postgres/0005). Each
  * runs under the writer lock (locks.ts), so its checks see every other instance's
  * committed writes and nobody else's can slip in before it commits: that decides who
  * redeems a token, and the key and device-id checks hold across instances.
@@ -13,7 +13,7 @@ import type { Bulk, GroupCommit } from './group-commit.js';
 import { READS } from './reads.js';
 import { CERTIFICATE_COLUMNS } from './columns.js';
 import { certificateFromRow, date, deviceFromRow } from '../rows.js';
-import type { AuditRow, Outcome, Transaction } from './transaction.js';
+import type { Outcome, Transaction } from './transaction.js';
 import { insertCertificate, revokeSelected } from './writer.js';
 
 const INSERT_DEVICE = `INSERT INTO devices (id, status, enrolled_at, updated_at, current_serial, enrolled_via, enrollment_label)
@@ -58,8 +58,8 @@ const RENEWAL_CHECKS = `SELECT d.status, d.current_serial, d.retiring_serial, d.
                           ${keyTaken('$4', '$1')} AS key_taken, recent.count AS recent, recent.oldest
                         FROM devices d, (${renewalsSince('$1', '$5')}) recent
                         WHERE d.id = $1`;
-/** Redeems a batch of tokens and audits them: migrations/postgres/0003_redeem_batch_audited.sql. */
-const REDEEM_BATCH = 'SELECT imprint_redeem_batch_audited($1::json) AS outcomes';
+/** Redeems a batch of tokens and audits them: migrations/postgres/0005_lean_redemption.sql. */
+const REDEEM_BATCH = 'SELECT imprint_redeem_batch_audited($1::json, $2::json) AS outcomes';
 const RENEWAL_OF = `SELECT ${CERTIFICATE_COLUMNS} FROM certificates WHERE renewed_from = $1 AND csr_sha256 = $2 ORDER BY issued_at DESC LIMIT 1`;
 
 /** Thrown inside a write to roll back what it already wrote and report a conflict. */
@@ -105,8 +105,8 @@ async function redeem(tx: Transaction, r: Redemption): Promise<RedemptionConflic
   return undefined;
 }
 
-/** A redemption as imprint_redeem_batch_audited takes it, with its audit event as chained. */
-function batchItem(r: Redemption, audit: AuditRow): Record<string, unknown> {
+/** A redemption as imprint_redeem_batch_audited takes it (its audit event goes apart). */
+function batchItem(r: Redemption): Record<string, unknown> {
   const c = r.certificate;
   return {
     token_id: r.tokenId,
@@ -127,7 +127,6 @@ function batchItem(r: Redemption, audit: AuditRow): Record<string, unknown> {
     der: c.der.toString('base64'),
     renewed_from: c.renewedFrom ?? null,
     cert_csr_sha256: c.csrSha256 ?? null,
-    audit,
   };
 }
 
@@ -141,8 +140,8 @@ const redeemBatch: Bulk<Redemption, RedemptionConflict | undefined> = async (tx,
   // The events appended before go first, as they would have without the batch.
   await tx.insertAppended();
   const events = tx.chain(redemptions.map((r) => r.audit));
-  const items = JSON.stringify(redemptions.map((r, i) => batchItem(r, events[i]!)));
-  const [called] = await tx.rows<{ outcomes: (RedemptionConflict | null)[] | null }>(REDEEM_BATCH, [items]);
+  const items = JSON.stringify(redemptions.map(batchItem));
+  const [called] = await tx.rows<{ outcomes: (RedemptionConflict | null)[] | null }>(REDEEM_BATCH, [items, JSON.stringify(events)]);
   const outcomes = called!.outcomes;
   if (outcomes === null) {
     const each: Outcome<RedemptionConflict | undefined>[] = [];

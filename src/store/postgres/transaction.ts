@@ -11,10 +11,11 @@ import { statement, type Queryable, type Row } from './query.js';
 
 /**
  * Opens the transaction, takes the writer lock and reads the chain's last hash, in one
- * round trip; the SELECT runs after the lock is granted, so it sees every event committed
- * before, and none can be appended but ours until we commit.
+ * round trip (migrations/postgres/0005: imprint_writer_head); the hash is read after the
+ * lock is granted, so it sees every event committed before, and none can be appended but
+ * ours until we commit. NULL before the first event.
  */
-const BEGIN = `BEGIN; SELECT pg_advisory_xact_lock(${LOCK_NAMESPACE}, ${LOCK.writer}); SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1`;
+const BEGIN = `BEGIN; SELECT imprint_writer_head(${LOCK_NAMESPACE}, ${LOCK.writer}) AS hash`;
 
 /**
  * A transaction's events in one statement, in the order they were appended: ids are taken
@@ -84,8 +85,8 @@ export class Transaction implements Queryable {
 
   /** Begins a transaction on `client` under the writer lock. */
   static async begin(client: pg.PoolClient): Promise<Transaction> {
-    const results = (await client.query(BEGIN)) as unknown as pg.QueryResult<{ hash: string }>[];
-    return new Transaction(client, results[2]?.rows[0]?.hash ?? GENESIS_HASH);
+    const results = (await client.query(BEGIN)) as unknown as pg.QueryResult<{ hash: string | null }>[];
+    return new Transaction(client, results[1]?.rows[0]?.hash ?? GENESIS_HASH);
   }
 
   async rows<R = Row>(sql: string, params: readonly unknown[] = []): Promise<R[]> {

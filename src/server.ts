@@ -191,6 +191,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   });
   let watcher: RevocationWatcher | undefined;
   let unmeasure = () => undefined as void;
+  let unfollowRevocations = () => undefined as void;
   const apps: FastifyInstance[] = [];
   // A cluster worker follows the primary's key; a process serving alone makes and rotates its own.
   const ticketKeys = options.ticketKeys ?? TicketKeys.random();
@@ -237,6 +238,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       instance.clock,
       (seconds) => metrics().revocationPropagated(seconds),
     );
+    // Reconnecting devices are served from memory while the watcher vouches for the sequence.
+    unfollowRevocations = services.clients.devices.follow(watcher, instance.store);
     await watcher.start();
     await listen(app, options.host, options.port, '');
     if (status) await listen(status.app, options.host, status.port, '--status-port');
@@ -264,6 +267,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       ticketKeys,
       async close() {
         watcher?.stop();
+        unfollowRevocations();
         stopRotation();
         unmeasure();
         await Promise.all(apps.map((each) => each.close()));
@@ -272,6 +276,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     };
   } catch (error) {
     watcher?.stop();
+    unfollowRevocations();
     stopRotation();
     unmeasure();
     await Promise.all(apps.map((each) => each.close()));

@@ -5,6 +5,7 @@
  */
 import type { Clock } from '../clock.js';
 import { ImprintError } from '../errors.js';
+import { DeviceIdentityCache, type CachedDevice } from './identity-cache.js';
 import type { CertificateRecord, DeviceRecord, OperatorRole } from './model.js';
 import type { InventoryStore, OperatorStore, RevocationStore } from '../store/store.js';
 
@@ -50,6 +51,12 @@ export interface OperatorIdentity {
 /** Maps TLS client certificates to identities, refusing what we did not issue or revoked. */
 export class ClientAuthenticator {
   /**
+   * Devices already authenticated, while the revocation sequence stands (identity-cache.ts).
+   * Operators are always read afresh: a role can change without a revocation.
+   */
+  readonly devices = new DeviceIdentityCache();
+
+  /**
    * @param renewAfterExpiryMs how long after expiry a device certificate may still
    *   authenticate a renewal (0: never).
    */
@@ -70,7 +77,15 @@ export class ClientAuthenticator {
     // The chain is only refused for its age here: the stored copy must still match byte
     // for byte, so this accepts nothing we did not issue, and TLS proved the key.
     const expiredOk = graceMs > 0 && presented.verificationError === 'CERT_HAS_EXPIRED';
-    const certificate = await this.certificate(expiredOk ? { ...presented, verificationError: undefined } : presented);
+    const checked = expiredOk ? { ...presented, verificationError: undefined } : presented;
+    // A renewal reads the store: its policy looks at the device's current certificates.
+    const cached = options.renewing ? undefined : this.cachedDevice(checked);
+    if (cached) {
+      this.checkCurrent(cached.certificate);
+      return { kind: 'device', deviceId: cached.device.id, ...cached };
+    }
+    const ticket = this.devices.ticket();
+    const certificate = await this.certificate(checked);
     if (certificate.kind !== 'device' || !certificate.deviceId) throw new ImprintError('forbidden', 'this route is for devices');
     const device = await this.store.findDevice(certificate.deviceId);
     if (!device || device.status === 'revoked') {
@@ -90,7 +105,14 @@ export class ClientAuthenticator {
         detail: { replacedBy: certificate.serial },
       });
     }
+    this.devices.set(ticket, { certificate, device });
     return { kind: 'device', deviceId: device.id, certificate, device };
+  }
+
+  /** The cached identity of a chain-verified certificate, if any. */
+  private cachedDevice(presented: PresentedCertificate): CachedDevice | undefined {
+    if (!presented.der || !presented.serial || presented.verificationError) return undefined;
+    return this.devices.get(presented.serial, presented.der);
   }
 
   /** Authenticates an active operator holding one of the given roles. */

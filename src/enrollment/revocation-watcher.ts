@@ -25,6 +25,7 @@ export class RevocationWatcher {
   /** Told of a revocation while polling: look again when done. */
   private again = false;
   private unsubscribe: (() => void) | undefined;
+  private readonly lookers = new Set<(seq: number) => void>();
 
   constructor(
     private readonly store: InventoryStore & RevocationStore,
@@ -55,6 +56,7 @@ export class RevocationWatcher {
     try {
       await this.store.retireOverdue('superseded', { at: this.clock.now(), actor: 'system', action: 'certificates.retire', outcome: 'ok', detail: { overlapEnded: true } });
       const seq = await this.store.revocationSeq();
+      for (const looker of this.lookers) looker(seq);
       if (seq === this.seq) return;
       const serials = await this.store.revokedSince(this.seq);
       this.seq = seq;
@@ -66,6 +68,12 @@ export class RevocationWatcher {
       this.polling = false;
     }
     if (this.again) await this.poll();
+  }
+
+  /** Calls `listener` with the sequence after each look at the store (for caches that must follow it); returns the unsubscription. */
+  onLook(listener: (seq: number) => void): () => void {
+    this.lookers.add(listener);
+    return () => void this.lookers.delete(listener);
   }
 
   /** How long the newest revocations took to reach this process: one observation per revocation time. */

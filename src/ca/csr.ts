@@ -171,11 +171,11 @@ const SIGNATURE_DIGESTS: Readonly<Record<string, { keyType: string; digest: stri
  * signature algorithm that fits that key type. The key is imported only here, after
  * policy has accepted what `key` says it is.
  */
-export async function verifyCsrSignature(csr: ParsedCsr): Promise<boolean> {
+export function verifyCsrSignature(csr: ParsedCsr): boolean {
   const algorithm = SIGNATURE_DIGESTS[csr.signatureAlgorithm];
   if (!algorithm || algorithm.keyType !== csr.key.type) return false;
   try {
-    const publicKey = await importCheckedKey(csr.key, csr.subjectPublicKeyInfo, csr.subjectPublicKeyBits);
+    const publicKey = importCheckedKey(csr.key, csr.subjectPublicKeyInfo, csr.subjectPublicKeyBits);
     return publicKey !== undefined && verify(algorithm.digest, csr.signedBytes, { key: publicKey, dsaEncoding: 'der' }, csr.signature);
   } catch {
     return false;

@@ -8,8 +8,8 @@ import { verifyCsrSignature, type ParsedCsr } from '../ca/csr.js';
 import { ImprintError } from '../errors.js';
 import type { DeviceIdPolicy } from './device-id.js';
 
-/** One CSR rule. */
-export type CsrRule = (csr: ParsedCsr, context: { readonly deviceIds: DeviceIdPolicy }) => void | Promise<void>;
+/** One CSR rule. Synchronous: enrollment runs the rules inside its batch of CPU work (turn-batch.ts). */
+export type CsrRule = (csr: ParsedCsr, context: { readonly deviceIds: DeviceIdPolicy }) => void;
 
 const ALLOWED_CURVES = new Set(['prime256v1', 'secp384r1']);
 const MIN_RSA_BITS = 2048;
@@ -33,8 +33,8 @@ export const keyAlgorithmRule: CsrRule = (csr) => {
 };
 
 /** Proof of possession: the CSR is signed by its own key with a fitting algorithm. */
-export const signatureRule: CsrRule = async (csr) => {
-  if (!(await verifyCsrSignature(csr))) {
+export const signatureRule: CsrRule = (csr) => {
+  if (!verifyCsrSignature(csr)) {
     throw new ImprintError('csr_signature_invalid', 'CSR signature does not verify with its public key');
   }
 };
@@ -51,7 +51,8 @@ export const subjectRule: CsrRule = (csr, { deviceIds }) => {
 export const CSR_RULES: readonly CsrRule[] = [keyAlgorithmRule, subjectRule, signatureRule];
 
 /** Runs the rules; returns the CSR's device id (its CN). */
-export async function checkCsr(csr: ParsedCsr, deviceIds: DeviceIdPolicy): Promise<string> {
-  for (const rule of CSR_RULES) await rule(csr, { deviceIds });
+export function checkCsr(csr: ParsedCsr, deviceIds: DeviceIdPolicy): string {
+  const context = { deviceIds };
+  for (const rule of CSR_RULES) rule(csr, context);
   return csr.commonNames[0]!;
 }

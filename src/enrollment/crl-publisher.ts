@@ -58,12 +58,14 @@ export interface CrlStatus {
   readonly entries: number;
 }
 
-/** A published CRL as this process holds it: served from memory until the store has a newer one. */
+/**
+ * A published CRL as this process holds it: served from memory until the store has a newer
+ * one, and let go of as soon as a revocation it misses is known (before the next is built or
+ * read: a CRL of a million entries is 36 MB).
+ */
 interface Held {
   readonly published: PublishedCrl;
   readonly der: Buffer;
-  /** performance.now() when this process took it up. */
-  readonly since: number;
 }
 
 /** What a CRL request reads first. */
@@ -124,8 +126,10 @@ export async function publishedCrlWithoutKey(
 /** Builds, publishes, reproduces and holds the issuing CA's and the root's CRLs. */
 export class CrlPublisher {
   private readonly held = new Map<CrlScope, Held>();
+  /** performance.now() when this process last took up a CRL of the scope: builds keep REBUILD_INTERVAL_MS apart. */
+  private readonly taken = new Map<CrlScope, number>();
   /** The look (and build, or wait for another process's) under way per scope: concurrent requests share it. */
-  private readonly looking = new Map<CrlScope, Promise<Buffer>>();
+  private readonly looking = new Map<CrlScope, Promise<Held>>();
   /** The issuing CA's CRL entries, encoded, as of the last CRL this process built or put together. */
   private readonly entries = new CrlEntryList();
   private readonly signers = new Map<CrlScope, CrlSigner>();
@@ -140,6 +144,10 @@ export class CrlPublisher {
 
   /** The issuing CA's current CRL (DER). */
   async issuerCrl(): Promise<Buffer> {
+    return (await this.issuer()).der;
+  }
+
+  private async issuer(): Promise<Held> {
     return this.orHeld('issuer', async () => this.current('issuer', await this.store.crlState('issuer')));
   }
 
@@ -148,29 +156,29 @@ export class CrlPublisher {
     if (!this.ca.material.rootKey) {
       throw new ImprintError('not_found', 'the root key is not held by this server; get the root CRL from its owner');
     }
-    return this.orHeld('root', async () => this.current('root', await this.store.crlState('root')));
+    return (await this.orHeld('root', async () => this.current('root', await this.store.crlState('root')))).der;
   }
 
   /**
    * `serve`, or while the database cannot be reached, the CRL this process served last as
    * long as it is valid (before its nextUpdate): nothing can be revoked while the database
-   * is down, so it is still the whole truth.
+   * is down, so it is still the whole truth. Not one known to miss a revocation: that one is
+   * no longer held.
    */
-  private async orHeld(scope: CrlScope, serve: () => Promise<Buffer>): Promise<Buffer> {
+  private async orHeld(scope: CrlScope, serve: () => Promise<Held>): Promise<Held> {
     try {
       return await serve();
     } catch (error) {
       const held = this.held.get(scope);
       const valid = held && this.clock.now().getTime() < held.published.nextUpdate.getTime();
-      if (valid && storeUnavailable(error)) return held.der;
+      if (valid && storeUnavailable(error)) return held;
       throw error;
     }
   }
 
   /** The issuing CA's current CRL (built first if it is due) described: number, build time, size, entries. */
   async issuerStatus(): Promise<CrlStatus> {
-    const der = await this.issuerCrl();
-    const { published } = this.held.get('issuer')!;
+    const { published, der } = await this.issuer();
     const now = this.clock.now();
     return {
       crlNumber: published.crlNumber,
@@ -186,7 +194,7 @@ export class CrlPublisher {
    * one, built by whichever process claims it first while the others wait for it, so that
    * every process serves the same bytes and a rebuild runs once.
    */
-  private async current(scope: CrlScope, state: CrlState): Promise<Buffer> {
+  private async current(scope: CrlScope, state: CrlState): Promise<Held> {
     // A burst of requests while a CRL is built here or elsewhere waits on one look, not one
     // each: each would hold a database connection polling. A request that read a newer
     // revocation sequence than the look it joined looks again after it.
@@ -197,14 +205,15 @@ export class CrlPublisher {
     return look;
   }
 
-  private async lookOrBuild(scope: CrlScope, state: CrlState): Promise<Buffer> {
+  private async lookOrBuild(scope: CrlScope, state: CrlState): Promise<Held> {
     // The root revokes nothing imprint issues: its CRL follows no revocation.
     const seq = scope === 'issuer' ? state.revocationSeq : 0;
-    let held = await this.latest(scope, state.publishedNumber);
+    let held = await this.latest(scope, state.publishedNumber, seq);
     let buildSeconds: number | undefined;
     const waitUntil = performance.now() + WAIT_MAX_MS;
     while (!held || held.published.revocationSeq < seq || !fresh(held.published, this.clock.now())) {
-      const due = (this.held.get(scope)?.since ?? -Infinity) + REBUILD_INTERVAL_MS - performance.now();
+      if (held && held.published.revocationSeq < seq) held = this.letGo(held);
+      const due = (this.taken.get(scope) ?? -Infinity) + REBUILD_INTERVAL_MS - performance.now();
       if (due > 0) {
         // Too soon after the last CRL: the rebuild covers every revocation until it (another process may make it).
         await sleep(due);
@@ -219,20 +228,45 @@ export class CrlPublisher {
         }
         await sleep(WAIT_POLL_MS);
       }
-      held = await this.latest(scope, (await this.store.crlState(scope)).publishedNumber);
+      held = await this.latest(scope, (await this.store.crlState(scope)).publishedNumber, seq);
     }
     this.observer?.(scope, held.published.crlNumber, held.der.length, buildSeconds);
-    return held.der;
+    return held;
   }
 
-  /** The CRL published for `scope` as number `number`: the one held when it is that one or newer, else read and put together. */
-  private async latest(scope: CrlScope, number: number | undefined): Promise<Held | undefined> {
+  /** Stops holding `held`, which misses a revocation: no request is answered with it again. */
+  private letGo(held: Held): undefined {
+    if (this.held.get(held.published.scope) === held) this.held.delete(held.published.scope);
+    return undefined;
+  }
+
+  private letGoOlderThan(published: PublishedCrl): void {
+    const held = this.held.get(published.scope);
+    if (held && held.published.revocationSeq < published.revocationSeq) this.letGo(held);
+  }
+
+  /**
+   * The CRL published for `scope` as number `number`: the one held when it is that one or
+   * newer, else read and put together, unless it misses revocation `seq`.
+   */
+  private async latest(scope: CrlScope, number: number | undefined, seq: number): Promise<Held | undefined> {
     const held = this.held.get(scope);
     // Numbers never go back: a CRL held since the number was read is at least as new.
     if (held && number !== undefined && held.published.crlNumber >= number) return held;
+    return this.readLatest(scope, seq);
+  }
+
+  /**
+   * The CRL published for `scope`, read and put together; the one held is let go first when
+   * it lists fewer revocations. One that misses revocation `seq` is not put together: it
+   * would not be served, the next one is built or waited for instead.
+   */
+  private async readLatest(scope: CrlScope, seq: number): Promise<Held | undefined> {
     const published = await this.store.publishedCrl(scope);
-    const der = published && (await this.reproduce(published));
-    return der ? this.hold(published!, der) : undefined;
+    if (published) this.letGoOlderThan(published);
+    if (!published || published.revocationSeq < seq) return undefined;
+    const der = await this.reproduce(published);
+    return der ? this.hold(published, der) : undefined;
   }
 
   /** Signs and publishes the next CRL of `scope`; the claim to build it is ended either way. */
@@ -265,8 +299,9 @@ export class CrlPublisher {
   }
 
   private hold(published: PublishedCrl, der: Buffer): Held {
-    const held = { published, der, since: performance.now() };
+    const held = { published, der };
     this.held.set(published.scope, held);
+    this.taken.set(published.scope, performance.now());
     return held;
   }
 

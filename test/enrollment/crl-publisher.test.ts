@@ -96,6 +96,35 @@ describe.each(['sqlite', 'postgres'])('CrlPublisher on %s', (backend) => {
     expect((await mine.rootCrl()).equals(await theirs.rootCrl())).toBe(true);
   });
 
+  it('while the store fails, serves the CRL held only until a revocation it misses is known: that one is let go, never served again', async () => {
+    const crls = instance.signing().crls;
+    const held = await crls.issuerCrl();
+    const { store } = instance;
+    const failing = Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
+    const [crlState, claimCrlBuild] = [store.crlState, store.claimCrlBuild];
+    const admin = { actor: 'cli:test', role: 'admin' } as const;
+    const operator = await other.signing().operators.issue({ name: 'crl-let-go', role: 'admin' }, admin);
+    try {
+      // Nothing can be revoked that it does not know of: the CRL held is still the whole truth.
+      store.crlState = async () => Promise.reject(failing);
+      expect(await crls.issuerCrl()).toBe(held);
+      store.crlState = crlState;
+
+      await other.signing().operators.revoke(operator.name, admin);
+      now = new Date(now.getTime() + 2000);
+      store.claimCrlBuild = async () => Promise.reject(failing);
+      await expect(crls.issuerCrl()).rejects.toBe(failing);
+      // The store still failing at its first read: the CRL that misses the revocation is gone.
+      store.crlState = async () => Promise.reject(failing);
+      await expect(crls.issuerCrl()).rejects.toBe(failing);
+    } finally {
+      Object.assign(store, { crlState, claimCrlBuild });
+    }
+    const next = await crls.issuerCrl();
+    expect(crlNumber(next)).toBeGreaterThan(crlNumber(held));
+    expect(next.includes(Buffer.from(operator.serial, 'hex'))).toBe(true);
+  });
+
   it('under a stream of revocations: at most one build a second, every CRL served lists each revocation made before it was asked for, numbers only grow in each process', async () => {
     const [mine, theirs] = [instance.signing().crls, other.signing().crls];
     const admin = { actor: 'cli:test', role: 'admin' } as const;

@@ -2,6 +2,7 @@
  * Status for relying parties: CRLs (RFC 5280) and the OCSP responder (RFC 6960). The
  * OCSP routes speak OCSP even when refusing: an unreadable request gets malformedRequest.
  */
+import { Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { OcspResponseStatus, ocspErrorResponse } from '../../ca/ocsp.js';
 import { MAX_OCSP_REQUEST_BYTES } from '../../enrollment/ocsp-service.js';
@@ -35,9 +36,27 @@ const ocspRoutes: FastifyPluginAsync<{ services: AppServices }> = async (app, { 
   });
 };
 
+/**
+ * A CRL is written in pieces of this size as the socket drains. Written whole, TLS encrypts
+ * all of it at once into a buffer of its own: a 36 MB CRL cost ~70 ms of CPU and 36 MB more
+ * per answer in flight; in 1 MB pieces ~25 ms and 1 MB (64 KB pieces: ~35 ms).
+ */
+const CRL_PIECE_BYTES = 1024 * 1024;
+
+function* piecesOf(der: Buffer): Generator<Buffer> {
+  for (let at = 0; at < der.length; at += CRL_PIECE_BYTES) yield der.subarray(at, at + CRL_PIECE_BYTES);
+}
+
+/** Answers with `der`, the CRL held (never copied): at once when small, else a piece at a time. */
+function sendCrl(reply: FastifyReply, der: Buffer): FastifyReply {
+  reply.type('application/pkix-crl');
+  if (der.length <= CRL_PIECE_BYTES) return reply.send(der);
+  return reply.header('content-length', der.length).send(Readable.from(piecesOf(der)));
+}
+
 export const revocationRoutes: FastifyPluginAsync<{ services: AppServices }> = async (app, { services }) => {
   const crl = (summary: string) => ({ schema: { tags: ['revocation'], summary, response: { 200: binary('application/pkix-crl: DER CRL') } } });
-  app.get('/crl', crl("The issuing CA's CRL"), async (_request, reply) => reply.type('application/pkix-crl').send(await services.crls.issuerCrl()));
-  app.get('/crl/root', crl("The root's CRL (not_found when the root key is not held here)"), async (_request, reply) => reply.type('application/pkix-crl').send(await services.crls.rootCrl()));
+  app.get('/crl', crl("The issuing CA's CRL"), async (_request, reply) => sendCrl(reply, await services.crls.issuerCrl()));
+  app.get('/crl/root', crl("The root's CRL (not_found when the root key is not held here)"), async (_request, reply) => sendCrl(reply, await services.crls.rootCrl()));
   await app.register(ocspRoutes, { services });
 };

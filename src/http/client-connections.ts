@@ -15,39 +15,33 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Server } from 'node:https';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { presentedOnSocket } from './client-certificate.js';
 
 /** Tracks client-certificate connections of one HTTPS server. */
 export class ClientConnections {
   private readonly bySerial = new Map<string, Set<TLSSocket>>();
-  /** Connections made with a client certificate: the only ones a revocation closes. */
-  private readonly tracked = new WeakSet<Socket>();
-  /** Requests being answered per tracked connection. */
-  private readonly busy = new WeakMap<Socket, number>();
-  /** Connections to close once their answers are out. */
-  private readonly doomed = new WeakSet<Socket>();
+  /**
+   * Per connection made with a client certificate (the only ones a revocation closes), the
+   * answer to its latest request, null before the first. Node answers a connection's
+   * requests in order, so once the latest is out every earlier one is too: one write per
+   * request, where a listener and a count per request cost several times more.
+   */
+  private readonly latest = new WeakMap<Socket, ServerResponse | null>();
 
   constructor(server: Server) {
     server.on('secureConnection', (socket: TLSSocket) => this.track(socket));
-    server.on('request', (request: IncomingMessage, response: ServerResponse) => this.answering(request.socket, response));
-  }
-
-  private answering(socket: Socket, response: ServerResponse): void {
-    // Enrollments come without a client certificate: nothing to count for them.
-    if (!this.tracked.has(socket)) return;
-    this.busy.set(socket, (this.busy.get(socket) ?? 0) + 1);
-    response.once('close', () => {
-      const left = (this.busy.get(socket) ?? 1) - 1;
-      if (left > 0) return void this.busy.set(socket, left);
-      this.busy.delete(socket);
-      if (this.doomed.has(socket)) socket.destroy();
+    server.on('request', (request: IncomingMessage, response: ServerResponse) => {
+      // Enrollments come without a client certificate: nothing to remember for them.
+      if (this.latest.has(request.socket)) this.latest.set(request.socket, response);
     });
   }
 
   private track(socket: TLSSocket): void {
-    // After a full handshake or a resumption alike: the certificate the session holds.
-    const serial = socket.getPeerX509Certificate()?.serialNumber.toLowerCase();
+    // After a full handshake or a resumption alike: the certificate the session holds, read
+    // once for the connection's requests too.
+    const serial = presentedOnSocket(socket).serial;
     if (!serial) return;
-    this.tracked.add(socket);
+    this.latest.set(socket, null);
     let sockets = this.bySerial.get(serial);
     if (!sockets) this.bySerial.set(serial, (sockets = new Set()));
     sockets.add(socket);
@@ -62,7 +56,8 @@ export class ClientConnections {
     let closed = 0;
     for (const serial of serials) {
       for (const socket of this.bySerial.get(serial) ?? []) {
-        if (this.busy.has(socket)) this.doomed.add(socket);
+        const answer = this.latest.get(socket);
+        if (answer && !answer.writableFinished) answer.once('close', () => socket.destroy());
         else socket.destroy();
         closed++;
       }

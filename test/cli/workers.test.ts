@@ -132,11 +132,11 @@ describe('imprint serve --workers 2', () => {
     }
   });
 
-  it('runs its workers with a 4 MB young generation (V8 semi-spaces), which would otherwise grow to 16 MB each', () => {
+  it('runs its workers with a 4 MB young generation (V8 semi-spaces), which would otherwise grow to 16 MB each, and 2 V8 helper threads instead of 4', () => {
     const { workers } = serverPids(server.child.pid!);
     const flags = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
     expect(workers).toHaveLength(2);
-    for (const worker of workers) expect(flags(worker)).toContain('--max-semi-space-size=4');
+    for (const worker of workers) expect(flags(worker)).toEqual(expect.arrayContaining(['--max-semi-space-size=4', '--v8-pool-size=2']));
   });
 
   it('refuses --port 0 with --status-port 0 across workers, which would hand both listeners one port', async () => {

@@ -5,16 +5,16 @@
  * Requests without a nonce (RFC 5019 clients: browsers, TLS servers stapling, brokers)
  * accept a pre-produced response, so their answers are kept and reused until any
  * revocation moves the store's revocation sequence, which is read on every request: a
- * cached answer is never older than the last revocation, made by whichever process. While
- * the database cannot be reached, kept answers are still served (nothing can be revoked
- * meanwhile); only answers that need a read fail.
+ * cached answer is never older than the last revocation, made by whichever process.
+ * Answers to a nonce are signed each time, from statuses kept under the same sequence.
+ * While the database cannot be reached, kept answers are still served (nothing can be
+ * revoked meanwhile); only answers that need a read fail.
  */
 import {
   MalformedOcspRequestError,
   OcspResponseStatus,
   ocspErrorResponse,
   parseOcspRequest,
-  type OcspCertId,
   type OcspRequest,
   type OcspStatus,
 } from '../ca/ocsp.js';
@@ -36,6 +36,8 @@ const REUSE_MS = 5 * 60_000;
  * certificate's, say) pad requests to the 4 KB limit and make every kept answer cost five.
  */
 const MAX_CACHED_BYTES = 10 * 1024 * 1024;
+/** Bounds the kept statuses (a serial and a small object each, ~200 bytes): the oldest make room. */
+const MAX_CACHED_STATUSES = 10_000;
 
 interface CachedAnswer {
   readonly der: Buffer;
@@ -60,6 +62,9 @@ function ownCopy(bytes: Buffer): Buffer {
   return copy;
 }
 
+const GOOD: OcspStatus = { status: 'good' };
+const UNKNOWN: OcspStatus = { status: 'unknown' };
+
 const summary = (statuses: readonly OcspStatus[]): OcspAnswerSummary =>
   statuses.some((each) => each.status === 'revoked') ? 'revoked' : statuses.some((each) => each.status === 'unknown') ? 'unknown' : 'good';
 
@@ -68,8 +73,10 @@ export class OcspService {
   private readonly cache = new Map<string, CachedAnswer>();
   /** What the cache holds, as MAX_CACHED_BYTES counts it. */
   private cachedBytes = 0;
-  /** The revocation sequence the cached answers were read at. */
+  /** The revocation sequence the cached answers and statuses were read at. */
   private cacheSeq = -1;
+  /** Known certificates' statuses by serial, read at cacheSeq: a nonce answer needs no read for them. */
+  private readonly statuses = new Map<string, OcspStatus>();
   /** Told of every answer; none when absent. */
   observer: OcspAnswerObserver | undefined;
 
@@ -95,22 +102,13 @@ export class OcspService {
         throw error;
       }
       if (request.nonce) {
-        const answer = await this.answer(request);
+        const answer = await this.answer(request, undefined);
         this.observer?.(answer.status, 'nonce');
         return answer.der;
       }
     }
 
-    // Read before the statuses, so an answer is never filed under a later sequence than its data.
-    const seq = await this.store.revocationSeq().catch((error: unknown) => {
-      if (storeUnavailable(error) && this.cache.size > 0) return this.cacheSeq;
-      throw error;
-    });
-    if (seq !== this.cacheSeq) {
-      this.cache.clear();
-      this.cachedBytes = 0;
-      this.cacheSeq = seq;
-    }
+    const seq = await this.currentSeq(true);
     const cached = this.cache.get(key);
     const age = cached && this.clock.now().getTime() - cached.producedAt;
     if (cached && age! >= 0 && age! < REUSE_MS) {
@@ -118,7 +116,7 @@ export class OcspService {
       return cached.der;
     }
 
-    const { der, producedAt, known, status } = await this.answer(request ?? parseOcspRequest(requestDer));
+    const { der, producedAt, known, status } = await this.answer(request ?? parseOcspRequest(requestDer), seq);
     this.observer?.(status, 'fresh');
     // Unknown serials are not kept: anyone can ask about any serial, and they would crowd out real ones.
     if (known && seq === this.cacheSeq) {
@@ -145,9 +143,36 @@ export class OcspService {
     this.cachedBytes -= key.length + answer.der.length;
   }
 
-  private async answer(request: OcspRequest): Promise<{ der: Buffer; producedAt: Date; known: boolean; status: OcspAnswerSummary }> {
+  /**
+   * The store's revocation sequence, read before any status so that nothing is ever filed
+   * under a later sequence than its data; a new one drops everything kept. While the store
+   * cannot be reached, `keptMayServe` answers from what is kept, if anything is.
+   */
+  private async currentSeq(keptMayServe: boolean): Promise<number> {
+    const seq = await this.store.revocationSeq().catch((error: unknown) => {
+      if (keptMayServe && storeUnavailable(error) && this.cache.size > 0) return this.cacheSeq;
+      throw error;
+    });
+    if (seq !== this.cacheSeq) {
+      this.cache.clear();
+      this.cachedBytes = 0;
+      this.statuses.clear();
+      this.cacheSeq = seq;
+    }
+    return seq;
+  }
+
+  /** `seq` when the caller read it; else read here, and only if some certificate is ours to look up. */
+  private async answer(request: OcspRequest, seq: number | undefined): Promise<{ der: Buffer; producedAt: Date; known: boolean; status: OcspAnswerSummary }> {
     const answers = [];
-    for (const certId of request.certIds) answers.push({ certIdDer: certId.der, status: await this.status(certId) });
+    for (const certId of request.certIds) {
+      let status: OcspStatus = UNKNOWN;
+      if (this.ca.ocspResponder.issued(certId)) {
+        seq ??= await this.currentSeq(false);
+        status = await this.status(certId.serial, seq);
+      }
+      answers.push({ certIdDer: certId.der, status });
+    }
     const now = this.clock.now();
     const der = this.ca.ocspResponder.respond(
       answers,
@@ -158,13 +183,22 @@ export class OcspService {
     return { der, producedAt: now, known: statuses.every((each) => each.status !== 'unknown'), status: summary(statuses) };
   }
 
-  private async status(certId: OcspCertId): Promise<OcspStatus> {
-    if (!this.ca.ocspResponder.issued(certId)) return { status: 'unknown' };
-    const certificate = await this.store.certificateStatus(certId.serial);
-    if (!certificate) return { status: 'unknown' };
-    if (certificate.status === 'revoked') {
-      return { status: 'revoked', revokedAt: certificate.revokedAt!, reason: certificate.revocationReason ?? 'unspecified' };
+  /**
+   * One of our certificates' status, kept while the sequence `seq` it was read at is current:
+   * a certificate turns revoked only with a new sequence. Unknown serials are not kept (a
+   * certificate may be recorded later, and anyone may ask about any serial).
+   */
+  private async status(serial: string, seq: number): Promise<OcspStatus> {
+    const kept = this.statuses.get(serial);
+    if (kept) return kept;
+    const certificate = await this.store.certificateStatus(serial);
+    if (!certificate) return UNKNOWN;
+    const status: OcspStatus =
+      certificate.status === 'revoked' ? { status: 'revoked', revokedAt: certificate.revokedAt!, reason: certificate.revocationReason ?? 'unspecified' } : GOOD;
+    if (seq === this.cacheSeq) {
+      if (this.statuses.size >= MAX_CACHED_STATUSES) this.statuses.delete(this.statuses.keys().next().value!);
+      this.statuses.set(serial, status);
     }
-    return { status: 'good' };
+    return status;
   }
 }

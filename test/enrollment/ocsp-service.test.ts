@@ -101,6 +101,31 @@ describe('OcspService', () => {
     expect(await ocsp.respond(plain)).not.toBe(kept);
   });
 
+  it('signs each nonce answer from a status read once, until something is revoked', async () => {
+    const ocsp = instance.signing().ocsp;
+    const store = instance.store;
+    const original = store.certificateStatus.bind(store);
+    const reads: string[] = [];
+    store.certificateStatus = async (serial) => {
+      reads.push(serial);
+      return original(serial);
+    };
+    try {
+      const withNonce = request(['-cert', certPath], true);
+      for (let i = 0; i < 3; i++) expect(read(await ocsp.respond(withNonce))).toMatch(/Cert Status: good/);
+      expect(reads.length).toBeLessThanOrEqual(1);
+      // Anything revoked, any device: the next answer reads again.
+      const [token] = (await instance.tokens.mint({ count: 1, ttlSeconds: 86_400 }, { actor: 'cli:test', role: 'admin' })).tokens;
+      await instance.signing().enrollment.enroll({ token: token!.token, csr: buildCsr(await generateDeviceKey(), 'ocsp-other') });
+      await instance.fleet.revokeDevice('ocsp-other', 'superseded', { actor: 'cli:test', role: 'admin' });
+      const before = reads.length;
+      expect(read(await ocsp.respond(withNonce))).toMatch(/Cert Status: good/);
+      expect(reads.length).toBe(before + 1);
+    } finally {
+      store.certificateStatus = original;
+    }
+  });
+
   it('drops kept answers as soon as anything is revoked', async () => {
     const ocsp = instance.signing().ocsp;
     const noNonce = request(['-cert', certPath], false);

@@ -7,6 +7,7 @@ import type { AuditEventInput, CertificateRecord, DeviceRecord, RevocationReason
 import type { RevocationStore } from '../store.js';
 import type { SharedReads } from './reads.js';
 import { certificateFromRow, deviceFromRow, text, type Row } from '../rows.js';
+import { UntilCommit } from './until-commit.js';
 import type { Writer } from './writer.js';
 
 /**
@@ -20,6 +21,8 @@ const REVOKED_PAGE = 1_000;
 /** Revoking and following what was revoked. */
 export class SqliteRevocation implements RevocationStore {
   private readonly statements;
+  /** Read on every OCSP answer: kept until the next commit of any process. */
+  private readonly seq: UntilCommit<number>;
 
   constructor(
     private readonly db: Database.Database,
@@ -39,6 +42,7 @@ export class SqliteRevocation implements RevocationStore {
                       WHERE (revocation_seq, serial) > (?, ?) AND revocation_seq <= ? AND not_after > ?
                       ORDER BY revocation_seq, serial LIMIT ${REVOKED_PAGE}`).raw(),
     };
+    this.seq = new UntilCommit(db, () => writer.currentSeq());
   }
 
   async revokeDevice(id: string, reason: RevocationReason, audit: AuditEventInput): Promise<(RevocationResult & { device: DeviceRecord }) | undefined> {
@@ -88,7 +92,7 @@ export class SqliteRevocation implements RevocationStore {
   }
 
   async revocationSeq(): Promise<number> {
-    return this.writer.currentSeq();
+    return this.seq.get();
   }
 
   async revokedSince(seq: number): Promise<string[]> {

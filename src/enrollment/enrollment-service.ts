@@ -16,6 +16,7 @@ import type { DeviceIdentity } from './client-authenticator.js';
 import { checkCsr } from './csr-policy.js';
 import type { DeviceIdPolicy } from './device-id.js';
 import { hashToken, isWellFormedToken } from './tokens.js';
+import { TurnBatch } from './turn-batch.js';
 
 /** What a device receives: the contract's enroll/renew response body. */
 export interface EnrollmentResult {
@@ -80,6 +81,8 @@ function refuseUnusableToken(token: TokenRecord, now: Date): void {
 
 /** Enrolls devices with bootstrap tokens and renews them over mTLS. */
 export class EnrollmentService {
+  private readonly cpuWork = new TurnBatch();
+
   constructor(
     private readonly store: TokenStore & RedemptionStore & InventoryStore & AuditStore,
     private readonly ca: CertificateAuthority,
@@ -123,15 +126,17 @@ export class EnrollmentService {
       if (token.usedAt) return await this.replay(token, request.csr, audit);
       refuseUnusableToken(token, now);
 
-      const csr = parseCsr(request.csr);
-      const deviceId = await checkCsr(csr, this.deviceIds);
-      audit = { ...audit, deviceId };
-      if (token.deviceId !== null && deviceId !== token.deviceId) {
-        throw new ImprintError('csr_subject_mismatch', `this token enrolls only device ${token.deviceId}`);
-      }
-
-      // Device existence and key reuse are checked once, by the transaction that records.
-      const issued = this.issue(csr, deviceId, now);
+      // The CSR's rules, then signing, with the other enrollments of this turn (see TurnBatch).
+      const { csr, deviceId, issued } = await this.cpuWork.run(() => {
+        const csr = parseCsr(request.csr);
+        const deviceId = checkCsr(csr, this.deviceIds);
+        audit = { ...audit, deviceId };
+        if (token.deviceId !== null && deviceId !== token.deviceId) {
+          throw new ImprintError('csr_subject_mismatch', `this token enrolls only device ${token.deviceId}`);
+        }
+        // Device existence and key reuse are checked once, by the transaction that records.
+        return { csr, deviceId, issued: this.issue(csr, deviceId, now) };
+      });
       const outcome = await this.store.redeemTokenAndRecordCertificate({
         tokenId: token.id,
         now,
@@ -180,7 +185,7 @@ export class EnrollmentService {
     };
     try {
       const csr = parseCsr(request.csr);
-      const deviceId = await checkCsr(csr, this.deviceIds);
+      const deviceId = checkCsr(csr, this.deviceIds);
       if (deviceId !== identity.deviceId) {
         throw new ImprintError('csr_subject_mismatch', `a renewal CSR must name ${identity.deviceId}`);
       }

@@ -49,7 +49,7 @@ import { metered, type MachineDuring, type Metered } from './bench-meter.js';
 import { mtlsLoad, type MtlsMode, type MtlsReport } from './bench-mtls.js';
 import { serverNode, type ServerNode } from './bench-node.js';
 import { cell, ratioCell, spread } from './bench-stats.js';
-import { freePort, peakRssMiB, spawnServer, type PeakRss, type ServerProcess } from './server-process.js';
+import { freePort, peakRssMiB, samplePeakPss, spawnServer, type PeakRss, type ServerProcess } from './server-process.js';
 
 const { values } = parseArgs({
   options: {
@@ -417,7 +417,9 @@ async function benchMain(serveArgs: string[], runtime: ServerNode): Promise<{ ro
   log('warm-up, pre-filled store ...');
   seen(await wrkEnroll(server.url, poolFile('warm-full'), WARM_UP_SECONDS));
   let fullRun = 0;
+  const pssDuringEnroll = samplePeakPss(imprintPid());
   const enrollFull = (await interleaved(`enroll, ${PREFILL.toLocaleString('en')} devices`, () => enrollRun(`full-${fullRun++}`))).ours;
+  const pssAfterEnroll = pssDuringEnroll.stop();
   const rssAfterEnroll = peakRssMiB(imprintPid());
 
   log(`CRL with ${CRL_ENTRIES.toLocaleString('en')} revoked entries ...`);
@@ -478,6 +480,7 @@ async function benchMain(serveArgs: string[], runtime: ServerNode): Promise<{ ro
     [`CRL, ${built.entries.toLocaleString('en')} entries: revocation to the first CRL listing them (ms)`, `${built.ms} (${(built.bytes / 1e6).toFixed(1)} MB, ${built.requests} GET${built.requests > 1 ? 's' : ''}); then one GET per worker: slowest ${perWorker.maxMs}`, '', '', '< 2000', ''],
     ['CRL served again, GET/s (p50 ms, server CPU per GET)', `${served.perSecond} (${served.p50Ms} ms, ${served.cpuUsPerOp ?? '-'} us CPU), ${served.megabytesPerSecond} MB/s`, '', '', 'from memory', machineCell([served.machine])],
     [`server peak RSS MiB after enrolling, ${PREFILL.toLocaleString('en')} devices: primary + workers = all`, rssCell(rssAfterEnroll), '', '', '< 300 all', ''],
+    ['server peak PSS MiB while enrolling, all processes (shared pages counted once)', String(pssAfterEnroll), '', '', '< 300 all', ''],
     ['server peak RSS MiB after serving the CRL too', rssCell(rssAfterCrl), '', '', '', ''],
   ];
   const allRuns = [...enrollEmpty.ours, ...enrollFull, ...Object.values(byProtocol), ...Object.values(mtls).flatMap((pair) => [...pair.ours, ...pair.theirs]), ocsp, ocspNoNonce, ocspHttp, ocspHttpNoNonce];
@@ -500,6 +503,7 @@ async function benchMain(serveArgs: string[], runtime: ServerNode): Promise<{ ro
     revocationReachMs: { api: viaApi, cli: viaCli },
     crl: { built, perWorker, served },
     serverPeakRssMiB: { afterEnroll: rssAfterEnroll ?? null, afterCrl: rssAfterCrl ?? null },
+    serverPeakPssMiBWhileEnrolling: pssAfterEnroll,
   };
   return { rows, failures, results };
 }

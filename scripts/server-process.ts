@@ -66,6 +66,39 @@ export function peakRssMiB(pid: number): PeakRss | undefined {
   return { primary, workers, total: workers.reduce((a, b) => a + b, primary) };
 }
 
+/**
+ * Proportional set size (Linux smaps_rollup) of a process and its children, in MiB: a page
+ * shared by several processes (the node binary, the shared libraries, copy-on-write pages
+ * of the primary) counts once in the total, split between them, where a sum of RSS counts
+ * it in every process.
+ */
+function pssMiB(pid: number): number {
+  let kib = 0;
+  for (const of of withChildren(pid)) {
+    try {
+      const match = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${of}/smaps_rollup`, 'utf8'));
+      kib += match ? Number(match[1]) : 0;
+    } catch {
+      // gone since listed: nothing of it to count
+    }
+  }
+  return Math.round(kib / 1024);
+}
+
+/** Samples the PSS of a process and its children every `everyMs` until stopped; stop() gives the highest seen. */
+export function samplePeakPss(pid: number, everyMs = 250): { stop(): number } {
+  let peak = pssMiB(pid);
+  const timer = setInterval(() => {
+    peak = Math.max(peak, pssMiB(pid));
+  }, everyMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      return Math.max(peak, pssMiB(pid));
+    },
+  };
+}
+
 /** Clock ticks per second of /proc's CPU times (USER_HZ: 100 on every Linux we run on). */
 const CLOCK_TICKS = 100;
 

@@ -7,8 +7,9 @@
  * revocation moves the store's revocation sequence, which is read on every request: a
  * cached answer is never older than the last revocation, made by whichever process.
  * Answers to a nonce are signed each time, from statuses kept under the same sequence.
- * While the database cannot be reached, kept answers are still served (nothing can be
- * revoked meanwhile); only answers that need a read fail.
+ * While the database cannot be reached, kept answers are still served as they were signed,
+ * up to REUSE_MS after signing; nothing is signed anew, since another process or instance
+ * may have revoked meanwhile.
  */
 import {
   MalformedOcspRequestError,
@@ -108,13 +109,23 @@ export class OcspService {
       }
     }
 
-    const seq = await this.currentSeq(true);
+    // While the store cannot be read, a kept answer is still served as it was signed; but
+    // nothing is signed anew from kept statuses: another process may have revoked meanwhile.
+    let seq: number | undefined;
+    let unconfirmed: unknown;
+    try {
+      seq = await this.currentSeq();
+    } catch (error) {
+      if (!storeUnavailable(error)) throw error;
+      unconfirmed = error;
+    }
     const cached = this.cache.get(key);
     const age = cached && this.clock.now().getTime() - cached.producedAt;
     if (cached && age! >= 0 && age! < REUSE_MS) {
       this.observer?.(cached.status, 'cached');
       return cached.der;
     }
+    if (seq === undefined) throw unconfirmed;
 
     const { der, producedAt, known, status } = await this.answer(request ?? parseOcspRequest(requestDer), seq);
     this.observer?.(status, 'fresh');
@@ -145,14 +156,10 @@ export class OcspService {
 
   /**
    * The store's revocation sequence, read before any status so that nothing is ever filed
-   * under a later sequence than its data; a new one drops everything kept. While the store
-   * cannot be reached, `keptMayServe` answers from what is kept, if anything is.
+   * under a later sequence than its data; a new one drops everything kept.
    */
-  private async currentSeq(keptMayServe: boolean): Promise<number> {
-    const seq = await this.store.revocationSeq().catch((error: unknown) => {
-      if (keptMayServe && storeUnavailable(error) && this.cache.size > 0) return this.cacheSeq;
-      throw error;
-    });
+  private async currentSeq(): Promise<number> {
+    const seq = await this.store.revocationSeq();
     if (seq !== this.cacheSeq) {
       this.cache.clear();
       this.cachedBytes = 0;
@@ -168,7 +175,7 @@ export class OcspService {
     for (const certId of request.certIds) {
       let status: OcspStatus = UNKNOWN;
       if (this.ca.ocspResponder.issued(certId)) {
-        seq ??= await this.currentSeq(false);
+        seq ??= await this.currentSeq();
         status = await this.status(certId.serial, seq);
       }
       answers.push({ certIdDer: certId.der, status });

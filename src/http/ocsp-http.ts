@@ -4,6 +4,7 @@
  */
 import { OcspResponseStatus, ocspErrorResponse } from '../ca/ocsp.js';
 import { MAX_OCSP_REQUEST_BYTES } from '../enrollment/ocsp-service.js';
+import { storeUnavailable } from '../store/failures.js';
 
 /** The OCSP routes, as Fastify and the request metrics name them. */
 export const OCSP_ROUTES = { post: '/ocsp', get: '/ocsp/*' } as const;
@@ -30,11 +31,12 @@ export function decodeOcspPath(path: string): Buffer | undefined {
 
 /**
  * The OCSP answer to a request that failed: malformedRequest for what the client got wrong
- * (an HTTP status below 500: a body too large, say), internalError for the rest, which is
- * also worth a log line.
+ * (an HTTP status below 500: a body too large, say), tryLater while the store cannot be
+ * reached, internalError for the rest; both of ours are also worth a log line.
  */
 export function ocspFailure(error: unknown): { readonly der: Buffer; readonly ours: boolean } {
   const status = (error as { statusCode?: number } | null)?.statusCode ?? 500;
   const ours = status >= 500;
-  return { der: ocspErrorResponse(ours ? OcspResponseStatus.internalError : OcspResponseStatus.malformedRequest), ours };
+  const answer = !ours ? OcspResponseStatus.malformedRequest : storeUnavailable(error) ? OcspResponseStatus.tryLater : OcspResponseStatus.internalError;
+  return { der: ocspErrorResponse(answer), ours };
 }

@@ -53,6 +53,8 @@ it('while PostgreSQL is down: 503 with Retry-After for what needs it, the CRL an
   const requestPath = join(work, 'request.der');
   openssl(['ocsp', '-issuer', join(dataDir, 'ca/issuer.pem'), '-cert', certPath, '-no_nonce', '-reqout', requestPath]);
   const request = readFileSync(requestPath);
+  const noncePath = join(work, 'nonce-request.der');
+  openssl(['ocsp', '-issuer', join(dataDir, 'ca/issuer.pem'), '-cert', certPath, '-reqout', noncePath]);
   const crlBefore = await call(`${server.url}/crl`, { ca: server.rootPem });
   const ocspBefore = await ocsp(request);
   expect([crlBefore.status, ocspBefore.status]).toEqual([200, 200]);
@@ -72,6 +74,10 @@ it('while PostgreSQL is down: 503 with Retry-After for what needs it, the CRL an
   const ocspDuring = await ocsp(request);
   expect(ocspDuring.status).toBe(200);
   expect(ocspDuring.raw.equals(ocspBefore.raw)).toBe(true);
+  // A nonce answer would be signed now: another instance may have revoked meanwhile, so none is.
+  const nonceDuring = await ocsp(readFileSync(noncePath));
+  expect(nonceDuring.status).toBe(200);
+  expect(nonceDuring.raw.toString('hex')).toBe('30030a0103'); // OCSPResponse { tryLater(3) }
 
   await postgres.restart();
   let recovered = await enroll(duringOutage!, 'during-outage');

@@ -126,6 +126,35 @@ describe('OcspService', () => {
     }
   });
 
+  it('while the store cannot be read, serves a kept answer as it was signed for its five minutes, and signs nothing anew', async () => {
+    const ocsp = instance.signing().ocsp;
+    const store = instance.store;
+    const noNonce = request(['-cert', certPath], false);
+    const withNonce = request(['-cert', certPath], true);
+    now = new Date(now.getTime() + 60 * 60_000);
+    const kept = await ocsp.respond(noNonce);
+    expect(read(await ocsp.respond(withNonce))).toMatch(/Cert Status: good/); // its status is kept too
+    const { revocationSeq, certificateStatus } = store;
+    const unreadable = async (): Promise<never> => {
+      throw Object.assign(new Error('disk I/O error'), { code: 'SQLITE_IOERR' });
+    };
+    store.revocationSeq = unreadable;
+    store.certificateStatus = unreadable;
+    try {
+      now = new Date(now.getTime() + 4 * 60_000);
+      expect(await ocsp.respond(noNonce)).toBe(kept);
+      // Another process may have revoked it meanwhile: no answer signed now may say good.
+      await expect(ocsp.respond(withNonce)).rejects.toThrow(/disk I\/O error/);
+      now = new Date(now.getTime() + 2 * 60_000);
+      await expect(ocsp.respond(noNonce)).rejects.toThrow(/disk I\/O error/);
+      now = new Date(now.getTime() + 24 * 60 * 60_000);
+      await expect(ocsp.respond(noNonce)).rejects.toThrow(/disk I\/O error/);
+    } finally {
+      Object.assign(store, { revocationSeq, certificateStatus });
+    }
+    expect(read(await ocsp.respond(noNonce))).toMatch(/Cert Status: good/);
+  });
+
   it('drops kept answers as soon as anything is revoked', async () => {
     const ocsp = instance.signing().ocsp;
     const noNonce = request(['-cert', certPath], false);

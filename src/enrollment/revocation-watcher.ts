@@ -57,12 +57,14 @@ export class RevocationWatcher {
       await this.store.retireOverdue('superseded', { at: this.clock.now(), actor: 'system', action: 'certificates.retire', outcome: 'ok', detail: { overlapEnded: true } });
       const seq = await this.store.revocationSeq();
       for (const looker of this.lookers) looker(seq);
-      if (seq === this.seq) return;
-      const serials = await this.store.revokedSince(this.seq);
-      this.seq = seq;
-      if (serials.length) {
-        this.onRevoked(serials);
-        if (this.onPropagated) await this.timePropagation(serials);
+      // No early return: a signal that came during this look must still get its own look below.
+      if (seq !== this.seq) {
+        const serials = await this.store.revokedSince(this.seq);
+        this.seq = seq;
+        if (serials.length) {
+          this.onRevoked(serials);
+          if (this.onPropagated) await this.timePropagation(serials);
+        }
       }
     } finally {
       this.polling = false;

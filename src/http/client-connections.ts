@@ -9,13 +9,17 @@
  *
  * A connection with a request in flight is closed once that answer has gone out, not cut
  * under it: the request is authenticated against the store like any other (a revoked
- * certificate gets its 401 or 403), and the client deserves to read why.
+ * certificate gets its 401 or 403), and the client deserves to read why; but only for
+ * BUSY_CLOSE_GRACE_MS, since a client that reads slowly or sends slowly sets that pace.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Server } from 'node:https';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { presentedOnSocket } from './client-certificate.js';
+
+/** How long a revoked certificate's connection may finish the answer in flight: well inside the contract's second. */
+export const BUSY_CLOSE_GRACE_MS = 500;
 
 /** Tracks client-certificate connections of one HTTPS server. */
 export class ClientConnections {
@@ -57,8 +61,15 @@ export class ClientConnections {
     for (const serial of serials) {
       for (const socket of this.bySerial.get(serial) ?? []) {
         const answer = this.latest.get(socket);
-        if (answer && !answer.writableFinished) answer.once('close', () => socket.destroy());
-        else socket.destroy();
+        if (answer && !answer.writableFinished) {
+          // The client decides how fast that answer goes (a large CRL read slowly, a body
+          // trickled in): it gets a moment, not the connection's lifetime.
+          const cut = setTimeout(() => socket.destroy(), BUSY_CLOSE_GRACE_MS).unref();
+          answer.once('close', () => {
+            clearTimeout(cut);
+            socket.destroy();
+          });
+        } else socket.destroy();
         closed++;
       }
     }

@@ -13,8 +13,9 @@ DROP INDEX tokens_waiting_bound;
 -- An id bound to a token still waiting for its device is reserved for that device.
 CREATE INDEX tokens_bound ON tokens (device_id) WHERE device_id IS NOT NULL AND revoked_at IS NULL;
 DROP INDEX tokens_unused_by_creator;
--- Revoking an operator revokes the unused tokens it minted.
-CREATE INDEX tokens_unrevoked_by_creator ON tokens (created_by) WHERE revoked_at IS NULL;
+-- Revoking an operator revokes the unused tokens it minted that have not expired: the used
+-- ones it holds too are only those minted within one token lifetime, not every one ever.
+CREATE INDEX tokens_unrevoked_by_creator ON tokens (created_by, expires_at) WHERE revoked_at IS NULL;
 
 -- 0003's call, leaner. The audit events come as a parameter of their own (`events`, the
 -- columns of audit_events, one per item in the items' order), so the items' JSON is read

@@ -16,7 +16,8 @@ const REVOKE = `UPDATE operators SET status = 'revoked', revoked_at = $2 WHERE n
 /** ($1 name, $2 now) Read from certificates_operator. */
 const ACTIVE_CERTIFICATES = `SELECT serial FROM certificates
                              WHERE kind = 'operator' AND subject = $1 AND status = 'active' AND not_after > $2 ORDER BY pos`;
-const REVOKE_TOKENS_BY_CREATOR = 'UPDATE tokens SET revoked_at = $1 WHERE created_by = $2 AND used_at IS NULL AND revoked_at IS NULL';
+// Expired tokens can enroll nothing: left as they are, and the index range stays to the live ones.
+const REVOKE_TOKENS_BY_CREATOR = 'UPDATE tokens SET revoked_at = $1 WHERE created_by = $2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $1';
 
 /** Operator identities. */
 export class PostgresOperators implements OperatorStore {

@@ -24,8 +24,9 @@ export class SqliteOperators implements OperatorStore {
       revokeOperator: s(`UPDATE operators SET status = 'revoked', revoked_at = @now WHERE name = @id AND status = 'active'`),
       activeOperatorCertificates: s(`SELECT serial FROM certificates
                                      WHERE kind = 'operator' AND subject = @id AND status = 'active' AND not_after > @now`),
-      revokeTokensByCreator: s(`UPDATE tokens SET revoked_at = ?
-                                WHERE created_by = ? AND used_at IS NULL AND revoked_at IS NULL`),
+      // Expired tokens can enroll nothing: left as they are, which keeps the work to the live ones.
+      revokeTokensByCreator: s(`UPDATE tokens SET revoked_at = @now
+                                WHERE created_by = @createdBy AND used_at IS NULL AND revoked_at IS NULL AND expires_at > @now`),
     };
   }
 
@@ -63,7 +64,7 @@ export class SqliteOperators implements OperatorStore {
       const now = audit.at.getTime();
       const result = this.writer.revokeAll(this.statements.activeOperatorCertificates, { id: name, now }, reason);
       const changed = this.statements.revokeOperator.run({ id: name, now }).changes === 1;
-      const revokedTokens = this.statements.revokeTokensByCreator.run(now, tokensCreatedBy).changes;
+      const revokedTokens = this.statements.revokeTokensByCreator.run({ now, createdBy: tokensCreatedBy }).changes;
       if (changed || result.revoked.length || revokedTokens) {
         this.writer.insertAudit({ ...audit, detail: { ...audit.detail, serials: result.revoked, revokedTokens } });
       }

@@ -25,7 +25,7 @@ describe.each(STORES)('$name store: operators', (backend) => {
     expect(await store.findOperator(newId('op'))).toBeUndefined();
   });
 
-  it('revokes an operator, its certificates and the unused tokens it minted', async () => {
+  it('revokes an operator, its certificates and the unused tokens it minted that could still be used', async () => {
     const store = stores.shared();
     const name = newId('op');
     const creator = `operator:${name}`;
@@ -33,6 +33,8 @@ describe.each(STORES)('$name store: operators', (backend) => {
     await store.recordOperator({ name, role: 'admin', createdBy: 'cli:root', certificate }, audit('operators.issue'));
     const [unused, another, used] = [await mint(store, { createdBy: creator }), await mint(store, { createdBy: creator }), await mint(store, { createdBy: creator })];
     const someoneElses = await mint(store, { createdBy: 'operator:someone-else' });
+    // Expired before the revocation: it can enroll nothing, so it stays as it is (expired).
+    const expired = await mint(store, { createdBy: creator, expiresAt: at(4) });
     await redeem(store, redemption(used, newId()));
     const seq = await store.revocationSeq();
 
@@ -43,6 +45,7 @@ describe.each(STORES)('$name store: operators', (backend) => {
     for (const token of [unused, another]) expect((await store.findTokenByHash(token.hash))?.revokedAt).toEqual(at(5));
     expect((await store.findTokenByHash(used.hash))?.revokedAt).toBeNull();
     expect((await store.findTokenByHash(someoneElses.hash))?.revokedAt).toBeNull();
+    expect((await store.findTokenByHash(expired.hash))?.revokedAt).toBeNull();
 
     const again = await store.revokeOperator(name, creator, 'privilegeWithdrawn', audit('operators.revoke', { at: at(6) }));
     expect(again).toEqual({ revoked: [], seq: result!.seq, revokedTokens: 0, operator: result!.operator });

@@ -46,6 +46,7 @@ export const PostgresStore = {
       // Enrollments, renewals and refusals' audit events: the writes that come in floods.
       const groupCommit = new GroupCommit(db);
       const notifications = new RevocationNotifications(url);
+      db.revocationCommitted = () => notifications.committedHere();
       return compose(
         new PostgresSettings(db),
         new PostgresTokens(db, listings),

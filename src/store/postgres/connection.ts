@@ -51,6 +51,13 @@ function poolConfig(url: string): pg.PoolConfig {
 
 /** The pool of one store instance. */
 export class Postgres implements Queryable {
+  /**
+   * Told after each commit of a transaction that revoked something. The NOTIFY it sent
+   * reaches this process too, but only after its caller may have answered: this process's
+   * own caches must not serve a revoked certificate once a client was told it is revoked.
+   */
+  revocationCommitted: () => void = () => {};
+
   private constructor(private readonly pool: pg.Pool) {}
 
   /**
@@ -86,6 +93,7 @@ export class Postgres implements Queryable {
       const tx = await Transaction.begin(client);
       const result = await work(tx);
       await tx.commit();
+      if (tx.revoking) this.revocationCommitted();
       return result;
     } catch (error) {
       await client.query('ROLLBACK').catch((rollbackFailed: Error) => {

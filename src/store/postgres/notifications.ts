@@ -34,6 +34,11 @@ export class RevocationNotifications {
     return unsubscribe;
   }
 
+  /** A revocation this process committed: its subscribers hear of it now, not when the NOTIFY comes back. */
+  committedHere(): void {
+    this.signal.notify();
+  }
+
   private async listen(attempt: number): Promise<void> {
     if (this.closed) return;
     let client: pg.Client | undefined;

@@ -74,6 +74,8 @@ export class Transaction implements Queryable {
    * they go in together just before COMMIT, one statement instead of one per write.
    */
   private readonly appended: AuditRow[] = [];
+  /** Whether a revocation sequence number was taken: this process hears of it at commit (Postgres.write). */
+  revoking = false;
   /** Whether a savepoint was set (attempt), to be released before the next one. */
   private savepointSet = false;
 

@@ -67,6 +67,7 @@ export async function revokeSerials(tx: Transaction, serials: readonly string[],
   // An unused number is harmless: watchers only compare it.
   if (serials.length === 0) return { revoked: [], seq: await currentSeq(tx) };
   const [bumped] = await tx.rows<{ seq: number }>(BUMP_SEQ);
+  tx.revoking = true;
   const seq = bumped!.seq;
   const changed = new Set((await tx.rows<{ serial: string }>(REVOKE, [serials, now, reason, seq])).map((row) => row.serial));
   return { revoked: serials.filter((serial) => changed.has(serial)), seq };

@@ -29,6 +29,12 @@ const BACKDATE_MS = 5 * 60_000;
  * revocation newer than the CRL waits for that rebuild, so the CRL it gets includes it.
  */
 const REBUILD_INTERVAL_MS = 1000;
+/**
+ * How long after the store last said the CRL held is current it may still be served while
+ * the store cannot be read. Another instance, or the CLI, may revoke while this process is
+ * cut off from the database; relying parties keep the CRL they have until they get a newer.
+ */
+export const HELD_WHILE_UNREACHABLE_MS = 5 * 60_000;
 /** How long a claim to build lasts: a process that died while building is taken over after it. */
 const CLAIM_MS = 30_000;
 /** How often a process waiting for another's CRL looks, and how long it waits at most (real time). */
@@ -126,6 +132,8 @@ export async function publishedCrlWithoutKey(
 /** Builds, publishes, reproduces and holds the issuing CA's and the root's CRLs. */
 export class CrlPublisher {
   private readonly held = new Map<CrlScope, Held>();
+  /** When the store last said, per scope, that the CRL served was current (clock milliseconds). */
+  private readonly confirmed = new Map<CrlScope, number>();
   /** performance.now() when this process last took up a CRL of the scope: builds keep REBUILD_INTERVAL_MS apart. */
   private readonly taken = new Map<CrlScope, number>();
   /** The look (and build, or wait for another process's) under way per scope: concurrent requests share it. */
@@ -160,18 +168,22 @@ export class CrlPublisher {
   }
 
   /**
-   * `serve`, or while the database cannot be reached, the CRL this process served last as
-   * long as it is valid (before its nextUpdate): nothing can be revoked while the database
-   * is down, so it is still the whole truth. Not one known to miss a revocation: that one is
-   * no longer held.
+   * `serve`, or while the database cannot be reached, the CRL this process served last, for
+   * HELD_WHILE_UNREACHABLE_MS after the store last said it was current (and before its
+   * nextUpdate): a database restart does not take CRLs away, and a process cut off from a
+   * database others still write serves no CRL long after it may have been overtaken. Not
+   * one known to miss a revocation: that one is no longer held.
    */
   private async orHeld(scope: CrlScope, serve: () => Promise<Held>): Promise<Held> {
     try {
-      return await serve();
+      const current = await serve();
+      this.confirmed.set(scope, this.clock.now().getTime());
+      return current;
     } catch (error) {
       const held = this.held.get(scope);
-      const valid = held && this.clock.now().getTime() < held.published.nextUpdate.getTime();
-      if (valid && storeUnavailable(error)) return held;
+      const now = this.clock.now().getTime();
+      const recent = now - (this.confirmed.get(scope) ?? Number.NEGATIVE_INFINITY) < HELD_WHILE_UNREACHABLE_MS;
+      if (held && recent && now < held.published.nextUpdate.getTime() && storeUnavailable(error)) return held;
       throw error;
     }
   }

@@ -8,6 +8,7 @@ import Database from 'better-sqlite3';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HELD_WHILE_UNREACHABLE_MS } from '../../src/enrollment/crl-publisher.js';
 import { initInstance, openInstance, type Instance } from '../../src/instance.js';
 import { openssl, tempDir } from '../helpers/openssl.js';
 import { freshDatabaseUrl, query } from '../helpers/postgres.js';
@@ -105,10 +106,16 @@ describe.each(['sqlite', 'postgres'])('CrlPublisher on %s', (backend) => {
     const admin = { actor: 'cli:test', role: 'admin' } as const;
     const operator = await other.signing().operators.issue({ name: 'crl-let-go', role: 'admin' }, admin);
     try {
-      // Nothing can be revoked that it does not know of: the CRL held is still the whole truth.
+      // A database restart does not take the CRL away ...
       store.crlState = async () => Promise.reject(failing);
       expect(await crls.issuerCrl()).toBe(held);
+      now = new Date(now.getTime() + HELD_WHILE_UNREACHABLE_MS - 1000);
+      expect(await crls.issuerCrl()).toBe(held);
+      // ... but cut off for longer, this process may have been overtaken by another's revocations.
+      now = new Date(now.getTime() + 2000);
+      await expect(crls.issuerCrl()).rejects.toBe(failing);
       store.crlState = crlState;
+      expect(await crls.issuerCrl()).toBe(held);
 
       await other.signing().operators.revoke(operator.name, admin);
       now = new Date(now.getTime() + 2000);

@@ -152,11 +152,7 @@ export class CrlPublisher {
 
   /** The issuing CA's current CRL (DER). */
   async issuerCrl(): Promise<Buffer> {
-    return (await this.issuer()).der;
-  }
-
-  private async issuer(): Promise<Held> {
-    return this.orHeld('issuer', async () => this.current('issuer', await this.store.crlState('issuer')));
+    return (await this.served('issuer')).der;
   }
 
   /** The root's CRL; not_found when the root key is not held here (an imported CA). */
@@ -164,19 +160,19 @@ export class CrlPublisher {
     if (!this.ca.material.rootKey) {
       throw new ImprintError('not_found', 'the root key is not held by this server; get the root CRL from its owner');
     }
-    return (await this.orHeld('root', async () => this.current('root', await this.store.crlState('root')))).der;
+    return (await this.served('root')).der;
   }
 
   /**
-   * `serve`, or while the database cannot be reached, the CRL this process served last, for
-   * HELD_WHILE_UNREACHABLE_MS after the store last said it was current (and before its
-   * nextUpdate): a database restart does not take CRLs away, and a process cut off from a
-   * database others still write serves no CRL long after it may have been overtaken. Not
-   * one known to miss a revocation: that one is no longer held.
+   * The scope's current CRL; while the database cannot be reached, the CRL this process
+   * served last, for HELD_WHILE_UNREACHABLE_MS after the store last said it was current (and
+   * before its nextUpdate): a database restart does not take CRLs away, and a process cut off
+   * from a database others still write serves no CRL long after it may have been overtaken.
+   * Not one known to miss a revocation: that one is no longer held.
    */
-  private async orHeld(scope: CrlScope, serve: () => Promise<Held>): Promise<Held> {
+  private async served(scope: CrlScope): Promise<Held> {
     try {
-      const current = await serve();
+      const current = await this.current(scope, await this.store.crlState(scope));
       this.confirmed.set(scope, this.clock.now().getTime());
       return current;
     } catch (error) {
@@ -190,7 +186,7 @@ export class CrlPublisher {
 
   /** The issuing CA's current CRL (built first if it is due) described: number, build time, size, entries. */
   async issuerStatus(): Promise<CrlStatus> {
-    const { published, der } = await this.issuer();
+    const { published, der } = await this.served('issuer');
     const now = this.clock.now();
     return {
       crlNumber: published.crlNumber,

@@ -2,6 +2,7 @@
  * The composition root: a data directory opened into a store, a CA and the services on
  * top of them. The server and every CLI command start here, so both run the same code.
  */
+import { dirname } from 'node:path';
 import { CertificateAuthority } from './ca/authority.js';
 import { caExists, caPaths, createCa, importCa, issueServerCertificate, loadCa, loadScepRa, type ImportCaOptions } from './ca/ca-directory.js';
 import { systemClock, type Clock } from './clock.js';
@@ -70,6 +71,8 @@ export async function initInstance(dataDir: string, options: InitOptions, clock:
   validateSettings(settings);
   const store = await openStore({ dataDir, databaseUrl: options.databaseUrl });
   try {
+    // The CA files are made inside the transaction that writes the settings: an init that
+    // fails or dies on the way leaves neither, so running it again just works.
     const written = await store.putSettings(
       {
         ...(settings.org ? { org: settings.org } : {}),
@@ -80,16 +83,18 @@ export async function initInstance(dataDir: string, options: InitOptions, clock:
         hostnames: JSON.stringify(settings.hostnames),
       },
       'public_url',
+      () => {
+        const now = clock.now();
+        if (options.importCa) importCa(dataDir, { ...options.importCa, passphrase: options.passphrase, now });
+        else createCa(dataDir, { org: settings.org, passphrase: options.passphrase, now });
+        issueServerCertificate(dataDir, loadCa(dataDir, options.passphrase), serverNames(settings), now);
+      },
     );
     // The database already serves a fleet (a shared one, or the CA files were lost): a new
     // CA here would split it in two.
     if (!written) {
       throw new Error('the database is already initialised: copy ca/ and tls/ from an instance that serves it into this data directory');
     }
-    const now = clock.now();
-    if (options.importCa) importCa(dataDir, { ...options.importCa, passphrase: options.passphrase, now });
-    else createCa(dataDir, { org: settings.org, passphrase: options.passphrase, now });
-    issueServerCertificate(dataDir, loadCa(dataDir, options.passphrase), serverNames(settings), now);
   } finally {
     await store.close();
   }
@@ -169,9 +174,15 @@ export async function openInstance(dataDir: string, options: OpenOptions = {}): 
   const clock = options.clock ?? systemClock;
   const store = await openStore({ dataDir, databaseUrl: options.databaseUrl }, options);
   const stored = await store.getSettings();
-  if (options.databaseUrl !== undefined && stored.public_url === undefined) {
+  if (stored.public_url === undefined) {
     await store.close();
-    throw new Error(`the database is not initialised: run imprint init --data ${dataDir} with the same --database`);
+    // SQLite: an init that died between writing the CA files and committing, or ca/ copied
+    // without its database; serving on made-up settings would put wrong URLs in certificates.
+    throw new Error(
+      options.databaseUrl === undefined
+        ? `${dataDir} holds CA files but no settings (an interrupted init, or ca/ copied without imprint.db): remove ${dirname(caPaths(dataDir).issuer)} and run imprint init again (--import-issuer keeps an issuing CA)`
+        : `the database is not initialised: run imprint init --data ${dataDir} with the same --database`,
+    );
   }
   const settings = settingsFrom(stored);
   const deviceIds = new DeviceIdPolicy(settings.deviceIdPattern);

@@ -175,9 +175,10 @@ export function importCa(dataDir: string, options: ImportCaOptions): void {
     if (new Date(certificate.validTo) <= options.now) throw new Error(`"${certificate.subject}" has expired`);
   }
   writePrivateKey(paths.issuerKey, key, options.passphrase);
-  // issuer.pem carries any intermediates between the issuing CA and the root.
-  writeFileAtomic(paths.issuer, [issuerDer, ...chain.slice(0, -1)].map((der) => toPem(der)).join(''));
   writeFileAtomic(paths.root, toPem(chain[chain.length - 1]!));
+  // issuer.pem carries any intermediates between the issuing CA and the root; written last,
+  // as its presence is what says a CA is here (caExists).
+  writeFileAtomic(paths.issuer, [issuerDer, ...chain.slice(0, -1)].map((der) => toPem(der)).join(''));
 }
 
 /** The CA's certificates alone, without reading a key (what checks its published CRLs). */

@@ -42,8 +42,11 @@ export interface SettingsStore {
    * Writes `settings` in one transaction; with `unlessPresent`, only when no setting of that
    * key exists yet, decided in the same transaction (init racing another init or a
    * migrate-store on a shared database). False when nothing was written for that reason.
+   * `alongside` runs inside that transaction once the write is decided, before it commits:
+   * when it throws (or the process dies in it) nothing is written, so init can create the CA
+   * files there and a failed or interrupted init leaves no settings claiming the store.
    */
-  putSettings(settings: Record<string, string>, unlessPresent?: string): Promise<boolean>;
+  putSettings(settings: Record<string, string>, unlessPresent?: string, alongside?: () => void): Promise<boolean>;
 }
 
 /** Bootstrap tokens: minting, finding, listing and revoking them. */

@@ -1,8 +1,9 @@
 /**
- * The CA directory: a passphrase-encrypted issuing key, and importing an existing issuing
- * CA made by openssl whose root stays offline.
+ * The CA directory: a passphrase-encrypted issuing key, importing an existing issuing CA
+ * made by openssl whose root stays offline, and CA files found without the settings init
+ * writes beside them.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildCsr, generateDeviceKey } from '../../simulator/csr.js';
@@ -85,5 +86,20 @@ describe('importing an existing issuing CA', () => {
     const dataDir = join(dir, 'data');
     await expect(initInstance(dataDir, { importCa: mutate(ca, other) })).rejects.toThrow(message);
     expect(() => readFileSync(caPaths(dataDir).issuer)).toThrow();
+    // Nothing claimed the store either: the same init with the right files goes through.
+    await initInstance(dataDir, { importCa: ca });
+    expect(readFileSync(caPaths(dataDir).issuer, 'utf8')).toContain('BEGIN CERTIFICATE');
+  });
+});
+
+describe('CA files without settings', () => {
+  it('are refused with the way out, not served on made-up URLs, and init then starts over', async () => {
+    const first = join(tempDir(), 'data');
+    await initInstance(first, { publicUrl: 'https://enroll.example.com' });
+    // What an init that died after writing the CA files but before its commit leaves behind.
+    const dataDir = join(tempDir(), 'data');
+    cpSync(join(first, 'ca'), join(dataDir, 'ca'), { recursive: true });
+    await expect(openInstance(dataDir)).rejects.toThrow(/holds CA files but no settings .*remove .*ca and run imprint init again/);
+    await expect(startServer({ dataDir, host: '127.0.0.1', port: 0 })).rejects.toThrow(/holds CA files but no settings/);
   });
 });

@@ -13,11 +13,12 @@ export class PostgresSettings implements SettingsStore {
     return Object.fromEntries(rows.map((row) => [row.key, row.value]));
   }
 
-  async putSettings(settings: Record<string, string>, unlessPresent?: string): Promise<boolean> {
+  async putSettings(settings: Record<string, string>, unlessPresent?: string, alongside?: () => void): Promise<boolean> {
     // A write holds the writer lock (locks.ts): the look and the writes are one step for every other writer.
     return this.db.write(async (tx) => {
       if (unlessPresent !== undefined && (await tx.rows('SELECT 1 FROM settings WHERE key = $1', [unlessPresent])).length) return false;
       for (const [key, value] of Object.entries(settings)) await tx.changes(UPSERT, [key, value]);
+      alongside?.();
       return true;
     });
   }

@@ -19,11 +19,12 @@ export class SqliteSettings implements SettingsStore {
     return Object.fromEntries(rows.map((row) => [row.key, row.value]));
   }
 
-  async putSettings(settings: Record<string, string>, unlessPresent?: string): Promise<boolean> {
+  async putSettings(settings: Record<string, string>, unlessPresent?: string, alongside?: () => void): Promise<boolean> {
     return this.db
       .transaction(() => {
         if (unlessPresent !== undefined && this.statements.present.get(unlessPresent)) return false;
         for (const [key, value] of Object.entries(settings)) this.statements.putSetting.run(key, value);
+        alongside?.();
         return true;
       })
       .immediate();

@@ -35,4 +35,22 @@ describe.each(STORES)('$name store: settings', (backend) => {
     expect(await store.putSettings({ public_url: 'https://late.example.com' }, 'public_url')).toBe(false);
     expect((await store.getSettings()).public_url).toBe(`https://enroll-${winner}.example.com`);
   });
+
+  it('runs the work alongside only for the writer that wins, and writes nothing when that work fails', async () => {
+    const store = await stores.fresh();
+    const before = await store.getSettings();
+    const failing = store.putSettings({ public_url: 'https://first.example.com', trust_domain: 'first.example' }, 'public_url', () => {
+      throw new Error('the CA files could not be written');
+    });
+    await expect(failing).rejects.toThrow('the CA files could not be written');
+    expect(await store.getSettings()).toEqual(before);
+
+    const ran: number[] = [];
+    const attempts = await Promise.all(
+      Array.from({ length: 4 }, (_, i) => store.putSettings({ public_url: `https://again-${i}.example.com` }, 'public_url', () => ran.push(i))),
+    );
+    expect(attempts.filter(Boolean)).toHaveLength(1);
+    expect(ran).toEqual([attempts.indexOf(true)]);
+    expect((await store.getSettings()).public_url).toBe(`https://again-${attempts.indexOf(true)}.example.com`);
+  });
 });

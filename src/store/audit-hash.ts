@@ -19,9 +19,12 @@ export function auditFields(event: AuditEventInput) {
   };
 }
 
-/** SHA-256 over the previous hash and every field of the event, in a fixed order. */
-export function auditHash(prevHash: string, event: AuditEventInput): string {
-  const fields = [
+/**
+ * Every field of the event, in a fixed order, as the text its hash covers: PostgreSQL's
+ * enrollment batches hash this text themselves (migrations/postgres/0006).
+ */
+export function auditText(event: AuditEventInput): string {
+  return JSON.stringify([
     event.at.getTime(),
     event.actor,
     event.action,
@@ -31,6 +34,10 @@ export function auditHash(prevHash: string, event: AuditEventInput): string {
     event.deviceId ?? null,
     event.serial ?? null,
     event.detail ? JSON.stringify(event.detail) : null,
-  ];
-  return hash('sha256', `${prevHash}\n${JSON.stringify(fields)}`);
+  ]);
+}
+
+/** SHA-256 over the previous hash and every field of the event (auditText). */
+export function auditHash(prevHash: string, event: AuditEventInput): string {
+  return hash('sha256', `${prevHash}\n${auditText(event)}`);
 }

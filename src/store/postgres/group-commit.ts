@@ -10,7 +10,9 @@
  * alone. Writes of one kind that can run as one statement (a Bulk: enrollments) run
  * together instead, where the first of them was queued: one round trip for all of them
  * while the writer lock is held, not several each (any order of a batch's writes is one
- * they could have arrived in: none is answered before COMMIT). A failure of the connection
+ * they could have arrived in: none is answered before COMMIT). A batch of one such kind
+ * and nothing else (enrollments under load) can be one statement in a transaction of its
+ * own: BEGIN, lock, writes and COMMIT in one round trip. A failure of the connection
  * or the database fails the whole batch, which then committed nothing that anyone is told of. A caller's promise settles only after COMMIT
  * returned. One batch at a time per instance: a second would only wait for the lock.
  */
@@ -19,11 +21,17 @@ import type { Outcome, Transaction } from './transaction.js';
 import { reportCommit } from '../group-commit.js';
 import { EndOfTurn } from './end-of-turn.js';
 
-/**
- * Runs `items` in their order inside `tx`, as one write each would (the bulk decides how
- * one that fails is kept from failing the others); returns their outcomes in order.
- */
-export type Bulk<I, T> = (tx: Transaction, items: readonly I[]) => Promise<Outcome<T>[]>;
+/** Writes of one kind that run together, as one write each would; outcomes in the items' order. */
+export interface Bulk<I, T> {
+  /** Runs `items` in their order inside `tx` (the bulk decides how one that fails is kept from failing the others). */
+  inTransaction(tx: Transaction, items: readonly I[]): Promise<Outcome<T>[]>;
+  /**
+   * Runs `items` as a transaction of their own, writer lock to commit in one round trip:
+   * for a batch of nothing else. Undefined when that committed nothing and they must run
+   * in a transaction after all.
+   */
+  alone?(db: Postgres, items: readonly I[]): Promise<Outcome<T>[] | undefined>;
+}
 
 type BulkWork = { readonly bulk: Bulk<unknown, unknown>; readonly item: unknown };
 type Work = { readonly write: (tx: Transaction) => Promise<unknown> } | BulkWork;
@@ -89,20 +97,10 @@ export class GroupCommit {
   }
 
   private async commit(items: readonly Pending[]): Promise<void> {
-    const outcomes = new Map<Pending, Outcome<unknown>>();
+    let outcomes: Map<Pending, Outcome<unknown>>;
     try {
       const started = performance.now();
-      await this.db.write(async (tx) => {
-        for (const item of items) {
-          if ('write' in item) outcomes.set(item, await tx.attempt(item.write));
-          else if (!outcomes.has(item)) {
-            const { bulk } = item;
-            const together = items.filter((other): other is Pending & BulkWork => 'bulk' in other && other.bulk === bulk);
-            const done = await bulk(tx, together.map((other) => other.item));
-            together.forEach((other, i) => outcomes.set(other, done[i]!));
-          }
-        }
-      });
+      outcomes = (await this.alone(items)) ?? (await this.inTransaction(items));
       reportCommit(started, items.length);
     } catch (error) {
       for (const item of items) item.reject(error);
@@ -113,5 +111,30 @@ export class GroupCommit {
       if (outcome.ok) item.resolve(outcome.value);
       else item.reject(outcome.error);
     }
+  }
+
+  /** A batch of one bulk's items and nothing else, run alone when that bulk can: see Bulk.alone. */
+  private async alone(items: readonly Pending[]): Promise<Map<Pending, Outcome<unknown>> | undefined> {
+    const first = items[0]!;
+    if (!('bulk' in first) || !first.bulk.alone || !items.every((item) => 'bulk' in item && item.bulk === first.bulk)) return undefined;
+    const done = await first.bulk.alone(this.db, items.map((item) => (item as BulkWork).item));
+    return done && new Map(items.map((item, i) => [item, done[i]!]));
+  }
+
+  /** The batch in one write transaction: each write in a savepoint, each bulk's items together where the first of them was queued. */
+  private async inTransaction(items: readonly Pending[]): Promise<Map<Pending, Outcome<unknown>>> {
+    const outcomes = new Map<Pending, Outcome<unknown>>();
+    await this.db.write(async (tx) => {
+      for (const item of items) {
+        if ('write' in item) outcomes.set(item, await tx.attempt(item.write));
+        else if (!outcomes.has(item)) {
+          const { bulk } = item;
+          const together = items.filter((other): other is Pending & BulkWork => 'bulk' in other && other.bulk === bulk);
+          const done = await bulk.inTransaction(tx, together.map((other) => other.item));
+          together.forEach((other, i) => outcomes.set(other, done[i]!));
+        }
+      }
+    });
+    return outcomes;
   }
 }

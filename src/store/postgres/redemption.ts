@@ -1,7 +1,7 @@
 /**
  * PostgreSQL issuing to devices: a token's one enrollment and renewals, each one write
  * run through the group commit (they come in floods); a batch's enrollments that create
- * their device go in one call of imprint_redeem_batch_audited (migrations/postgres/0005). Each
+ * their device go in one call of imprint_enroll_batch (migrations/postgres/0006). Each
  * runs under the writer lock (locks.ts), so its checks see every other instance's
  * committed writes and nobody else's can slip in before it commits: that decides who
  * redeems a token, and the key and device-id checks hold across instances.
@@ -13,7 +13,10 @@ import type { Bulk, GroupCommit } from './group-commit.js';
 import { READS } from './reads.js';
 import { CERTIFICATE_COLUMNS } from './columns.js';
 import { certificateFromRow, date, deviceFromRow } from '../rows.js';
-import type { Outcome, Transaction } from './transaction.js';
+import { auditColumns, type Outcome, type Transaction } from './transaction.js';
+import type { Queryable } from './query.js';
+import { auditText } from '../audit-hash.js';
+import { LOCK, LOCK_NAMESPACE } from './locks.js';
 import { insertCertificate, revokeSelected } from './writer.js';
 
 const INSERT_DEVICE = `INSERT INTO devices (id, status, enrolled_at, updated_at, current_serial, enrolled_via, enrollment_label)
@@ -58,8 +61,12 @@ const RENEWAL_CHECKS = `SELECT d.status, d.current_serial, d.retiring_serial, d.
                           ${keyTaken('$4', '$1')} AS key_taken, recent.count AS recent, recent.oldest
                         FROM devices d, (${renewalsSince('$1', '$5')}) recent
                         WHERE d.id = $1`;
-/** Redeems a batch of tokens and audits them: migrations/postgres/0005_lean_redemption.sql. */
-const REDEEM_BATCH = 'SELECT imprint_redeem_batch_audited($1::json, $2::json) AS outcomes';
+/**
+ * Redeems a batch of tokens and audits them, chaining the events after the head given, or
+ * when none is, taking the writer lock and chaining after the last event:
+ * migrations/postgres/0006_enroll_batch_alone.sql.
+ */
+const REDEEM_BATCH = `SELECT outcomes, last_hash FROM imprint_enroll_batch(${LOCK_NAMESPACE}, ${LOCK.writer}, $1::text, $2::json, $3::json)`;
 const RENEWAL_OF = `SELECT ${CERTIFICATE_COLUMNS} FROM certificates WHERE renewed_from = $1 AND csr_sha256 = $2 ORDER BY issued_at DESC LIMIT 1`;
 
 /** Thrown inside a write to roll back what it already wrote and report a conflict. */
@@ -105,7 +112,7 @@ async function redeem(tx: Transaction, r: Redemption): Promise<RedemptionConflic
   return undefined;
 }
 
-/** A redemption as imprint_redeem_batch_audited takes it (its audit event goes apart). */
+/** A redemption as imprint_enroll_batch takes it, with the text its audit event's hash covers (the event's columns go apart). */
 function batchItem(r: Redemption): Record<string, unknown> {
   const c = r.certificate;
   return {
@@ -127,34 +134,46 @@ function batchItem(r: Redemption): Record<string, unknown> {
     der: c.der.toString('base64'),
     renewed_from: c.renewedFrom ?? null,
     cert_csr_sha256: c.csrSha256 ?? null,
+    audit: auditText(r.audit),
   };
 }
 
-/**
- * Redeems a batch's tokens that create their device (not re-provisionings), and records the
- * audit events of those up to the first conflict, in one round trip; the events after it
- * are appended here, chained anew. When a statement fails (not a conflict: a serial already
- * taken), the call wrote nothing: each then redeems alone, so that only the one at fault fails.
- */
-const redeemBatch: Bulk<Redemption, RedemptionConflict | undefined> = async (tx, redemptions) => {
-  // The events appended before go first, as they would have without the batch.
-  await tx.insertAppended();
-  const events = tx.chain(redemptions.map((r) => r.audit));
+type BatchResult = { outcomes: (RedemptionConflict | null)[] | null; last_hash: string | null };
+
+/** One call of imprint_enroll_batch: after `head`, or under the lock it takes when null. */
+async function callBatch(db: Queryable, head: string | null, redemptions: readonly Redemption[]): Promise<BatchResult> {
   const items = JSON.stringify(redemptions.map(batchItem));
-  const [called] = await tx.rows<{ outcomes: (RedemptionConflict | null)[] | null }>(REDEEM_BATCH, [items, JSON.stringify(events)]);
-  const outcomes = called!.outcomes;
-  if (outcomes === null) {
-    const each: Outcome<RedemptionConflict | undefined>[] = [];
-    for (const r of redemptions) each.push(await tx.attempt((t) => redeem(t, r)));
-    return each;
-  }
-  const firstConflict = outcomes.findIndex((conflict) => conflict !== null);
-  const chained = firstConflict === -1 ? outcomes.length : firstConflict;
-  if (chained > 0) tx.chainedTo(events[chained - 1]!);
-  return outcomes.map((conflict, i) => {
-    if (conflict === null && i >= chained) tx.appendAudit(redemptions[i]!.audit);
-    return { ok: true, value: conflict ?? undefined };
-  });
+  const events = JSON.stringify(redemptions.map((r) => auditColumns(r.audit)));
+  const [called] = await db.rows<BatchResult>(REDEEM_BATCH, [head, items, events]);
+  return called!;
+}
+
+const redeemed = (outcomes: readonly (RedemptionConflict | null)[]): Outcome<RedemptionConflict | undefined>[] =>
+  outcomes.map((conflict) => ({ ok: true, value: conflict ?? undefined }));
+
+/**
+ * A batch's enrollments that create their device (not re-provisionings), with their audit
+ * events, in one call. Alone, that call is the whole transaction. When a statement fails
+ * (not a conflict: a serial already taken), the call wrote nothing: in a transaction each
+ * then redeems alone, so that only the one at fault fails.
+ */
+const redeemBatch: Bulk<Redemption, RedemptionConflict | undefined> = {
+  async alone(db, redemptions) {
+    const { outcomes } = await callBatch(db, null, redemptions);
+    return outcomes ? redeemed(outcomes) : undefined;
+  },
+  async inTransaction(tx, redemptions) {
+    // The events appended before go first, as they would have without the batch.
+    await tx.insertAppended();
+    const { outcomes, last_hash } = await callBatch(tx, tx.chainHead, redemptions);
+    if (outcomes === null) {
+      const each: Outcome<RedemptionConflict | undefined>[] = [];
+      for (const r of redemptions) each.push(await tx.attempt((t) => redeem(t, r)));
+      return each;
+    }
+    tx.chainedTo(last_hash!);
+    return redeemed(outcomes);
+  },
 };
 
 /** Records a renewal: the new certificate becomes current, the presented one retires. */

@@ -28,8 +28,8 @@ const INSERT_AUDIT = `INSERT INTO audit_events (at, actor, action, outcome, sour
                         AS e(at, actor, action, outcome, source, token_id, device_id, serial, detail, prev_hash, hash, n)
                       ORDER BY n`;
 
-/** An audit event as inserted: the columns of audit_events by name. */
-export interface AuditRow {
+/** An audit event's columns before it is chained: those of audit_events by name, but the hashes. */
+export interface AuditColumns {
   readonly at: number;
   readonly actor: string;
   readonly action: string;
@@ -39,6 +39,10 @@ export interface AuditRow {
   readonly device_id: string | null;
   readonly serial: string | null;
   readonly detail: string | null;
+}
+
+/** An audit event as inserted. */
+interface AuditRow extends AuditColumns {
   readonly prev_hash: string;
   readonly hash: string;
 }
@@ -46,8 +50,8 @@ export interface AuditRow {
 /** The columns of INSERT_AUDIT in order. */
 const AUDIT_ROW_COLUMNS = ['at', 'actor', 'action', 'outcome', 'source', 'token_id', 'device_id', 'serial', 'detail', 'prev_hash', 'hash'] as const;
 
-/** `event` as inserted after the event whose hash is `prevHash`. */
-function auditRow(prevHash: string, event: AuditEventInput): AuditRow {
+/** `event` as its columns. */
+export function auditColumns(event: AuditEventInput): AuditColumns {
   const fields = auditFields(event);
   return {
     at: event.at.getTime(),
@@ -59,8 +63,6 @@ function auditRow(prevHash: string, event: AuditEventInput): AuditRow {
     device_id: fields.deviceId,
     serial: fields.serial,
     detail: event.detail ? JSON.stringify(event.detail) : null,
-    prev_hash: prevHash,
-    hash: auditHash(prevHash, event),
   };
 }
 
@@ -101,28 +103,19 @@ export class Transaction implements Queryable {
 
   /** Appends `event` to the audit hash chain (inserted at commit). */
   appendAudit(event: AuditEventInput): void {
-    const row = auditRow(this.head, event);
+    const row = { ...auditColumns(event), prev_hash: this.head, hash: auditHash(this.head, event) };
     this.appended.push(row);
     this.head = row.hash;
   }
 
-  /**
-   * `events` chained after the head as if each were appended in turn, for a statement that
-   * inserts them itself (after insertAppended): nothing is appended, and the chain goes on
-   * from the last of them that statement inserted (chainedTo).
-   */
-  chain(events: readonly AuditEventInput[]): AuditRow[] {
-    let head = this.head;
-    return events.map((event) => {
-      const row = auditRow(head, event);
-      head = row.hash;
-      return row;
-    });
+  /** The hash of the chain's last event, ours included: what a statement that chains events itself goes on from (after insertAppended). */
+  get chainHead(): string {
+    return this.head;
   }
 
-  /** Goes on from `row` of chain(), which a statement of the caller's inserted. */
-  chainedTo(row: AuditRow): void {
-    this.head = row.hash;
+  /** Goes on from `hash`, the last event a statement of the caller's chained and inserted. */
+  chainedTo(hash: string): void {
+    this.head = hash;
   }
 
   /** Inserts the events appended so far, so that events inserted next follow them. */

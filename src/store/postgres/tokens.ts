@@ -11,8 +11,11 @@ import { tokenBatchFromRow, tokenFromRow } from '../rows.js';
 /** One statement for the whole batch (up to 10,000 tokens), rows in the batch's order. */
 const INSERT_TOKENS = `INSERT INTO tokens (id, hash, label, device_id, created_at, created_by, expires_at, may_reprovision)
                        SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bigint[], $8::boolean[])`;
-/** The tokens of a batch of lookups (lookup-batch.ts), each with the hash it was found by. */
-const BY_HASHES = `SELECT hash, ${TOKEN_COLUMNS} FROM tokens WHERE hash = ANY($1::bytea[])`;
+/**
+ * The tokens of a batch of lookups (lookup-batch.ts), each with the hash it was found by,
+ * through a function whose plan is kept (migrations/postgres/0006).
+ */
+const BY_HASHES = `SELECT hash, ${TOKEN_COLUMNS} FROM imprint_tokens_by_hash($1::bytea[])`;
 const ACTIVE_OPERATOR = `SELECT 1 FROM operators WHERE name = $1 AND status = 'active'`;
 const REVOKE_TOKEN = 'UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND used_at IS NULL AND revoked_at IS NULL';
 const REVOKE_BY_LABEL = 'UPDATE tokens SET revoked_at = $1 WHERE label = $2 AND used_at IS NULL AND revoked_at IS NULL';

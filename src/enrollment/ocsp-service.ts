@@ -17,12 +17,14 @@ import {
   ocspErrorResponse,
   parseOcspRequest,
   type OcspRequest,
+  type OcspSingleResponse,
   type OcspStatus,
 } from '../ca/ocsp.js';
 import type { CertificateAuthority } from '../ca/authority.js';
 import type { Clock } from '../clock.js';
 import { storeUnavailable } from '../store/failures.js';
 import type { InventoryStore, RevocationStore } from '../store/store.js';
+import { TurnBatch } from './turn-batch.js';
 
 /** How long a relying party may cache an answer (nextUpdate - thisUpdate). */
 const OCSP_VALIDITY_MS = 60 * 60_000;
@@ -78,6 +80,12 @@ export class OcspService {
   private cacheSeq = -1;
   /** Known certificates' statuses by serial, read at cacheSeq: a nonce answer needs no read for them. */
   private readonly statuses = new Map<string, OcspStatus>();
+  /**
+   * Answers are signed with the others of their event-loop turn, back to back (see TurnBatch):
+   * in between the HTTP and TLS work of each request, P-256's code and tables left the CPU
+   * caches and a signature cost ~55 us of server CPU instead of ~25 (Node 20, bare server).
+   */
+  private readonly signing = new TurnBatch();
   /** Told of every answer; none when absent. */
   observer: OcspAnswerObserver | undefined;
 
@@ -171,7 +179,7 @@ export class OcspService {
 
   /** `seq` when the caller read it; else read here, and only if some certificate is ours to look up. */
   private async answer(request: OcspRequest, seq: number | undefined): Promise<{ der: Buffer; producedAt: Date; known: boolean; status: OcspAnswerSummary }> {
-    const answers = [];
+    const answers: OcspSingleResponse[] = [];
     for (const certId of request.certIds) {
       let status: OcspStatus = UNKNOWN;
       if (this.ca.ocspResponder.issued(certId)) {
@@ -181,10 +189,8 @@ export class OcspService {
       answers.push({ certIdDer: certId.der, status });
     }
     const now = this.clock.now();
-    const der = this.ca.ocspResponder.respond(
-      answers,
-      { producedAt: now, thisUpdate: now, nextUpdate: new Date(now.getTime() + OCSP_VALIDITY_MS) },
-      request.nonce,
+    const der = await this.signing.run(() =>
+      this.ca.ocspResponder.respond(answers, { producedAt: now, thisUpdate: now, nextUpdate: new Date(now.getTime() + OCSP_VALIDITY_MS) }, request.nonce),
     );
     const statuses = answers.map((answer) => answer.status);
     return { der, producedAt: now, known: statuses.every((each) => each.status !== 'unknown'), status: summary(statuses) };

@@ -80,44 +80,48 @@ function plainRequest(request: IncomingMessage): { readonly route: string; reado
 /** The fast path for one listener. */
 export function ocspFastPath(options: OcspFastPathOptions): FastPath {
   const { ocsp, log, open } = options;
-  const fixedHeaders = ['content-type', OCSP_RESPONSE_TYPE, 'cache-control', OCSP_CACHE_CONTROL, ...Object.entries(options.headers ?? {}).flat()];
+  // writeHead's flat list of names and values, built once: each answer adds only its request id and length.
+  const fixedHeaders = ['content-type', OCSP_RESPONSE_TYPE, 'cache-control', OCSP_CACHE_CONTROL, ...Object.entries(options.headers ?? {}).flat(), REQUEST_ID_HEADER];
+
+  /** Answers one request taken by this path; never rejects. */
+  async function answer(request: IncomingMessage, response: ServerResponse, route: string, started: number, requestDer: Buffer): Promise<void> {
+    const requestId = requestIdOf(request);
+    let der: Buffer;
+    try {
+      der = await ocsp.respond(requestDer);
+    } catch (error) {
+      const failure = ocspFailure(error);
+      if (failure.ours) log.error({ err: error, requestId }, 'OCSP request failed');
+      der = failure.der;
+    }
+    // A connection given up on meanwhile (closed, or ended by a request timeout's answer)
+    // takes nothing more. An answer waiting behind a pipelined one has no socket yet: Node
+    // holds it until the earlier answers are out.
+    if (response.destroyed || (response.socket !== null && !response.socket.writable)) return;
+    try {
+      response.writeHead(200, [...fixedHeaders, requestId, 'content-length', String(der.length)]);
+      response.end(der);
+    } catch (error) {
+      // Not even an error answer could be written: the connection goes, the process stays.
+      log.error({ err: error, requestId }, 'OCSP answer not written');
+      response.destroy();
+      return;
+    }
+    metrics().observeAnswered(route, request.method!, 200, (performance.now() - started) / 1000);
+  }
 
   return function answerOcsp(request, response) {
     const taken = open() ? plainRequest(request) : undefined;
     if (!taken) return false;
     const started = performance.now();
-    const requestId = requestIdOf(request);
-    const send = (der: Buffer) => {
-      // A connection given up on meanwhile (closed, or ended by a request timeout's answer)
-      // takes nothing more. An answer waiting behind a pipelined one has no socket yet: Node
-      // holds it until the earlier answers are out.
-      if (response.destroyed || (response.socket !== null && !response.socket.writable)) return;
-      response.writeHead(200, [...fixedHeaders, REQUEST_ID_HEADER, requestId, 'content-length', String(der.length)]);
-      response.end(der);
-      metrics().observeAnswered(taken.route, request.method!, 200, (performance.now() - started) / 1000);
-    };
-    const answer = (der: Buffer) =>
-      ocsp
-        .respond(der)
-        .then(send, (error: unknown) => {
-          const failure = ocspFailure(error);
-          if (failure.ours) log.error({ err: error, requestId }, 'OCSP request failed');
-          send(failure.der);
-        })
-        .catch((error: unknown) => {
-          // Not even an error answer could be written: the connection goes, the process stays.
-          log.error({ err: error, requestId }, 'OCSP answer not written');
-          response.destroy();
-        });
-
     if (taken.der) {
-      void answer(taken.der);
+      void answer(request, response, taken.route, started, taken.der);
       return true;
     }
     // The length is bounded above and Node's parser holds the body to it.
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
-    request.on('end', () => void answer(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+    request.on('end', () => void answer(request, response, taken.route, started, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
     // A client gone mid-body: Node closes the connection; nothing is left to answer.
     request.on('error', () => undefined);
     return true;

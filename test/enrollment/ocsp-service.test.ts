@@ -2,8 +2,9 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import * as der from '../../src/asn1/der.js';
+import { OcspResponder } from '../../src/ca/ocsp.js';
 import { initInstance, openInstance, type Instance } from '../../src/instance.js';
 import { buildCsr, generateDeviceKey } from '../../simulator/csr.js';
 import { openssl, tempDir } from '../helpers/openssl.js';
@@ -74,6 +75,34 @@ describe('OcspService', () => {
     const [a, b] = [await ocsp.respond(unknown), await ocsp.respond(unknown)];
     expect(a.equals(b)).toBe(false);
     expect(read(a)).toMatch(/Cert Status: unknown/);
+  });
+
+  it('signs the nonce answers asked for in one turn back to back, after the callbacks that asked', async () => {
+    const ocsp = instance.signing().ocsp;
+    const withNonce = request(['-cert', certPath], true);
+    const trace: string[] = [];
+    const original = OcspResponder.prototype.respond;
+    const signing = vi.spyOn(OcspResponder.prototype, 'respond').mockImplementation(function (this: OcspResponder, ...args) {
+      trace.push('sign');
+      return original.apply(this, args);
+    });
+    try {
+      // Timers due together run in one turn, each followed by its microtasks, as I/O callbacks are.
+      const asked = [0, 1, 2].map(
+        (i) =>
+          new Promise<Buffer>((resolve) =>
+            setTimeout(() => {
+              trace.push(`request ${i}`);
+              resolve(ocsp.respond(withNonce));
+            }, 0),
+          ),
+      );
+      const answers = await Promise.all(asked);
+      expect(trace).toEqual(['request 0', 'request 1', 'request 2', 'sign', 'sign', 'sign']);
+      for (const answer of answers) expect(read(answer)).toMatch(/Cert Status: good/);
+    } finally {
+      signing.mockRestore();
+    }
   });
 
   it('keeps an answer in an allocation of its own, not a slice of the shared pool that would pin the whole block', async () => {

@@ -3,8 +3,7 @@
  * (who, which key, which validity) from the enrollment services and knows nothing of
  * tokens, devices or storage.
  */
-import { randomBytes } from 'node:crypto';
-import { buildCertificate, encodeName, randomSerial, signingKeyFor, type SigningKey } from './certificate-builder.js';
+import { buildCertificate, encodeName, pooledRandomBytes, randomSerial, signingKeyFor, type SigningKey } from './certificate-builder.js';
 import type { CaMaterial } from './ca-directory.js';
 import { OcspResponder } from './ocsp.js';
 import { OID } from './oids.js';
@@ -49,7 +48,7 @@ export class CertificateAuthority {
   constructor(
     readonly material: CaMaterial,
     private readonly settings: AuthoritySettings,
-    private readonly random: (size: number) => Buffer = randomBytes,
+    private readonly random: (size: number) => Buffer = pooledRandomBytes(),
   ) {
     this.signer = signingKeyFor(material.issuerKey);
     this.profile = new ClientProfile(settings, material.issuer.publicKeyBits);

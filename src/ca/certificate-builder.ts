@@ -3,7 +3,7 @@
  * crypto. Every profile (root, issuing CA, server, device) goes through buildCertificate;
  * only the extension list differs.
  */
-import { hash, sign, type KeyObject } from 'node:crypto';
+import { hash, randomFillSync, sign, type KeyObject } from 'node:crypto';
 import * as der from '../asn1/der.js';
 import { OID } from './oids.js';
 
@@ -100,6 +100,26 @@ export function signingKeyFor(privateKey: KeyObject): SigningKey {
  */
 export function keyIdentifier(subjectPublicKeyBits: Buffer): Buffer {
   return hash('sha1', subjectPublicKeyBits, 'buffer');
+}
+
+/**
+ * Random bytes from the system CSPRNG, drawn 4 KiB at a time: a serial then costs a copy
+ * (~0.1 us) instead of a call of its own into OpenSSL (~2 us), as Node's randomUUID does.
+ * Each byte is handed out once.
+ */
+export function pooledRandomBytes(poolSize = 4096): (size: number) => Buffer {
+  const pool = Buffer.allocUnsafeSlow(poolSize);
+  let used = poolSize;
+  return (size) => {
+    if (size > poolSize) throw new RangeError(`at most ${poolSize} random bytes at a time`);
+    if (used + size > poolSize) {
+      randomFillSync(pool);
+      used = 0;
+    }
+    const bytes = Buffer.from(pool.subarray(used, used + size));
+    used += size;
+    return bytes;
+  };
 }
 
 /** A fresh positive 16-byte serial (RFC 5280 4.1.2.2 allows up to 20 octets). */

@@ -7,7 +7,8 @@ import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import { describe, expect, it } from 'vitest';
 import { CertificateAuthority } from '../../src/ca/authority.js';
-import { randomSerial } from '../../src/ca/certificate-builder.js';
+import { pooledRandomBytes, randomSerial } from '../../src/ca/certificate-builder.js';
+import { certificatesFromPem, toPem } from '../../src/ca/pem.js';
 import { childrenOf, bytesOf, readElement } from '../../src/asn1/der-reader.js';
 import { createCa, loadCa } from '../../src/ca/ca-directory.js';
 import { tempDir } from '../helpers/openssl.js';
@@ -134,5 +135,39 @@ describe('randomSerial', () => {
       expect(serial[0]! & 0x80).toBe(0);
       expect(serial[0]).not.toBe(0);
     }
+  });
+});
+
+describe('pooledRandomBytes', () => {
+  it('hands out each pooled byte once, across refills, in buffers of their own', () => {
+    const random = pooledRandomBytes(64);
+    const drawn = Array.from({ length: 40 }, () => random(16));
+    expect(drawn.every((bytes) => bytes.length === 16)).toBe(true);
+    // 16-byte draws from fresh CSPRNG output: any repeat would be a pool handing bytes out twice.
+    expect(new Set(drawn.map((bytes) => bytes.toString('hex'))).size).toBe(40);
+    // A draw is a copy: refilling the pool does not change what was handed out.
+    const kept = Buffer.from(drawn[0]!);
+    for (let i = 0; i < 8; i++) random(16);
+    expect(drawn[0]).toEqual(kept);
+  });
+
+  it('refuses a draw larger than its pool', () => {
+    expect(() => pooledRandomBytes(32)(33)).toThrow(RangeError);
+  });
+});
+
+describe('toPem', () => {
+  it.each([1, 47, 48, 49, 96, 560])('%i bytes of DER: 64-character lines that read back', (size) => {
+    const der = Buffer.from(Array.from({ length: size }, (_, i) => (i * 37) & 0xff));
+    const pem = toPem(der);
+    const lines = pem.split('\n');
+    expect(lines[0]).toBe('-----BEGIN CERTIFICATE-----');
+    expect(lines.at(-2)).toBe('-----END CERTIFICATE-----');
+    expect(lines.at(-1)).toBe('');
+    expect(lines.slice(1, -2).join('')).toBe(der.toString('base64'));
+    expect(lines.slice(1, -3).every((line) => line.length === 64)).toBe(true);
+    expect(lines.at(-3)!.length).toBeGreaterThan(0);
+    expect(lines.at(-3)!.length).toBeLessThanOrEqual(64);
+    expect(certificatesFromPem(pem)).toEqual([der]);
   });
 });

@@ -91,15 +91,18 @@ function request()
 end
 `;
 
+// The same request every time: with no request() function, wrk builds its bytes once after
+// init and sends them as they are; formatting them anew in Lua for each request cost wrk
+// ~3 us of CPU per request (~20%), on the cores the server is measured on.
 const FIXED_BODY_SCRIPT = `
 function init(args)
-  path = args[1]
-  contentType = args[3]
   local file = io.open(args[2], "rb")
-  body = file:read("*all")
+  wrk.method = "POST"
+  wrk.path = args[1]
+  wrk.headers["Content-Type"] = args[3]
+  wrk.body = file:read("*all")
   file:close()
 end
-function request() return wrk.format("POST", path, { ["Content-Type"] = contentType }, body) end
 `;
 
 /** One line of a request pool: an Authorization header value (or none) and a JSON body. */

@@ -2,8 +2,9 @@
  * The round trips of PostgreSQL's hot path. The tokens asked for together are looked up in
  * one query: each caller still gets its own token (or none), sees what committed before it
  * asked, and a failed query fails each of its callers with a storage error the server
- * answers 503. Enrollments committed together, and nothing else, are one call: a
- * transaction of its own, writer lock to commit.
+ * answers 503, and the lookup is planned once per connection (the planner priced the few
+ * keys of a lookup below its kept plan each time). Enrollments committed together, and
+ * nothing else, are one call: a transaction of its own, writer lock to commit.
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,7 +17,10 @@ let server: PostgresServer;
 let store: PostgresStore;
 
 beforeAll(async () => {
-  server = await startPostgres({ settings: { shared_preload_libraries: 'pg_stat_statements' } });
+  // Statements inside functions too (toplevel false), and how often each was planned.
+  server = await startPostgres({
+    settings: { shared_preload_libraries: 'pg_stat_statements', 'pg_stat_statements.track': 'all', 'pg_stat_statements.track_planning': 'on' },
+  });
   await query(server.url, 'CREATE EXTENSION pg_stat_statements');
   store = await PostgresStore.open(server.url);
 }, 60_000);
@@ -26,9 +30,11 @@ afterAll(async () => {
   await server?.stop();
 });
 
-/** How many times PostgreSQL ran a statement whose text contains `fragment`. */
+/** How many times PostgreSQL ran a statement whose text contains `fragment`, sent by a client (not run by a function). */
 async function calls(fragment: string): Promise<number> {
-  const [row] = await query<{ calls: string | null }>(server.url, 'SELECT sum(calls) AS calls FROM pg_stat_statements WHERE query LIKE $1', [`%${fragment}%`]);
+  const [row] = await query<{ calls: string | null }>(server.url, 'SELECT sum(calls) AS calls FROM pg_stat_statements WHERE query LIKE $1 AND toplevel', [
+    `%${fragment}%`,
+  ]);
   return Number(row?.calls ?? 0);
 }
 
@@ -40,7 +46,7 @@ describe('enrollments committed together on PostgreSQL', () => {
     const results = await Promise.all(tokens.map((token) => store.redeemTokenAndRecordCertificate(redemption(token, newId()))));
     expect(results).toEqual(tokens.map(() => ({ ok: true })));
     expect(await count()).toEqual([call! + 1, savepoints, begins, commits, audits]);
-    // The function's own INSERT (pg_stat_statements tracks top-level statements only by default).
+    // The events go in by the function's own INSERT.
   });
 });
 
@@ -83,4 +89,26 @@ describe('token lookups on PostgreSQL', () => {
     await server.restart();
     await expect.poll(() => store.findTokenByHash(token.hash).catch(() => undefined), { timeout: 20_000 }).toMatchObject({ id: token.id });
   }, 60_000);
+
+  it('are planned once per connection, however many keys each asks for', async () => {
+    // Enough for a table with statistics (createTokens analyzes a large batch), as in service.
+    const tokens = Array.from({ length: 5_000 }, () => newToken());
+    await store.createTokens(tokens, audit('tokens.create'));
+    const lookups = async () => {
+      const [row] = await query<{ calls: string | null; plans: string | null }>(
+        server.url,
+        `SELECT sum(calls) AS calls, sum(plans) AS plans FROM pg_stat_statements WHERE query LIKE '%FROM tokens WHERE hash = ANY%'`,
+      );
+      return { calls: Number(row?.calls ?? 0), plans: Number(row?.plans ?? 0) };
+    };
+    const before = await lookups();
+    for (const [i, token] of tokens.slice(0, 40).entries()) {
+      const found = await Promise.all([store.findTokenByHash(token.hash), ...(i % 2 ? [store.findTokenByHash(randomBytes(32))] : [])]);
+      expect(found[0]?.id).toBe(token.id);
+    }
+    const after = await lookups();
+    expect(after.calls - before.calls).toBe(40);
+    // At most once on each of the pool's connections (10 at most).
+    expect(after.plans - before.plans).toBeLessThanOrEqual(10);
+  });
 });

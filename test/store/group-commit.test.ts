@@ -5,8 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { GroupCommit } from '../../src/store/group-commit.js';
 import { tempDir } from '../helpers/openssl.js';
 
-function database() {
-  const db = new Database(join(tempDir(), 'group.db'));
+function database(path = join(tempDir(), 'group.db')) {
+  const db = new Database(path);
   db.pragma('journal_mode = WAL');
   db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)');
   return db;
@@ -41,6 +41,43 @@ describe('GroupCommit', () => {
     expect((results[1] as PromiseRejectedResult).reason.code).toBe('SQLITE_FULL');
     db.pragma('max_page_count = 4294967294');
     expect(rows(db)).toEqual([]);
+  });
+
+  it('waits for a write lock another connection holds without blocking the thread, then commits', async () => {
+    const db = database();
+    const other = new Database(db.name); // another worker's connection, say
+    other.exec('BEGIN IMMEDIATE');
+    other.prepare('INSERT INTO t (v) VALUES (?)').run('theirs');
+    const group = new GroupCommit(db);
+    // SQLite's own busy wait would sleep in this thread: no timer would fire, and so the lock
+    // would never be let go before the busy timeout (5 s) failed the write.
+    let ticks = 0;
+    const ticking = setInterval(() => ticks++, 5);
+    setTimeout(() => other.exec('COMMIT'), 200);
+    const started = performance.now();
+    const mine = group.run(() => db.prepare('INSERT INTO t (v) VALUES (?)').run('mine').changes);
+    const joined = new Promise((resolve) => setTimeout(resolve, 50)).then(() => group.run(() => db.prepare('INSERT INTO t (v) VALUES (?)').run('joined').changes));
+    await expect(Promise.all([mine, joined])).resolves.toEqual([1, 1]);
+    clearInterval(ticking);
+    expect(performance.now() - started).toBeLessThan(2_000);
+    expect(ticks).toBeGreaterThan(10);
+    expect(rows(db)).toEqual(['theirs', 'mine', 'joined']);
+    other.close();
+  });
+
+  it('a write lock held past the busy timeout fails the batch waiting for it, and the next batch commits', async () => {
+    const db = database();
+    db.pragma('busy_timeout = 100');
+    const other = new Database(db.name);
+    other.exec('BEGIN IMMEDIATE');
+    const group = new GroupCommit(db);
+    const started = performance.now();
+    await expect(group.run(() => db.prepare('INSERT INTO t (v) VALUES (?)').run('refused'))).rejects.toMatchObject({ code: 'SQLITE_BUSY' });
+    expect(performance.now() - started).toBeGreaterThanOrEqual(100);
+    other.exec('COMMIT');
+    await group.run(() => db.prepare('INSERT INTO t (v) VALUES (?)').run('later'));
+    expect(rows(db)).toEqual(['later']);
+    other.close();
   });
 
   it('drain commits what is queued at once', () => {

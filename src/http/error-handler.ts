@@ -187,10 +187,14 @@ export function refuseExpectation(_request: IncomingMessage, response: ServerRes
   response.end(body);
 }
 
+const CLIENT_WENT_AWAY = new ImprintError('bad_request', 'the client closed the connection before the request was received');
+
 /** Installs the error and not-found handlers on an app. */
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler(function renderError(error: unknown, request: FastifyRequest, reply: FastifyReply) {
-    const clientError = toClientError(error);
+    // A client that hung up mid-request (Node's "aborted", ECONNRESET) is no store outage
+    // and no server fault: nothing to alert on, and no answer reaches it.
+    const clientError = request.raw.destroyed && !request.raw.complete ? CLIENT_WENT_AWAY : toClientError(error);
     if (clientError.status >= 500) request.log.error({ err: error }, 'request failed');
     return sendError(reply, clientError);
   });

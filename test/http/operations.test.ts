@@ -3,7 +3,9 @@
  * Prometheus metrics (one process and a two-worker cluster), and the OpenAPI document.
  */
 import { readFileSync, rmSync } from 'node:fs';
+import { once } from 'node:events';
 import { request as httpRequest } from 'node:http';
+import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { caPaths } from '../../src/ca/ca-directory.js';
@@ -236,6 +238,28 @@ describe('log lines', () => {
     });
     expect(t.lines.slice(before).some((each) => each.requestId === 'quiet-1')).toBe(false);
     for (const raw of t.raw) expect(raw).not.toContain(minted.body.tokens[0].token);
+  });
+});
+
+describe('a client that hangs up mid-request', () => {
+  it('is neither an error in the log nor a database outage, and the server goes on', async () => {
+    const before = t.lines.length;
+    const url = new URL(t.server.url);
+    for (let i = 0; i < 3; i++) {
+      // Headers promise 4,096 bytes of body, 10 arrive, then the connection closes.
+      const socket = tlsConnect({ host: url.hostname, port: Number(url.port), ca: t.rootPem });
+      await once(socket, 'secureConnect');
+      socket.write(`POST /v1/enroll HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 4096\r\nx-request-id: gone-${i}\r\n\r\n{"csr": "-`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      socket.destroy();
+      await once(socket, 'close');
+    }
+    // Before the fix each of these wrote an error line with a stack, taken for a database outage.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const lines = t.lines.slice(before);
+    expect(lines.filter((each) => Number(each.level) >= 50)).toEqual([]);
+    expect(lines.some((each) => JSON.stringify(each).includes('service_unavailable'))).toBe(false);
+    expect((await get('/healthz')).status).toBe(200);
   });
 });
 

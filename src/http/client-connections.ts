@@ -12,46 +12,44 @@
  * certificate gets its 401 or 403), and the client deserves to read why; but only for
  * BUSY_CLOSE_GRACE_MS, since a client that reads slowly or sends slowly sets that pace.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import type { Server } from 'node:https';
-import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { presentedOnSocket } from './client-certificate.js';
 
 /** How long a revoked certificate's connection may finish the answer in flight: well inside the contract's second. */
 export const BUSY_CLOSE_GRACE_MS = 500;
 
+/**
+ * The answer Node is writing on a connection, if any. Node keeps it on the socket while it
+ * is in flight and hands the socket to the next pipelined answer once it is out, so no
+ * listener per request is needed to know whether a connection is busy.
+ */
+const answerInFlight = (socket: TLSSocket): ServerResponse | null | undefined => (socket as TLSSocket & { _httpMessage?: ServerResponse | null })._httpMessage;
+
 /** Tracks client-certificate connections of one HTTPS server. */
 export class ClientConnections {
   private readonly bySerial = new Map<string, Set<TLSSocket>>();
-  /**
-   * Per connection made with a client certificate (the only ones a revocation closes), the
-   * answer to its latest request, null before the first. Node answers a connection's
-   * requests in order, so once the latest is out every earlier one is too: one write per
-   * request, where a listener and a count per request cost several times more.
-   */
-  private readonly latest = new WeakMap<Socket, ServerResponse | null>();
 
   constructor(server: Server) {
-    server.on('secureConnection', (socket: TLSSocket) => this.track(socket));
-    server.on('request', (request: IncomingMessage, response: ServerResponse) => {
-      // Enrollments come without a client certificate: nothing to remember for them.
-      if (this.latest.has(request.socket)) this.latest.set(request.socket, response);
-    });
-  }
-
-  private track(socket: TLSSocket): void {
-    // After a full handshake or a resumption alike: the certificate the session holds, read
-    // once for the connection's requests too.
-    const serial = presentedOnSocket(socket).serial;
-    if (!serial) return;
-    this.latest.set(socket, null);
-    let sockets = this.bySerial.get(serial);
-    if (!sockets) this.bySerial.set(serial, (sockets = new Set()));
-    sockets.add(socket);
-    socket.once('close', () => {
-      sockets.delete(socket);
-      if (sockets.size === 0 && this.bySerial.get(serial) === sockets) this.bySerial.delete(serial);
+    const bySerial = this.bySerial;
+    // One listener shared by every tracked connection rather than a closure and a
+    // once-wrapper each: the connection's certificate was read once and is kept with it.
+    function untrack(this: TLSSocket): void {
+      const serial = presentedOnSocket(this).serial!;
+      const sockets = bySerial.get(serial);
+      if (sockets?.delete(this) && sockets.size === 0) bySerial.delete(serial);
+    }
+    server.on('secureConnection', (socket: TLSSocket) => {
+      // After a full handshake or a resumption alike: the certificate the session holds, read
+      // once for the connection's requests too. Enrollments come without one: nothing to track.
+      const serial = presentedOnSocket(socket).serial;
+      if (!serial) return;
+      let sockets = bySerial.get(serial);
+      if (!sockets) bySerial.set(serial, (sockets = new Set()));
+      sockets.add(socket);
+      // 'close' comes once per socket.
+      socket.on('close', untrack);
     });
   }
 
@@ -60,19 +58,28 @@ export class ClientConnections {
     let closed = 0;
     for (const serial of serials) {
       for (const socket of this.bySerial.get(serial) ?? []) {
-        const answer = this.latest.get(socket);
-        if (answer && !answer.writableFinished) {
+        if (answerInFlight(socket)) {
           // The client decides how fast that answer goes (a large CRL read slowly, a body
           // trickled in): it gets a moment, not the connection's lifetime.
           const cut = setTimeout(() => socket.destroy(), BUSY_CLOSE_GRACE_MS).unref();
-          answer.once('close', () => {
-            clearTimeout(cut);
-            socket.destroy();
-          });
+          socket.once('close', () => clearTimeout(cut));
+          closeOnceAnswered(socket);
         } else socket.destroy();
         closed++;
       }
     }
     return closed;
   }
+}
+
+/** Destroys `socket` once no answer is in flight on it: the current one and those pipelined behind it. */
+function closeOnceAnswered(socket: TLSSocket): void {
+  const answer = answerInFlight(socket);
+  if (!answer || answer.writableFinished) {
+    socket.destroy();
+    return;
+  }
+  // 'close' follows the answer's end (or its connection's): by then Node has handed the
+  // socket to the next answer waiting, if any.
+  answer.once('close', () => closeOnceAnswered(socket));
 }

@@ -2,12 +2,20 @@
  * Caps open TCP connections per source address: one client cannot hold every socket the
  * process can open. A connection over the cap is closed before its TLS handshake costs us.
  */
-import type { Server } from 'node:net';
+import type { Server, Socket } from 'node:net';
 
 /** Installs the cap on a listening (or about to listen) server. */
 export function limitConnectionsPerSource(server: Server, perSource: number): void {
   const open = new Map<string, number>();
-  server.on('connection', (socket) => {
+  // One listener shared by every connection rather than a closure and a once-wrapper each:
+  // a socket keeps the peer address it was read with, so it still names its source once closed.
+  function release(this: Socket): void {
+    const source = this.remoteAddress ?? '';
+    const left = (open.get(source) ?? 1) - 1;
+    if (left > 0) open.set(source, left);
+    else open.delete(source);
+  }
+  server.on('connection', (socket: Socket) => {
     const source = socket.remoteAddress ?? '';
     const count = (open.get(source) ?? 0) + 1;
     if (count > perSource) {
@@ -15,10 +23,7 @@ export function limitConnectionsPerSource(server: Server, perSource: number): vo
       return;
     }
     open.set(source, count);
-    socket.once('close', () => {
-      const left = (open.get(source) ?? 1) - 1;
-      if (left > 0) open.set(source, left);
-      else open.delete(source);
-    });
+    // 'close' comes once per socket.
+    socket.on('close', release);
   });
 }

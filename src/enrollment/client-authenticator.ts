@@ -79,11 +79,8 @@ export class ClientAuthenticator {
     const expiredOk = graceMs > 0 && presented.verificationError === 'CERT_HAS_EXPIRED';
     const checked = expiredOk ? { ...presented, verificationError: undefined } : presented;
     // A renewal reads the store: its policy looks at the device's current certificates.
-    const cached = options.renewing ? undefined : this.cachedDevice(checked);
-    if (cached) {
-      this.checkCurrent(cached.certificate);
-      return { kind: 'device', deviceId: cached.device.id, ...cached };
-    }
+    const known = options.renewing ? undefined : this.knownDevice(checked);
+    if (known) return known;
     const ticket = this.devices.ticket();
     const certificate = await this.certificate(checked);
     if (certificate.kind !== 'device' || !certificate.deviceId) throw new ImprintError('forbidden', 'this route is for devices');
@@ -107,6 +104,18 @@ export class ClientAuthenticator {
     }
     this.devices.set(ticket, { certificate, device });
     return { kind: 'device', deviceId: device.id, certificate, device };
+  }
+
+  /**
+   * The active device of a chain-verified certificate this process already authenticated
+   * (identity-cache.ts), checked as `device` checks it, without a promise; undefined when
+   * only the store can tell. Throws client_cert_invalid for a certificate out of its validity.
+   */
+  knownDevice(presented: PresentedCertificate): DeviceIdentity | undefined {
+    const cached = this.cachedDevice(presented);
+    if (!cached) return undefined;
+    this.checkCurrent(cached.certificate);
+    return { kind: 'device', deviceId: cached.device.id, ...cached };
   }
 
   /** The cached identity of a chain-verified certificate, if any. */

@@ -23,7 +23,7 @@ import { followTicketKeys, TICKET_LIFETIME_S, type TicketKeys } from './ticket-k
 import { LocalWindowCounters, type WindowCounters } from './window-counters.js';
 import { adminRoutes } from './routes/admin-routes.js';
 import { consoleRoutes } from './routes/console-routes.js';
-import { deviceRoutes } from './routes/device-routes.js';
+import { deviceFastPath, deviceRoutes } from './routes/device-routes.js';
 import { estRoutes } from './routes/est-routes.js';
 import { publicRoutes } from './routes/public-routes.js';
 import { revocationRoutes } from './routes/revocation-routes.js';
@@ -132,12 +132,14 @@ function createListener(tls: boolean, serverOptions: ServerOptions, limits: Limi
 /**
  * What every listener shares: errors in the contract's shape (also the framework's and
  * Node's own), timeouts and the per-source connection cap, connections that end once the
- * server is closing, and OCSP answered before routing.
+ * server is closing, and OCSP answered before routing; with `devices`, also a known
+ * device's GET /v1/device (device-routes.ts).
  */
-function baseApp(options: Pick<AppOptions, 'services' | 'tls' | 'logger' | 'probes'>, limits: Limits): FastifyInstance {
+function baseApp(options: Pick<AppOptions, 'services' | 'tls' | 'logger' | 'probes'>, limits: Limits, { devices = false } = {}): FastifyInstance {
   const serverOptions: ServerOptions = options.tls ? httpsOptions(options.tls, limits) : { ...serverTimeouts(limits), requireHostHeader: false };
   // Set once the app (and its logger) exists; no request arrives before it listens.
   let answerOcsp: FastPath = () => false;
+  let answerDevice: FastPath = () => false;
   const app = Fastify({
     logger: options.logger ?? false,
     // The client's X-Request-Id when well-formed, else a new one; logged as requestId.
@@ -154,7 +156,8 @@ function baseApp(options: Pick<AppOptions, 'services' | 'tls' | 'logger' | 'prob
     clientErrorHandler: renderClientError,
     requestTimeout: limits.requestTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
-    serverFactory: (route) => createListener(options.tls !== undefined, serverOptions, limits, (request, response) => answerOcsp(request, response) || route(request, response)),
+    serverFactory: (route) =>
+      createListener(options.tls !== undefined, serverOptions, limits, (request, response) => answerDevice(request, response) || answerOcsp(request, response) || route(request, response)),
     // Fastify names the listener's scheme from these.
     ...(options.tls ? { https: serverOptions } : { http: serverOptions }),
   });
@@ -178,7 +181,10 @@ function baseApp(options: Pick<AppOptions, 'services' | 'tls' | 'logger' | 'prob
   });
   // Over HTTPS its answers carry the headers every API answer there does (buildApp's hook for the rest).
   const headers = options.tls ? API_SECURITY_HEADERS : undefined;
-  answerOcsp = ocspFastPath({ ocsp: options.services.ocsp, log: app.log, open: () => !closing, headers });
+  const open = () => !closing;
+  answerOcsp = ocspFastPath({ ocsp: options.services.ocsp, log: app.log, open, headers });
+  // Reconnecting devices this process knows: the listener that serves the device routes.
+  if (devices) answerDevice = deviceFastPath({ clients: options.services.clients, open, headers });
   // Callback style: an async hook costs every answer a promise and a tick.
   app.addHook('onSend', (request, reply, payload, done) => {
     reply.header(REQUEST_ID_HEADER, request.id);
@@ -212,7 +218,7 @@ const API_SECURITY_HEADERS = {
 /** Builds the imprint HTTP API. */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const limits = options.limits ?? DEFAULT_LIMITS;
-  const app = baseApp(options, limits).withTypeProvider<TypeBoxTypeProvider>();
+  const app = baseApp(options, limits, { devices: true }).withTypeProvider<TypeBoxTypeProvider>();
   // First: it documents the routes declared after it.
   await registerOpenApi(app as unknown as FastifyInstance);
   openApiRoute(app as unknown as FastifyInstance);

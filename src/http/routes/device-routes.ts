@@ -1,12 +1,18 @@
 /** Routes for enrolled devices, authenticated by their client certificate. */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type } from 'typebox';
+import type { FastifyRequest } from 'fastify';
+import type { IncomingMessage } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import { Type, type Static } from 'typebox';
+import type { ClientAuthenticator, DeviceIdentity } from '../../enrollment/client-authenticator.js';
 import type { SigningServices } from '../../instance.js';
 import { authenticateDevice } from '../authenticate.js';
-import { CsrBodySchema, EnrollmentResultSchema, errorResponses } from '../schemas.js';
+import { presentedCertificate, presentedOnSocket } from '../client-certificate.js';
 import { BODY_LIMITS, type Limits } from '../limits.js';
-import { presentedCertificate } from '../client-certificate.js';
-import type { FastifyRequest } from 'fastify';
+import { metrics } from '../metrics.js';
+import type { FastPath } from '../ocsp-fast-path.js';
+import { REQUEST_ID_HEADER, requestIdOf } from '../observability.js';
+import { CsrBodySchema, EnrollmentResultSchema, errorResponses } from '../schemas.js';
 
 const DeviceSchema = Type.Object({
   deviceId: Type.String(),
@@ -16,6 +22,72 @@ const DeviceSchema = Type.Object({
   enrolledAt: Type.String(),
 });
 
+/** What GET /v1/device answers. */
+const deviceView = (identity: DeviceIdentity): Static<typeof DeviceSchema> => ({
+  deviceId: identity.deviceId,
+  status: identity.device.status,
+  serial: identity.certificate.serial,
+  notAfter: identity.certificate.notAfter.toISOString(),
+  enrolledAt: identity.device.enrolledAt.toISOString(),
+});
+
+const DEVICE_ROUTE = '/v1/device';
+
+/** A Host header that needs no closer look (a strict subset of what the request checks accept). */
+const PLAIN_HOST = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$/;
+
+/**
+ * True for a plain GET /v1/device: no query, no body, one plain Host header, and none of
+ * the headers a browser marks its requests with (the route's cross-site check reads them).
+ */
+function plainDeviceRequest(request: IncomingMessage): boolean {
+  if (request.url !== DEVICE_ROUTE || request.method !== 'GET') return false;
+  const headers = request.headers;
+  if (headers['content-length'] !== undefined || headers['transfer-encoding'] !== undefined) return false;
+  if (headers['sec-fetch-site'] !== undefined || headers.origin !== undefined) return false;
+  let hosts = 0;
+  const raw = request.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') hosts++;
+  return hosts === 1 && PLAIN_HOST.test(headers.host!);
+}
+
+/**
+ * GET /v1/device of a device this process already knows (ClientAuthenticator.knownDevice),
+ * answered before Fastify's routing. A reconnecting device sends this one request on each
+ * new TLS connection, and Fastify's request cycle (request and reply objects, hooks,
+ * promises, the serializer) was most of what the server added to Node's own TLS and HTTP
+ * work. The answer is the route's: the same body and headers (the listener's security
+ * headers, X-Request-Id), and the request-duration metric under the route's name.
+ * Anything else (a device the store must be asked about or that is refused, another method,
+ * a query, a body, a browser's request, a closing server) goes to the route untouched.
+ */
+export function deviceFastPath(options: {
+  readonly clients: ClientAuthenticator;
+  /** False once the server is closing: Fastify then answers, and closes each connection. */
+  readonly open: () => boolean;
+  /** Headers every answer of this listener carries (the HTTPS listener's security headers). */
+  readonly headers?: Readonly<Record<string, string>> | undefined;
+}): FastPath {
+  const { clients, open } = options;
+  const fixedHeaders = ['content-type', 'application/json; charset=utf-8', ...Object.entries(options.headers ?? {}).flat()];
+  return function answerDevice(request, response) {
+    if (!plainDeviceRequest(request) || !open()) return false;
+    const started = performance.now();
+    let identity: DeviceIdentity | undefined;
+    try {
+      identity = clients.knownDevice(presentedOnSocket(request.socket as TLSSocket));
+    } catch {
+      return false; // refused: the route says why, in the contract's words
+    }
+    if (!identity) return false;
+    const body = JSON.stringify(deviceView(identity));
+    response.writeHead(200, [...fixedHeaders, REQUEST_ID_HEADER, requestIdOf(request), 'content-length', String(Buffer.byteLength(body))]);
+    response.end(body);
+    metrics().observeAnswered(DEVICE_ROUTE, 'GET', 200, (performance.now() - started) / 1000);
+    return true;
+  };
+}
+
 /** Renewals counted per device certificate (a NAT's devices share an address), else per address. */
 const renewRateKey = (request: FastifyRequest): string => {
   const serial = presentedCertificate(request).serial;
@@ -23,16 +95,10 @@ const renewRateKey = (request: FastifyRequest): string => {
 };
 
 export const deviceRoutes: FastifyPluginAsyncTypebox<{ services: SigningServices; limits: Limits }> = async (app, { services, limits }) => {
-  app.get('/v1/device', { schema: { response: { 200: DeviceSchema, ...errorResponses(401, 403) } } }, async (request) => {
-    const identity = await authenticateDevice(services, request);
-    return {
-      deviceId: identity.deviceId,
-      status: identity.device.status,
-      serial: identity.certificate.serial,
-      notAfter: identity.certificate.notAfter.toISOString(),
-      enrolledAt: identity.device.enrolledAt.toISOString(),
-    };
-  });
+  // A known device's plain request is answered before routing (deviceFastPath); this answers the rest.
+  app.get(DEVICE_ROUTE, { schema: { response: { 200: DeviceSchema, ...errorResponses(401, 403) } } }, async (request) =>
+    deviceView(await authenticateDevice(services, request)),
+  );
 
   app.post(
     '/v1/renew',

@@ -177,11 +177,11 @@ export class ImprintMetrics {
     });
   }
 
-  /** Observes one finished request. */
-  observeRequest(request: FastifyRequest, reply: FastifyReply): void {
-    const durations = request.routeOptions.config.durations;
-    const route = durations ? (request.routeOptions.url ?? 'unmatched') : 'unmatched';
-    this.observe(durations?.[request.method] ?? this.unmatched(request.method), route, request.method, reply.statusCode, reply.elapsedTime / 1000);
+  /** Observes one finished request of `route` (the request's routeOptions). */
+  observeRequest(route: Pick<FastifyRequest['routeOptions'], 'url' | 'config'>, method: string, reply: FastifyReply): void {
+    const durations = route.config.durations;
+    const name = durations ? (route.url ?? 'unmatched') : 'unmatched';
+    this.observe(durations?.[method] ?? this.unmatched(method), name, method, reply.statusCode, reply.elapsedTime / 1000);
   }
 
   /** Observes one request answered before Fastify's routing, under the route that would have taken it. */

@@ -97,12 +97,14 @@ export function installObservability(app: FastifyInstance): void {
   metrics().instrument(app);
 
   app.addHook('onResponse', function logOperation(request: FastifyRequest, reply: FastifyReply, done: () => void) {
-    metrics().observeRequest(request, reply);
-    const operation = request.auditOperation ?? request.routeOptions.config.audit;
+    // A getter that builds a new object on every read: read once.
+    const route = request.routeOptions;
+    metrics().observeRequest(route, request.method, reply);
+    const operation = request.auditOperation ?? route.config.audit;
     if (operation === undefined) return done();
     const status = reply.statusCode;
     const outcome: string = request.errorCode ?? (status < 400 ? 'ok' : `http_${status}`);
-    const protocol = request.routeOptions.config.protocol ?? 'json';
+    const protocol = route.config.protocol ?? 'json';
     if (operation === 'enroll') metrics().enrollment(protocol, outcome);
     else if (operation === 'renew') metrics().renewal(outcome);
     const limit = outcome === 'rate_limited' ? rateLimitOf(request, operation) : undefined;

@@ -39,7 +39,7 @@ function awkwardEvent(base: AuditEventInput, i: number): AuditEventInput {
     ...base,
     at: new Date(base.at.getTime() + i),
     actor: `anonymous ${text}`,
-    source: text || null,
+    ...(text ? { source: text } : {}),
     detail: { text, lone: 'a lone \ud800 surrogate', n: i, fraction: i / 3, big: 2 ** 53 - 1, negative: -0.000001, nested: { list: [text, null, true] } },
   };
 }
@@ -75,7 +75,7 @@ describe.each(STORES)('$name store: audit text of enrollments in one batch', (ba
     const enrolled = events.filter((event) => event.action === 'enroll' && event.outcome === 'ok').slice(1);
     const expected = redemptions.filter((_, i) => i !== 4).map((r) => r.audit);
     expect(enrolled.map(({ id, prevHash, hash, ...event }) => event).sort((a, b) => a.at.getTime() - b.at.getTime())).toEqual(
-      expected.map((event) => ({ ...event, tokenId: event.tokenId ?? null, deviceId: event.deviceId ?? null, serial: event.serial ?? null })),
+      expected.map((event) => ({ ...event, source: event.source ?? null, tokenId: event.tokenId ?? null, deviceId: event.deviceId ?? null, serial: event.serial ?? null })),
     );
     expect(events.filter((event) => event.outcome === 'token_used').map((event) => event.detail)).toEqual(between ? [appended.detail] : []);
   });
@@ -87,7 +87,7 @@ describe('two PostgreSQL stores on one database', () => {
     const [first, second] = await Promise.all([PostgresStore.open(url), PostgresStore.open(url)]);
     try {
       const round = async (store: Store, n: number) => {
-        const redemptions = await Promise.all(Array.from({ length: 12 }, async (_, i) => redemption(await mint(store), newId())));
+        const redemptions = await Promise.all(Array.from({ length: 12 }, async () => redemption(await mint(store), newId())));
         return Promise.all([
           ...redemptions.map((r, i) => store.redeemTokenAndRecordCertificate({ ...r, audit: awkwardEvent(r.audit, n + i) })),
           store.appendAudit(audit('enroll', { outcome: 'token_used', detail: { n } })),

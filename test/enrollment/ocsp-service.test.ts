@@ -87,14 +87,15 @@ describe('OcspService', () => {
       return original.apply(this, args);
     });
     try {
-      // Timers due together run in one turn, each followed by its microtasks, as I/O callbacks are.
+      // Immediates queued together run in one turn, each followed by its microtasks, as a
+      // turn's I/O callbacks are (one queued while they run waits for the next turn).
       const asked = [0, 1, 2].map(
         (i) =>
           new Promise<Buffer>((resolve) =>
-            setTimeout(() => {
+            setImmediate(() => {
               trace.push(`request ${i}`);
               resolve(ocsp.respond(withNonce));
-            }, 0),
+            }),
           ),
       );
       const answers = await Promise.all(asked);

@@ -5,15 +5,15 @@
  * the request, and every device the store must be asked about, still goes to the route.
  */
 import { connect } from 'node:tls';
-import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { metrics } from '../../src/http/metrics.js';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi, type MockInstance } from 'vitest';
+import { metrics, type ImprintMetrics } from '../../src/http/metrics.js';
 import { call, type Response } from '../helpers/https.js';
 import { enrollDevice, issueOperator, startTestServer, type EnrolledDevice, type TestServer } from '../helpers/server.js';
 
 let t: TestServer;
 let device: EnrolledDevice;
-let answered: ReturnType<typeof vi.spyOn>;
-let routed: ReturnType<typeof vi.spyOn>;
+let answered: MockInstance<ImprintMetrics['observeAnswered']>;
+let routed: MockInstance<ImprintMetrics['observeRequest']>;
 
 beforeAll(async () => {
   t = await startTestServer();
@@ -30,12 +30,25 @@ beforeEach(() => {
 const asDevice = (path = '/v1/device', options: { method?: string; headers?: Record<string, string>; body?: string } = {}) =>
   call(`${t.url}${path}`, { ca: t.rootPem, cert: device.cert, key: device.key.privateKeyPem, ...options });
 
-/** How the request was answered: before routing, or by the route. */
-const answeredBy = (): 'fast path' | 'route' | 'both' | 'neither' => {
-  const fast = answered.mock.calls.some(([route]) => route === '/v1/device');
-  const route = routed.mock.calls.length > 0;
-  return fast && route ? 'both' : fast ? 'fast path' : route ? 'route' : 'neither';
-};
+/**
+ * How the request was answered: before routing, or by the route. The fast path observes
+ * its answer as it writes it; the route's onResponse hook once the answer is out, which may
+ * be after the client has read it: so this waits for one, then a moment for a second.
+ */
+async function answeredBy(): Promise<'fast path' | 'route' | 'both'> {
+  const seen = () => ({ fast: answered.mock.calls.some(([route]) => route === '/v1/device'), route: routed.mock.calls.length > 0 });
+  await vi.waitFor(() => expect(Object.values(seen())).toContain(true));
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  const { fast, route } = seen();
+  return fast && route ? 'both' : fast ? 'fast path' : 'route';
+}
+
+/** Forgets what was observed so far, once the answers already given are all observed. */
+async function observeAfresh(): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  answered.mockClear();
+  routed.mockClear();
+}
 
 /** The headers a client relies on: all but the date and the request id. */
 const stableHeaders = (response: Response) => Object.fromEntries(Object.entries(response.headers).filter(([name]) => name !== 'date' && name !== 'x-request-id'));
@@ -43,11 +56,10 @@ const stableHeaders = (response: Response) => Object.fromEntries(Object.entries(
 describe('GET /v1/device before routing', () => {
   it('a known device is answered before routing, with the route’s body and headers and its request id echoed', async () => {
     const first = await asDevice('/v1/device', { headers: { 'x-request-id': 'first-1' } });
-    expect(answeredBy()).toBe('route'); // not yet known: the store is asked
-    answered.mockClear();
-    routed.mockClear();
+    expect(await answeredBy()).toBe('route'); // not yet known: the store is asked
+    await observeAfresh();
     const again = await asDevice('/v1/device', { headers: { 'x-request-id': 'again-2' } });
-    expect(answeredBy()).toBe('fast path');
+    expect(await answeredBy()).toBe('fast path');
     expect(answered).toHaveBeenCalledWith('/v1/device', 'GET', 200, expect.any(Number));
     expect([first.status, again.status]).toEqual([200, 200]);
     expect(again.raw.toString()).toBe(first.raw.toString());
@@ -66,17 +78,15 @@ describe('GET /v1/device before routing', () => {
     ['a body', '/v1/device', { method: 'GET', body: '{}', headers: { 'content-type': 'application/json', 'content-length': '2' } }, 200],
   ] as const)('hands %s to the route', async (_what, path, options, status) => {
     await asDevice(); // known from here on
-    answered.mockClear();
-    routed.mockClear();
+    await observeAfresh();
     const response = await asDevice(path, options);
     expect(response.status).toBe(status);
-    expect(answeredBy()).toBe('route');
+    expect(await answeredBy()).toBe('route');
   });
 
   it('hands a request with two Host headers to the route, which refuses it', async () => {
     await asDevice();
-    answered.mockClear();
-    routed.mockClear();
+    await observeAfresh();
     const url = new URL(t.url);
     const answer = await new Promise<string>((resolve, reject) => {
       let text = '';
@@ -88,7 +98,7 @@ describe('GET /v1/device before routing', () => {
       socket.on('error', reject);
     });
     expect(answer).toMatch(/^HTTP\/1\.1 400 /);
-    expect(answeredBy()).toBe('route');
+    expect(await answeredBy()).toBe('route');
   });
 
   it('hands an operator and a client without a certificate to the route, which refuses them', async () => {
@@ -106,7 +116,7 @@ describe('GET /v1/device before routing', () => {
     expect((await call(`${t.url}/v1/device`, as)).status).toBe(200);
     expect((await call(`${t.url}/v1/device`, as)).status).toBe(200);
     await t.server.instance.fleet.revokeDevice('fast-path-2', 'keyCompromise', { actor: 'cli:test', role: 'admin' });
-    answered.mockClear();
+    await observeAfresh();
     const refused = await call(`${t.url}/v1/device`, as);
     expect([refused.status, refused.body.error]).toEqual([403, 'device_revoked']);
     expect(answered.mock.calls.filter(([route]) => route === '/v1/device')).toEqual([]);

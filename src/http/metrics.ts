@@ -189,6 +189,15 @@ export class ImprintMetrics {
     this.observe(this.answeredBefore(`${method} ${route}`), route, method, statusCode, seconds);
   }
 
+  /**
+   * observeAnswered for one route and method, its children looked up once: a key built
+   * per request is a new string to hash and compare on every lookup.
+   */
+  answeredObserver(route: string, method: string): (statusCode: number, seconds: number) => void {
+    const children = this.answeredBefore(`${method} ${route}`);
+    return (statusCode, seconds) => this.observe(children, route, method, statusCode, seconds);
+  }
+
   private observe(children: DurationChildren, route: string, method: string, statusCode: number, seconds: number): void {
     const statusClass = Math.min(5, Math.max(1, Math.floor(statusCode / 100)));
     let child = children[statusClass];

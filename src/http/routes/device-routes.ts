@@ -69,6 +69,7 @@ export function deviceFastPath(options: {
   readonly headers?: Readonly<Record<string, string>> | undefined;
 }): FastPath {
   const { clients, open } = options;
+  const observe = metrics().answeredObserver(DEVICE_ROUTE, 'GET');
   const fixedHeaders = ['content-type', 'application/json; charset=utf-8', ...Object.entries(options.headers ?? {}).flat()];
   return function answerDevice(request, response) {
     if (!plainDeviceRequest(request) || !open()) return false;
@@ -83,7 +84,7 @@ export function deviceFastPath(options: {
     const body = JSON.stringify(deviceView(identity));
     response.writeHead(200, [...fixedHeaders, REQUEST_ID_HEADER, requestIdOf(request), 'content-length', String(Buffer.byteLength(body))]);
     response.end(body);
-    metrics().observeAnswered(DEVICE_ROUTE, 'GET', 200, (performance.now() - started) / 1000);
+    observe(200, (performance.now() - started) / 1000);
     return true;
   };
 }

@@ -10,6 +10,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer, type Ser
 import type { SecureContextOptions } from 'node:tls';
 import type { AppServices } from '../instance.js';
 import { limitConnectionsPerSource } from './connection-limit.js';
+import { guardHandshakes } from './handshake-guard.js';
 import { registerRateLimits } from './enroll-limits.js';
 import { installErrorHandling, refuseConnect, refuseExpectation, renderClientError, renderFrameworkError } from './error-handler.js';
 import { installHealth, type ReadinessProbes } from './health.js';
@@ -161,6 +162,14 @@ function baseApp(options: Pick<AppOptions, 'services' | 'tls' | 'logger' | 'prob
     // Fastify names the listener's scheme from these.
     ...(options.tls ? { https: serverOptions } : { http: serverOptions }),
   });
+  // Before any other connection listener: it hands connections to TLS (handshake-guard.ts).
+  if (options.tls) {
+    guardHandshakes(app.server as HttpsServer, {
+      trustedCaPem: options.tls.clientCaPem,
+      onBackOff: (source, reason) => app.log.warn({ source, reason }, 'TLS handshakes from this source refused for a while'),
+      onArmed: () => app.log.warn('TLS handshake guard armed: a handshake failed or presented a foreign certificate'),
+    });
+  }
   limitConnectionsPerSource(app.server, limits.connectionsPerSource);
   const ticketKeys = options.tls?.ticketKeys;
   if (ticketKeys) {

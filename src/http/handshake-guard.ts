@@ -1,0 +1,324 @@
+/**
+ * Bounds what an anonymous client can make the TLS handshake cost us, and makes a repeat cheap.
+ *
+ * The listener asks every client for a certificate and never requires one (enrollment comes
+ * without). Node's OpenSSL verify callback always continues (errors are read after the
+ * handshake), so OpenSSL builds a chain from whatever certificates the client sends and checks
+ * every link's signature on the event loop: RSA-3072 links with a 3072-bit public exponent cost
+ * ~4.7 ms each (OpenSSL 3 bounds the exponent only above 3072 bits), and OpenSSL's 100 KB cap
+ * on the certificate message fits ~74 of them: ~417 ms of CPU per handshake (Node 20). Node
+ * has no verify-depth or certificate-list cap (nodejs/node#39208), so:
+ *
+ * 1. Once armed, a client's bytes reach OpenSSL through this guard, and until its handshake
+ *    completes at most HANDSHAKE_BYTE_BUDGET of them: past it the connection is cut before
+ *    OpenSSL holds a whole certificate message to verify.
+ * 2. A source whose guarded handshake was cut, or cost more than EXPENSIVE_HANDSHAKE_CPU_US
+ *    and failed or presented a certificate our CA did not issue, is refused at accept (before
+ *    TLS reads a byte) for BACK_OFF_MS. A cheap foreign certificate alone is not enough: many
+ *    devices may share one address (NAT), and one misconfigured among them costs us little. An
+ *    expired or revoked certificate of ours is never a reason: that device gets its 401 every time.
+ *
+ * Guarding costs a connection its native path (TLS reads through a JavaScript stream): ~250-300
+ * us more CPU per full mTLS reconnect and ~150 us per resumed one on Node 20, 10-15%. So the
+ * guard is armed only for ARMED_MS after a sign of attack, renewed by each new one: a handshake
+ * that did not complete (a hostile chain's CertificateVerify fails, or its client hangs up) or
+ * that presented a certificate our CA did not issue. Unarmed, connections take Node's native
+ * path: the first hostile handshake of a quiet period costs what it costs (at most ~417 ms),
+ * and arms the guard for every later one.
+ *
+ * The back-off is this process's: a cluster worker keeps its own (the primary hands out
+ * connections and sees no TLS), so a source gets at most one such handshake per worker per
+ * period. It is no rate limit and does not follow `--rate-limit off`: ordinary clients, the
+ * benchmarks' single loopback source included, never trip it.
+ */
+import { performance } from 'node:perf_hooks';
+import { isIPv6, type Socket } from 'node:net';
+import { Duplex } from 'node:stream';
+import { X509Certificate } from 'node:crypto';
+import type { Server, TLSSocket } from 'node:tls';
+
+/**
+ * What a client may send before its handshake completes. Real clients stay well under half:
+ * a ClientHello with post-quantum key shares is ~1.8 KB, a device or operator chain of an
+ * RSA-4096 leaf and two RSA-4096 intermediates ~5 KB, plus CertificateVerify and Finished.
+ * Within it a hostile chain fits ~12 costly links (~55 ms, once per back-off).
+ */
+export const HANDSHAKE_BYTE_BUDGET = 16 * 1024;
+/**
+ * CPU a failed or foreign-certificate handshake may take before its source is backed off. A
+ * full mTLS handshake costs ~1-2 ms (a foreign leaf with a costly key for CertificateVerify
+ * ~5 ms more); a chain of costly links that fits the budget 5-70 ms.
+ */
+export const EXPENSIVE_HANDSHAKE_CPU_US = 10_000;
+/** How long a source is refused at accept. */
+export const BACK_OFF_MS = 60_000;
+/** How long the guard stays armed after the last sign of attack. */
+export const ARMED_MS = 60_000;
+/** Sources remembered at most; expired ones are dropped first, then the oldest. */
+const MAX_SOURCES = 100_000;
+
+/** Why a source was backed off. */
+export type BackOffReason = 'over_budget' | 'foreign_certificate' | 'expensive_handshake';
+
+/**
+ * The address a back-off applies to: an IPv4 address, or an IPv6 address's /64 (one host
+ * usually holds a whole /64, so a per-address entry would be no bound at all).
+ */
+export function sourceKey(address: string): string {
+  if (!isIPv6(address)) return address;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return mapped[1]!;
+  const [head = '', tail] = address.split('::');
+  const left = head ? head.split(':') : [];
+  const right = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
+  return `${groups
+    .slice(0, 4)
+    .map((group) => group.toLowerCase().replace(/^0+(?=.)/, ''))
+    .join(':')}::/64`;
+}
+
+/** Sources refused at accept until a time; this process's own. */
+export class SourceBackOff {
+  private readonly until = new Map<string, number>();
+
+  constructor(private readonly periodMs = BACK_OFF_MS) {}
+
+  /** True while `address`'s source is backed off. */
+  refuses(address: string, now = performance.now()): boolean {
+    if (this.until.size === 0) return false;
+    const key = sourceKey(address);
+    const until = this.until.get(key);
+    if (until === undefined) return false;
+    if (until > now) return true;
+    this.until.delete(key);
+    return false;
+  }
+
+  /** Refuses `address`'s source for the period from now. */
+  backOff(address: string, now = performance.now()): void {
+    const key = sourceKey(address);
+    this.until.delete(key); // re-inserted last: the map's order is expiry order
+    if (this.until.size >= MAX_SOURCES) this.prune(now);
+    this.until.set(key, now + this.periodMs);
+  }
+
+  private prune(now: number): void {
+    for (const [key, until] of this.until) {
+      if (until > now && this.until.size < MAX_SOURCES) return;
+      this.until.delete(key);
+    }
+  }
+}
+
+/** How the guard is set up for one listener. */
+export interface HandshakeGuardOptions {
+  /** The CA certificates (PEM) client certificates are verified against. */
+  readonly trustedCaPem: readonly string[];
+  readonly backOff?: SourceBackOff | undefined;
+  /** Told each time a source is backed off. */
+  readonly onBackOff?: ((address: string, reason: BackOffReason) => void) | undefined;
+  /** Told when the guard arms after a quiet period. */
+  readonly onArmed?: (() => void) | undefined;
+  readonly byteBudget?: number | undefined;
+}
+
+/**
+ * One connection's bytes on their way to TLS: counted, and their processing timed, until the
+ * handshake completes; then passed straight through.
+ */
+class GuardedConnection extends Duplex {
+  /** Set by the guard once the handshake completed (synchronously, inside feed()). */
+  secured = false;
+  /** Handshake bytes fed so far. */
+  private fed = 0;
+  /** CPU the handshake's records took to process, in microseconds. */
+  cpuUs = 0;
+  /** Its source was backed off already. */
+  refused = false;
+  /** The handshake presented a certificate our CA did not issue. */
+  foreign = false;
+
+  constructor(
+    readonly raw: Socket,
+    private readonly guard: HandshakeGuard,
+  ) {
+    super({ allowHalfOpen: raw.allowHalfOpen });
+    raw.pause();
+    raw.on('data', (chunk: Buffer) => (this.secured ? this.pass(chunk) : this.handshake(chunk)));
+    raw.on('end', () => this.push(null));
+    raw.on('error', (error) => this.destroy(error));
+    raw.on('close', () => {
+      this.guard.closed(this);
+      this.destroy();
+    });
+  }
+
+  private pass(chunk: Buffer): void {
+    if (!this.push(chunk)) this.raw.pause();
+  }
+
+  /**
+   * Feeds `chunk` to TLS while the handshake lasts, as it came (OpenSSL sees the same reads as
+   * over a plain socket), and only up to the budget: a chunk that crosses it is fed up to it,
+   * and the rest passes only if the handshake completed in what was fed (a TLS 1.3 client's
+   * request may follow its Finished in one read).
+   */
+  private handshake(chunk: Buffer): void {
+    const room = this.guard.byteBudget - this.fed;
+    if (room <= 0) return this.cut();
+    const fits = chunk.length <= room;
+    this.fed += Math.min(chunk.length, room);
+    this.feed(fits ? chunk : chunk.subarray(0, room));
+    if (fits || this.destroyed) return;
+    if (this.secured) this.pass(chunk.subarray(room));
+    else this.cut();
+  }
+
+  /** Bytes to OpenSSL, synchronously: their CPU is the handshake's. */
+  private feed(bytes: Buffer): void {
+    const before = process.cpuUsage();
+    this.guard.feeding = this;
+    try {
+      this.push(bytes);
+    } finally {
+      this.guard.feeding = undefined;
+      const spent = process.cpuUsage(before);
+      this.cpuUs += spent.user + spent.system;
+    }
+    // Decided once the whole handshake's CPU is counted: the record that completes it may hold the chain too.
+    if (this.foreign && this.cpuUs >= EXPENSIVE_HANDSHAKE_CPU_US) this.guard.refuse(this, 'foreign_certificate');
+  }
+
+  private cut(): void {
+    this.guard.refuse(this, 'over_budget');
+    this.raw.destroy();
+  }
+
+  override _read(): void {
+    this.raw.resume();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
+    this.raw.write(chunk, done);
+  }
+
+  override _writev(chunks: { chunk: Buffer }[], done: (error?: Error | null) => void): void {
+    this.raw.cork();
+    for (let i = 0; i < chunks.length - 1; i++) this.raw.write(chunks[i]!.chunk);
+    this.raw.write(chunks[chunks.length - 1]!.chunk, done);
+    this.raw.uncork();
+  }
+
+  override _final(done: (error?: Error | null) => void): void {
+    this.raw.end(done);
+  }
+
+  override _destroy(error: Error | null, done: (error?: Error | null) => void): void {
+    this.raw.destroy();
+    done(error);
+  }
+}
+
+/** The guard of one TLS listener. */
+class HandshakeGuard {
+  feeding: GuardedConnection | undefined;
+  readonly byteBudget: number;
+  private readonly backOff: SourceBackOff;
+  private readonly trusted: readonly X509Certificate[];
+
+  constructor(private readonly options: HandshakeGuardOptions) {
+    this.byteBudget = options.byteBudget ?? HANDSHAKE_BYTE_BUDGET;
+    this.backOff = options.backOff ?? new SourceBackOff();
+    this.trusted = options.trustedCaPem.map((pem) => new X509Certificate(pem));
+  }
+
+  /** Until when new connections are guarded (performance.now() time). */
+  private armedUntil = -Infinity;
+
+  refuses(raw: Socket): boolean {
+    return raw.remoteAddress !== undefined && this.backOff.refuses(raw.remoteAddress);
+  }
+
+  get armed(): boolean {
+    return performance.now() < this.armedUntil;
+  }
+
+  /** A sign of attack: guards every connection accepted for the next ARMED_MS. */
+  arm(): void {
+    if (!this.armed) this.options.onArmed?.();
+    this.armedUntil = performance.now() + ARMED_MS;
+  }
+
+  refuse(connection: GuardedConnection, reason: BackOffReason): void {
+    const address = connection.raw.remoteAddress;
+    this.arm();
+    if (connection.refused || address === undefined) return;
+    connection.refused = true;
+    this.backOff.backOff(address);
+    this.options.onBackOff?.(address, reason);
+  }
+
+  /**
+   * A handshake completed. A guarded connection's TLS socket gets the client's address (a TLS
+   * socket over a stream has none of its own). A certificate our CA did not issue arms the
+   * guard, and marks a guarded connection for feed() to judge by its cost.
+   */
+  secured(socket: TLSSocket): void {
+    const connection = this.feeding;
+    if (connection) {
+      connection.secured = true;
+      const { remoteAddress, remotePort, remoteFamily, localAddress, localPort } = connection.raw;
+      Object.defineProperties(socket, {
+        remoteAddress: { value: remoteAddress },
+        remotePort: { value: remotePort },
+        remoteFamily: { value: remoteFamily },
+        localAddress: { value: localAddress },
+        localPort: { value: localPort },
+      });
+    }
+    if (socket.authorized || !this.foreign(socket)) return;
+    this.arm();
+    if (connection) connection.foreign = true;
+  }
+
+  /** True when the client presented a certificate that none of our CA certificates issued (expired or not). */
+  private foreign(socket: TLSSocket): boolean {
+    const peer = socket.getPeerX509Certificate();
+    if (!peer) return false;
+    return !this.trusted.some((ca) => peer.checkIssued(ca) && peer.verify(ca.publicKey));
+  }
+
+  /** A guarded connection closed: a failed handshake that cost much backs its source off. */
+  closed(connection: GuardedConnection): void {
+    if (!connection.secured && connection.cpuUs >= EXPENSIVE_HANDSHAKE_CPU_US) this.refuse(connection, 'expensive_handshake');
+  }
+}
+
+/**
+ * Puts the guard between a TLS server's listener and its TLS layer. Call before any other
+ * 'connection' listener is added: the TLS server's own is then the only one, and is handed
+ * each accepted connection, refused at once while its source is backed off, through the
+ * guard while armed (Node's documented way of giving a TLS server a stream that is not a
+ * plain socket), as it is otherwise.
+ */
+export function guardHandshakes(server: Server, options: HandshakeGuardOptions): void {
+  const listeners = server.listeners('connection');
+  if (listeners.length !== 1) throw new Error('guardHandshakes must be installed before any other connection listener');
+  const startTls = listeners[0] as (this: Server, stream: Duplex | Socket) => void;
+  server.removeListener('connection', startTls);
+  const guard = new HandshakeGuard(options);
+  server.on('connection', function guardedConnection(raw: Socket) {
+    if (guard.refuses(raw)) {
+      raw.destroy();
+      return;
+    }
+    startTls.call(server, guard.armed ? new GuardedConnection(raw, guard) : raw);
+  });
+  // First: every other listener (the HTTP layer's, connection tracking) reads the address set here.
+  server.prependListener('secureConnection', (socket: TLSSocket) => guard.secured(socket));
+  // Any handshake that did not complete: a hostile chain's ends so (its CertificateVerify
+  // fails, or its client hangs up); so do a few benign ones (a client that distrusts us, a
+  // TCP probe), which only arm the guard.
+  server.on('tlsClientError', () => guard.arm());
+}

@@ -12,7 +12,8 @@
 -- client serialised them (`audit` of each item: src/store/audit-hash.ts, auditText), as UTF-8:
 -- nothing is serialised again here, so the hash is the one `imprint audit verify` computes.
 --
--- Items are redeemed and checked as 0005's are, in two statements each instead of six.
+-- Items are redeemed and checked as 0005's are, in two statements each instead of six (keys
+-- marked compromised are looked up in compromised_keys, made by 0007).
 -- Each item that redeemed has its event (the item's row of `events`, the columns of
 -- audit_events without the hashes) chained and inserted, conflicts or not between them:
 -- the chain goes on from the last one inserted.
@@ -49,8 +50,9 @@ BEGIN
           WHERE id = r.token_id AND used_at IS NULL AND revoked_at IS NULL AND expires_at > r.now RETURNING 1)
       SELECT CASE
           WHEN NOT EXISTS (SELECT 1 FROM redeemed) THEN 'token_unavailable'
-          WHEN EXISTS (SELECT 1 FROM certificates WHERE spki_sha256 = r.spki_sha256
-                         AND (device_id IS NULL OR device_id <> r.device_id OR revocation_reason = 'keyCompromise')) THEN 'key_reused'
+          WHEN EXISTS (SELECT 1 FROM compromised_keys WHERE spki_sha256 = r.spki_sha256)
+            OR EXISTS (SELECT 1 FROM certificates WHERE spki_sha256 = r.spki_sha256
+                         AND (device_id IS NULL OR device_id <> r.device_id)) THEN 'key_reused'
           WHEN r.unbound AND EXISTS (SELECT 1 FROM tokens WHERE device_id = r.device_id AND used_at IS NULL
                                        AND revoked_at IS NULL AND expires_at > r.now) THEN 'device_exists'
           WHEN EXISTS (SELECT 1 FROM devices WHERE id = r.device_id) THEN 'device_exists'

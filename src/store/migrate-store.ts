@@ -61,6 +61,7 @@ const COPIED: readonly CopiedTable[] = [
       'revocation_reason', 'token_id', 'der', 'revocation_seq', 'renewed_from', 'csr_sha256',
     ],
   },
+  { name: 'compromised_keys', columns: ['spki_sha256', 'marked_at', 'serial'] },
   { name: 'server_certificates', columns: ['serial', 'subject', 'not_before', 'not_after', 'issued_at', 'der'] },
   { name: 'published_crls', columns: ['scope', 'revocation_seq', 'crl_number', 'built_at', 'this_update', 'next_update', 'signature'] },
   { name: 'audit_events', columns: ['id', 'at', 'actor', 'action', 'outcome', 'source', 'token_id', 'device_id', 'serial', 'detail', 'prev_hash', 'hash'], identity: 'id' },

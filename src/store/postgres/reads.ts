@@ -11,8 +11,8 @@ export const READS = {
   certificateStatus: 'SELECT status, revoked_at, revocation_reason FROM certificates WHERE serial = $1',
   /**
    * ($1 device id) Expired certificates too: one may still renew (--renew-after-expiry), and
-   * a keyCompromise revocation must mark every key the device holds. The CRL lists only
-   * unexpired entries, so this costs it nothing. In issuing order, as SQLite reads them.
+   * a device revocation revokes every certificate it holds. The CRL lists only unexpired
+   * entries, so this costs it nothing. In issuing order, as SQLite reads them.
    */
   activeDeviceCertificates: `SELECT serial FROM certificates WHERE device_id = $1 AND status = 'active' ORDER BY issued_at, pos`,
 } as const;

@@ -29,11 +29,11 @@ const OTHER_ACTIVE_DEVICE_CERTIFICATES = `SELECT serial FROM certificates WHERE 
                                           ORDER BY issued_at, pos`;
 /**
  * Whether the key with SHA-256 `spki` is taken for `deviceId` (both placeholders): a key is
- * never certified again once it was on another device, on an operator, or on any
- * certificate revoked for keyCompromise (this device's own included).
+ * never certified again once it was on another device or an operator, or was marked by a
+ * keyCompromise revocation (this device's own included).
  */
-const keyTaken = (spki: string, deviceId: string): string => `EXISTS (SELECT 1 FROM certificates WHERE spki_sha256 = ${spki}
-  AND (device_id IS NULL OR device_id <> ${deviceId} OR revocation_reason = 'keyCompromise'))`;
+const keyTaken = (spki: string, deviceId: string): string => `(EXISTS (SELECT 1 FROM compromised_keys WHERE spki_sha256 = ${spki})
+  OR EXISTS (SELECT 1 FROM certificates WHERE spki_sha256 = ${spki} AND (device_id IS NULL OR device_id <> ${deviceId})))`;
 /** How many renewals of `deviceId` were issued after `since` (placeholders), and the oldest's time. */
 const renewalsSince = (deviceId: string, since: string): string => `SELECT count(*) AS count, min(issued_at) AS oldest FROM certificates
   WHERE device_id = ${deviceId} AND issued_at > ${since} AND token_id IS NULL`;

@@ -6,7 +6,7 @@ import type { RevocationNotifications } from './notifications.js';
 import { READS } from './reads.js';
 import { certificateFromRow, deviceFromRow, text } from '../rows.js';
 import type { Transaction } from './transaction.js';
-import { currentSeq, revokeSelected, revokeSerials } from './writer.js';
+import { currentSeq, markCompromised, revokeSelected, revokeSerials } from './writer.js';
 
 const REVOKE_DEVICE = `UPDATE devices SET status = 'revoked', updated_at = $2, revoked_at = $2, revocation_reason = $3,
                          retiring_serial = NULL, retire_at = NULL
@@ -72,8 +72,9 @@ export class PostgresRevocation implements RevocationStore {
       if ((await tx.rows(READS.device, [id])).length === 0) return undefined;
       const result = await revokeSelected(tx, READS.activeDeviceCertificates, [id], now, reason);
       const changed = (await tx.changes(REVOKE_DEVICE, [id, now, reason])) === 1;
-      if (changed || result.revoked.length) {
-        tx.appendAudit({ ...audit, deviceId: id, detail: { ...audit.detail, reason, serials: result.revoked } });
+      const keysMarked = reason === 'keyCompromise' ? await markCompromised(tx, { deviceId: id }, now) : 0;
+      if (changed || result.revoked.length || keysMarked) {
+        tx.appendAudit({ ...audit, deviceId: id, detail: { ...audit.detail, reason, serials: result.revoked, ...(keysMarked ? { keysMarked } : {}) } });
       }
       const [row] = await tx.rows(READS.device, [id]);
       return { ...result, device: deviceFromRow(row!) };
@@ -89,9 +90,11 @@ export class PostgresRevocation implements RevocationStore {
       const [row] = await tx.rows(READS.certificate, [serial]);
       if (!row) return undefined;
       let result: RevocationResult = { revoked: [], seq: await currentSeq(tx) };
-      if (row.status === 'active') {
-        result = await revokeSerials(tx, [serial], audit.at.getTime(), reason);
-        tx.appendAudit({ ...audit, serial, deviceId: text(row.device_id) ?? undefined, detail: { ...audit.detail, reason } });
+      if (row.status === 'active') result = await revokeSerials(tx, [serial], audit.at.getTime(), reason);
+      // Already revoked for another reason: its entry stays, its key is marked all the same.
+      const keysMarked = reason === 'keyCompromise' ? await markCompromised(tx, { serial }, audit.at.getTime()) : 0;
+      if (result.revoked.length || keysMarked) {
+        tx.appendAudit({ ...audit, serial, deviceId: text(row.device_id) ?? undefined, detail: { ...audit.detail, reason, ...(keysMarked ? { keysMarked } : {}) } });
       }
       const [after] = await tx.rows(READS.certificate, [serial]);
       return { ...result, certificate: certificateFromRow(after!) };

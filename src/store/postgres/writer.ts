@@ -59,6 +59,21 @@ export async function revokeSelected(
   return revokeSerials(tx, serials, now, reason);
 }
 
+const MARK_DEVICE_KEYS = `INSERT INTO compromised_keys (spki_sha256, marked_at, serial)
+                            SELECT spki_sha256, $2, serial FROM certificates WHERE device_id = $1 ORDER BY issued_at, pos
+                          ON CONFLICT DO NOTHING`;
+const MARK_CERTIFICATE_KEY = `INSERT INTO compromised_keys (spki_sha256, marked_at, serial)
+                                SELECT spki_sha256, $2, serial FROM certificates WHERE serial = $1
+                              ON CONFLICT DO NOTHING`;
+
+/**
+ * Marks as never to be certified again the key of every certificate a device ever had, or
+ * of one certificate (a keyCompromise revocation); returns how many keys were new to it.
+ */
+export async function markCompromised(tx: Transaction, of: { readonly deviceId: string } | { readonly serial: string }, now: number): Promise<number> {
+  return 'deviceId' in of ? tx.changes(MARK_DEVICE_KEYS, [of.deviceId, now]) : tx.changes(MARK_CERTIFICATE_KEY, [of.serial, now]);
+}
+
 /**
  * Revokes those of `serials` still active, under one new sequence number when any (the
  * sequence moves only when there was something to revoke); `revoked` keeps their order.

@@ -8,9 +8,9 @@ export function prepareSharedReads(db: Database.Database) {
     device: s('SELECT * FROM devices WHERE id = ?'),
     certificate: s('SELECT * FROM certificates WHERE serial = ?'),
     certificateStatus: s('SELECT status, revoked_at, revocation_reason FROM certificates WHERE serial = ?'),
-    // Expired certificates too: one may still renew (--renew-after-expiry), and a
-    // keyCompromise revocation must mark every key the device holds. The CRL lists only
-    // unexpired entries, so this costs it nothing.
+    // Expired certificates too: one may still renew (--renew-after-expiry), and a device
+    // revocation revokes every certificate it holds. The CRL lists only unexpired entries,
+    // so this costs it nothing.
     activeDeviceCertificates: s(`SELECT serial FROM certificates WHERE device_id = @id AND status = 'active'`),
   };
 }

@@ -43,10 +43,11 @@ export class SqliteRedemption implements RedemptionStore {
                        AND expires_at > @now LIMIT 1`),
       renewalCount: s(`SELECT count(*) AS count, min(issued_at) AS oldest FROM certificates
                        WHERE device_id = @id AND issued_at > @since AND token_id IS NULL`),
-      // A key is never certified again once it was on another device, on an operator, or
-      // on any certificate revoked for keyCompromise (this device's own included).
-      keyTaken: s(`SELECT 1 FROM certificates WHERE spki_sha256 = ?
-                     AND (device_id IS NULL OR device_id <> ? OR revocation_reason = 'keyCompromise') LIMIT 1`),
+      // A key is never certified again once it was on another device or an operator, or
+      // was marked by a keyCompromise revocation (this device's own included).
+      keyTaken: s(`SELECT 1 FROM compromised_keys WHERE spki_sha256 = @spki
+                   UNION ALL
+                   SELECT 1 FROM certificates WHERE spki_sha256 = @spki AND (device_id IS NULL OR device_id <> @deviceId) LIMIT 1`),
       renewalOf: s(`SELECT * FROM certificates WHERE renewed_from = ? AND csr_sha256 = ? ORDER BY issued_at DESC LIMIT 1`),
     };
 
@@ -61,7 +62,7 @@ export class SqliteRedemption implements RedemptionStore {
         serial: r.certificate.serial,
       });
       if (redeemed.changes !== 1) return 'token_unavailable';
-      if (this.statements.keyTaken.get(r.certificate.spkiSha256, deviceId)) return abort('key_reused');
+      if (this.statements.keyTaken.get({ spki: r.certificate.spkiSha256, deviceId })) return abort('key_reused');
       if (r.mode === 'unbound' && this.statements.reservedId.get({ id: deviceId, now })) return abort('device_exists');
       const via = { via: r.via?.protocol ?? 'json', label: r.via?.label ?? null };
       const inserted = this.statements.insertDevice.run({ id: deviceId, now, serial: r.certificate.serial, ...via });
@@ -96,7 +97,7 @@ export class SqliteRedemption implements RedemptionStore {
       }
       const earlier = r.certificate.csrSha256 === undefined ? undefined : (this.statements.renewalOf.get(keep, r.certificate.csrSha256) as Row | undefined);
       if (earlier) return { conflict: 'already_renewed', serial: earlier.serial as string };
-      if (this.statements.keyTaken.get(r.certificate.spkiSha256, deviceId)) return { conflict: 'key_reused' };
+      if (this.statements.keyTaken.get({ spki: r.certificate.spkiSha256, deviceId })) return { conflict: 'key_reused' };
       const since = r.limit.since.getTime();
       const recent = this.statements.renewalCount.get({ id: deviceId, since }) as { count: number; oldest: number | null };
       if (recent.count >= r.limit.max) return { conflict: 'renewal_limit', retryAt: new Date((recent.oldest ?? since) + (now - since)) };

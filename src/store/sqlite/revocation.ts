@@ -51,8 +51,9 @@ export class SqliteRevocation implements RevocationStore {
       if (!this.reads.device.get(id)) return undefined;
       const result = this.writer.revokeAll(this.reads.activeDeviceCertificates, { id, now }, reason);
       const changed = this.statements.revokeDevice.run({ id, now, reason }).changes === 1;
-      if (changed || result.revoked.length) {
-        this.writer.insertAudit({ ...audit, deviceId: id, detail: { ...audit.detail, reason, serials: result.revoked } });
+      const keysMarked = reason === 'keyCompromise' ? this.writer.markCompromised({ deviceId: id }, now) : 0;
+      if (changed || result.revoked.length || keysMarked) {
+        this.writer.insertAudit({ ...audit, deviceId: id, detail: { ...audit.detail, reason, serials: result.revoked, ...(keysMarked ? { keysMarked } : {}) } });
       }
       return { ...result, device: deviceFromRow(this.reads.device.get(id) as Row) };
     }).immediate();
@@ -63,9 +64,11 @@ export class SqliteRevocation implements RevocationStore {
       const row = this.reads.certificate.get(serial) as Row | undefined;
       if (!row) return undefined;
       let result: RevocationResult = { revoked: [], seq: this.writer.currentSeq() };
-      if (row.status === 'active') {
-        result = this.writer.revokeSerials([serial], audit.at.getTime(), reason);
-        this.writer.insertAudit({ ...audit, serial, deviceId: text(row.device_id) ?? undefined, detail: { ...audit.detail, reason } });
+      if (row.status === 'active') result = this.writer.revokeSerials([serial], audit.at.getTime(), reason);
+      // Already revoked for another reason: its entry stays, its key is marked all the same.
+      const keysMarked = reason === 'keyCompromise' ? this.writer.markCompromised({ serial }, audit.at.getTime()) : 0;
+      if (result.revoked.length || keysMarked) {
+        this.writer.insertAudit({ ...audit, serial, deviceId: text(row.device_id) ?? undefined, detail: { ...audit.detail, reason, ...(keysMarked ? { keysMarked } : {}) } });
       }
       return { ...result, certificate: certificateFromRow(this.reads.certificate.get(serial) as Row) };
     }).immediate();

@@ -28,6 +28,10 @@ export class Writer {
       revocationSeq: s('SELECT seq FROM revocation_state WHERE id = 1'),
       revokeCertificate: s(`UPDATE certificates SET status = 'revoked', revoked_at = @now, revocation_reason = @reason,
                               revocation_seq = @seq WHERE serial = @serial AND status = 'active'`),
+      markDeviceKeys: s(`INSERT OR IGNORE INTO compromised_keys (spki_sha256, marked_at, serial)
+                           SELECT spki_sha256, @now, serial FROM certificates WHERE device_id = @deviceId`),
+      markCertificateKey: s(`INSERT OR IGNORE INTO compromised_keys (spki_sha256, marked_at, serial)
+                               SELECT spki_sha256, @now, serial FROM certificates WHERE serial = @serial`),
     };
   }
 
@@ -83,6 +87,15 @@ export class Writer {
     }
     // An unused number is harmless: watchers only compare it.
     return { revoked, seq: seq ?? this.currentSeq() };
+  }
+
+  /**
+   * Marks as never to be certified again the key of every certificate a device ever had, or
+   * of one certificate (a keyCompromise revocation); returns how many keys were new to it.
+   */
+  markCompromised(of: { readonly deviceId: string } | { readonly serial: string }, now: number): number {
+    const marked = 'deviceId' in of ? this.statements.markDeviceKeys.run({ ...of, now }) : this.statements.markCertificateKey.run({ ...of, now });
+    return marked.changes;
   }
 
   /** Takes the next revocation sequence number. */

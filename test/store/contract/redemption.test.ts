@@ -119,6 +119,45 @@ describe.each(STORES)('$name store: redemption', (backend) => {
       expect((await store.findDevice(deviceId))?.currentSerial).toBe(device.certificate.serial);
     });
 
+    it('marks every key a device ever had when it is revoked for keyCompromise, those it renewed away from too', async () => {
+      const store = stores.shared();
+      const first = await enroll(store);
+      const deviceId = first.certificate.deviceId;
+      const renewed = renewal(deviceId, first.certificate.serial);
+      expect(await store.recordRenewal(renewed)).toEqual({ ok: true });
+      await store.retireReplaced(deviceId, renewed.certificate.serial, 'superseded', audit('renew.retire', { at: at(3) }));
+      expect(await store.findCertificate(first.certificate.serial)).toMatchObject({ status: 'revoked', revocationReason: 'superseded' });
+
+      await store.revokeDevice(deviceId, 'keyCompromise', audit('devices.revoke', { at: at(4) }));
+      // The superseded certificate keeps its reason (the CRL says so), yet its key is marked.
+      expect(await store.findCertificate(first.certificate.serial)).toMatchObject({ revocationReason: 'superseded' });
+      for (const spkiSha256 of [first.certificate.spkiSha256, renewed.certificate.spkiSha256]) {
+        const token = await mint(store, { deviceId, mayReprovision: true });
+        await expectNothingWritten(await redeem(store, redemption(token, deviceId, { now: at(5), certificate: { spkiSha256 } }), 'key_reused'));
+      }
+      const events = await store.listAudit({ limit: 10_000 });
+      expect(events.find((event) => event.action === 'devices.revoke' && event.deviceId === deviceId)?.detail).toMatchObject({ reason: 'keyCompromise', keysMarked: 2 });
+    });
+
+    it('marks the key of a certificate already revoked for another reason when it is revoked again for keyCompromise', async () => {
+      const store = stores.shared();
+      const device = await enroll(store);
+      const deviceId = device.certificate.deviceId;
+      const serial = device.certificate.serial;
+      await store.revokeCertificate(serial, 'superseded', audit('certificates.revoke', { at: at(2) }));
+      const seq = await store.revocationSeq();
+      const again = await store.revokeCertificate(serial, 'keyCompromise', audit('certificates.revoke', { at: at(3) }));
+      // Its revocation (and so the CRL) stays as it was.
+      expect(again).toMatchObject({ revoked: [], seq, certificate: { status: 'revoked', revokedAt: at(2), revocationReason: 'superseded' } });
+      const token = await mint(store, { deviceId, mayReprovision: true });
+      await expectNothingWritten(await redeem(store, redemption(token, deviceId, { now: at(4), certificate: { spkiSha256: device.certificate.spkiSha256 } }), 'key_reused'));
+      // Marked once: asking again changes nothing and writes no second event.
+      const events = async () => (await store.listAudit({ limit: 10_000 })).filter((event) => event.serial === serial && event.action === 'certificates.revoke');
+      expect((await events()).map((event) => event.detail)).toMatchObject([{ reason: 'superseded' }, { reason: 'keyCompromise', keysMarked: 1 }]);
+      await store.revokeCertificate(serial, 'keyCompromise', audit('certificates.revoke', { at: at(5) }));
+      expect(await events()).toHaveLength(2);
+    });
+
     it("accepts the device's own earlier key when it re-provisions", async () => {
       const store = stores.shared();
       const device = await enroll(store);

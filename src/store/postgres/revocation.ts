@@ -21,6 +21,9 @@ const REVOKED_PAGE = 10_000;
 const LIST_REVOKED = `SELECT revocation_seq, serial, revoked_at, revocation_reason, not_after FROM certificates
                       WHERE (revocation_seq, serial) > ($1, $2) AND revocation_seq <= $3 AND not_after > $4
                       ORDER BY revocation_seq, serial LIMIT ${REVOKED_PAGE}`;
+/** ($1 serial) Active certificates with its key (a renewal may keep its key): a compromised key authenticates nothing. */
+const ACTIVE_WITH_KEY_OF = `SELECT serial FROM certificates WHERE spki_sha256 = (SELECT spki_sha256 FROM certificates WHERE serial = $1)
+                              AND status = 'active' ORDER BY issued_at, pos`;
 const COUNT_REVOKED = `SELECT count(*) AS n FROM certificates WHERE status = 'revoked' AND not_after > $1`;
 
 /** A row of LIST_REVOKED (BIGINT columns read as numbers). */
@@ -89,12 +92,15 @@ export class PostgresRevocation implements RevocationStore {
     return this.db.write(async (tx) => {
       const [row] = await tx.rows(READS.certificate, [serial]);
       if (!row) return undefined;
-      let result: RevocationResult = { revoked: [], seq: await currentSeq(tx) };
-      if (row.status === 'active') result = await revokeSerials(tx, [serial], audit.at.getTime(), reason);
+      const compromised = reason === 'keyCompromise';
       // Already revoked for another reason: its entry stays, its key is marked all the same.
-      const keysMarked = reason === 'keyCompromise' ? await markCompromised(tx, { serial }, audit.at.getTime()) : 0;
+      const result = compromised
+        ? await revokeSelected(tx, ACTIVE_WITH_KEY_OF, [serial], audit.at.getTime(), reason)
+        : await revokeSerials(tx, row.status === 'active' ? [serial] : [], audit.at.getTime(), reason);
+      const keysMarked = compromised ? await markCompromised(tx, { serial }, audit.at.getTime()) : 0;
       if (result.revoked.length || keysMarked) {
-        tx.appendAudit({ ...audit, serial, deviceId: text(row.device_id) ?? undefined, detail: { ...audit.detail, reason, ...(keysMarked ? { keysMarked } : {}) } });
+        const detail = { ...audit.detail, reason, ...(result.revoked.some((each) => each !== serial) ? { serials: result.revoked } : {}), ...(keysMarked ? { keysMarked } : {}) };
+        tx.appendAudit({ ...audit, serial, deviceId: text(row.device_id) ?? undefined, detail });
       }
       const [after] = await tx.rows(READS.certificate, [serial]);
       return { ...result, certificate: certificateFromRow(after!) };

@@ -37,6 +37,10 @@ export class SqliteRevocation implements RevocationStore {
                          retiring_serial = NULL, retire_at = NULL
                        WHERE id = @id AND status = 'active'`),
       revokedSince: s('SELECT serial FROM certificates WHERE revocation_seq > ? ORDER BY revocation_seq'),
+      // Other certificates with the same key (a renewal may keep its key): a compromised key
+      // authenticates nothing.
+      activeWithKeyOf: s(`SELECT serial FROM certificates WHERE spki_sha256 = (SELECT spki_sha256 FROM certificates WHERE serial = @serial)
+                           AND status = 'active'`),
       // Raw rows, a page at a time after the last one's (sequence, serial): the first CRL build reads every revoked certificate.
       listRevoked: s(`SELECT revocation_seq, serial, revoked_at, revocation_reason, not_after FROM certificates
                       WHERE (revocation_seq, serial) > (?, ?) AND revocation_seq <= ? AND not_after > ?
@@ -63,12 +67,16 @@ export class SqliteRevocation implements RevocationStore {
     return this.db.transaction(() => {
       const row = this.reads.certificate.get(serial) as Row | undefined;
       if (!row) return undefined;
-      let result: RevocationResult = { revoked: [], seq: this.writer.currentSeq() };
-      if (row.status === 'active') result = this.writer.revokeSerials([serial], audit.at.getTime(), reason);
+      const now = audit.at.getTime();
+      const compromised = reason === 'keyCompromise';
       // Already revoked for another reason: its entry stays, its key is marked all the same.
-      const keysMarked = reason === 'keyCompromise' ? this.writer.markCompromised({ serial }, audit.at.getTime()) : 0;
+      const result = compromised
+        ? this.writer.revokeAll(this.statements.activeWithKeyOf, { serial, now }, reason)
+        : this.writer.revokeSerials(row.status === 'active' ? [serial] : [], now, reason);
+      const keysMarked = compromised ? this.writer.markCompromised({ serial }, now) : 0;
       if (result.revoked.length || keysMarked) {
-        this.writer.insertAudit({ ...audit, serial, deviceId: text(row.device_id) ?? undefined, detail: { ...audit.detail, reason, ...(keysMarked ? { keysMarked } : {}) } });
+        const detail = { ...audit.detail, reason, ...(result.revoked.some((each) => each !== serial) ? { serials: result.revoked } : {}), ...(keysMarked ? { keysMarked } : {}) };
+        this.writer.insertAudit({ ...audit, serial, deviceId: text(row.device_id) ?? undefined, detail });
       }
       return { ...result, certificate: certificateFromRow(this.reads.certificate.get(serial) as Row) };
     }).immediate();

@@ -158,6 +158,34 @@ describe.each(STORES)('$name store: redemption', (backend) => {
       expect(await events()).toHaveLength(2);
     });
 
+    it('revokes every active certificate with a key a keyCompromise revocation marks, a renewal that kept the key included', async () => {
+      const store = stores.shared();
+      // Marked through the new certificate: the one it renewed from (same key, still honoured) goes too.
+      const first = await enroll(store);
+      const deviceId = first.certificate.deviceId;
+      const kept = renewal(deviceId, first.certificate.serial, { certificate: { spkiSha256: first.certificate.spkiSha256 } });
+      expect(await store.recordRenewal(kept)).toEqual({ ok: true });
+      const revoked = await store.revokeCertificate(kept.certificate.serial, 'keyCompromise', audit('certificates.revoke', { at: at(3) }));
+      expect(new Set(revoked?.revoked)).toEqual(new Set([first.certificate.serial, kept.certificate.serial]));
+      for (const serial of [first.certificate.serial, kept.certificate.serial]) {
+        expect(await store.findCertificate(serial)).toMatchObject({ status: 'revoked', revocationReason: 'keyCompromise' });
+      }
+
+      // Marked through a certificate already superseded: the current one with its key goes.
+      const second = await enroll(store);
+      const other = second.certificate.deviceId;
+      const again = renewal(other, second.certificate.serial, { certificate: { spkiSha256: second.certificate.spkiSha256 } });
+      expect(await store.recordRenewal(again)).toEqual({ ok: true });
+      await store.retireReplaced(other, again.certificate.serial, 'superseded', audit('renew.retire', { at: at(3) }));
+      const seq = await store.revocationSeq();
+      expect(await store.revokeCertificate(second.certificate.serial, 'keyCompromise', audit('certificates.revoke', { at: at(4) }))).toMatchObject({
+        revoked: [again.certificate.serial],
+        certificate: { revocationReason: 'superseded' },
+      });
+      expect(await store.revocationSeq()).toBeGreaterThan(seq);
+      expect(await store.findCertificate(again.certificate.serial)).toMatchObject({ status: 'revoked', revocationReason: 'keyCompromise' });
+    });
+
     it("accepts the device's own earlier key when it re-provisions", async () => {
       const store = stores.shared();
       const device = await enroll(store);

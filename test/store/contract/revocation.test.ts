@@ -45,12 +45,16 @@ describe.each(STORES)('$name store: revocation', (backend) => {
     const unsubscribe = store.onRevocation(() => told++);
     // PostgreSQL's first subscriber starts a LISTEN session, which tells its subscribers once
     // when it listens (a NOTIFY sent before then is not heard; that look finds what it told of).
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    // A loaded machine may take more than a second to get there: wait for it.
+    const listening = Date.now() + 15_000;
+    do await new Promise((resolve) => setTimeout(resolve, 100));
+    while (backend.name === 'postgres' && told === 0 && Date.now() < listening);
     const started = told;
-    expect(started).toBeLessThanOrEqual(1);
+    expect(started).toBe(backend.name === 'postgres' ? 1 : 0);
     await store.revokeCertificate(certificate.serial, 'unspecified', audit('certificates.revoke'));
-    // Before the caller goes on: a process's caches never outlive an answer saying "revoked".
-    expect(told).toBe(started + 1);
+    // Before the caller goes on: a process's caches never outlive an answer saying "revoked"
+    // (on PostgreSQL the NOTIFY coming back may already have been heard too).
+    expect(told).toBeGreaterThanOrEqual(started + 1);
     // PostgreSQL's NOTIFY comes back to this process too: at most one look more.
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(told - started).toBeGreaterThanOrEqual(1);

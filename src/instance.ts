@@ -180,7 +180,7 @@ export async function openInstance(dataDir: string, options: OpenOptions = {}): 
     // without its database; serving on made-up settings would put wrong URLs in certificates.
     throw new Error(
       options.databaseUrl === undefined
-        ? `${dataDir} holds CA files but no settings (an interrupted init, or ca/ copied without imprint.db): remove ${dirname(caPaths(dataDir).issuer)} and run imprint init again (--import-issuer keeps an issuing CA)`
+        ? `${dataDir} holds CA files but no settings: restore imprint.db from a backup (imprint backup) if this directory served a fleet; if it never did (an interrupted init), remove ${dirname(caPaths(dataDir).issuer)} and run imprint init again`
         : `the database is not initialised: run imprint init --data ${dataDir} with the same --database`,
     );
   }

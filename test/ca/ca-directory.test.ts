@@ -99,7 +99,7 @@ describe('CA files without settings', () => {
     // What an init that died after writing the CA files but before its commit leaves behind.
     const dataDir = join(tempDir(), 'data');
     cpSync(join(first, 'ca'), join(dataDir, 'ca'), { recursive: true });
-    await expect(openInstance(dataDir)).rejects.toThrow(/holds CA files but no settings .*remove .*ca and run imprint init again/);
+    await expect(openInstance(dataDir)).rejects.toThrow(/holds CA files but no settings: restore imprint.db from a backup .*remove .*ca and run imprint init again/);
     await expect(startServer({ dataDir, host: '127.0.0.1', port: 0 })).rejects.toThrow(/holds CA files but no settings/);
   });
 });

@@ -21,10 +21,13 @@
  * Guarding costs a connection its native path (TLS reads through a JavaScript stream): ~250-300
  * us more CPU per full mTLS reconnect and ~150 us per resumed one on Node 20, 10-15%. So the
  * guard is armed only for ARMED_MS after a sign of attack, renewed by each new one: a handshake
- * that did not complete (a hostile chain's CertificateVerify fails, or its client hangs up) or
- * that presented a certificate our CA did not issue. Unarmed, connections take Node's native
- * path: the first hostile handshake of a quiet period costs what it costs (at most ~417 ms),
- * and arms the guard for every later one.
+ * that presented a certificate our CA did not issue, one that failed in TLS itself (a hostile
+ * chain's CertificateVerify fails), or one whose client hung up while the event loop had just
+ * stalled (a hostile chain's sender may hang up once OpenSSL has it). A client that merely
+ * hangs up mid-handshake (a device losing its network, a load balancer's TCP check) is no sign:
+ * in a fleet that happens all day. Unarmed, connections take Node's native path: the first
+ * hostile handshake of a quiet period costs what it costs (at most ~417 ms), and arms the guard
+ * for every later one.
  *
  * The back-off is this process's: a cluster worker keeps its own (the primary hands out
  * connections and sees no TLS), so a source gets at most one such handshake per worker per
@@ -55,6 +58,15 @@ export const EXPENSIVE_HANDSHAKE_CPU_US = 10_000;
 export const BACK_OFF_MS = 60_000;
 /** How long the guard stays armed after the last sign of attack. */
 export const ARMED_MS = 60_000;
+/**
+ * An event-loop stall that makes a hang-up a sign of attack: the loop blocked this long, now or
+ * within STALL_MEMORY_MS. A costly chain takes 8 ms a link; the garbage collector's young
+ * pauses stay under ~25 ms here.
+ */
+const STALL_MS = 40;
+const STALL_MEMORY_MS = 2_000;
+/** Errors of a client that went away mid-handshake, or never spoke (Node's codes). */
+const HANG_UPS = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ERR_TLS_HANDSHAKE_TIMEOUT']);
 /** Sources remembered at most; expired ones are dropped first, then the oldest. */
 const MAX_SOURCES = 100_000;
 
@@ -318,8 +330,41 @@ export function guardHandshakes(server: Server, options: HandshakeGuardOptions):
   });
   // First: every other listener (the HTTP layer's, connection tracking) reads the address set here.
   server.prependListener('secureConnection', (socket: TLSSocket) => guard.secured(socket));
-  // Any handshake that did not complete: a hostile chain's ends so (its CertificateVerify
-  // fails, or its client hangs up); so do a few benign ones (a client that distrusts us, a
-  // TCP probe), which only arm the guard.
-  server.on('tlsClientError', () => guard.arm());
+  // A handshake that failed in TLS (a hostile chain's CertificateVerify fails; a client that
+  // distrusts us sends an alert too, which only arms the guard), or whose client hung up just
+  // after the loop stalled.
+  const stalls = new StallWatch();
+  server.on('tlsClientError', (error: Error & { code?: string }) => {
+    if (!HANG_UPS.has(error.code ?? '') || stalls.recent()) guard.arm();
+  });
+  server.once('close', () => stalls.stop());
+}
+
+/**
+ * Notices when the event loop stalled, from a timer's lateness: a few microseconds 50 times a
+ * second. A handshake's cost is not visible on Node's native TLS path, but a costly one blocks
+ * the loop.
+ */
+class StallWatch {
+  private last = performance.now();
+  private stalledAt = -Infinity;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly periodMs = 20) {
+    this.timer = setInterval(() => {
+      const now = performance.now();
+      if (now - this.last - this.periodMs >= STALL_MS) this.stalledAt = now;
+      this.last = now;
+    }, periodMs).unref();
+  }
+
+  /** The loop is stalled now (this runs late) or stalled within STALL_MEMORY_MS. */
+  recent(): boolean {
+    const now = performance.now();
+    return now - this.last - this.periodMs >= STALL_MS || now - this.stalledAt < STALL_MEMORY_MS;
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
 }

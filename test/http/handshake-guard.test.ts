@@ -1,6 +1,16 @@
-/** The handshake guard's back-off: which addresses count as one source, and for how long. */
-import { describe, expect, it } from 'vitest';
-import { BACK_OFF_MS, SourceBackOff, sourceKey } from '../../src/http/handshake-guard.js';
+/**
+ * The handshake guard: which addresses count as one source and for how long, and what arms it
+ * (a failed TLS handshake does; a client that just hangs up, as devices on flaky networks and
+ * TCP health checks do all day, does not).
+ */
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { connect as netConnect, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { createServer, type Server } from 'node:tls';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BACK_OFF_MS, guardHandshakes, SourceBackOff, sourceKey } from '../../src/http/handshake-guard.js';
+import { openssl, tempDir } from '../helpers/openssl.js';
 
 describe('sourceKey', () => {
   it.each([
@@ -29,5 +39,45 @@ describe('SourceBackOff', () => {
     backOff.backOff('2001:db8:1:2::9', 0);
     expect(backOff.refuses('2001:db8:1:2:ffff:1:2:3', 1)).toBe(true);
     expect(backOff.refuses('2001:db8:1:3::9', 1)).toBe(false);
+  });
+});
+
+describe('what arms the guard', () => {
+  let server: Server;
+  let port: number;
+  let armed = 0;
+
+  beforeAll(async () => {
+    const dir = tempDir();
+    const [key, cert] = [join(dir, 'key.pem'), join(dir, 'cert.pem')];
+    openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-subj', '/CN=127.0.0.1', '-days', '1']);
+    server = createServer({ key: readFileSync(key), cert: readFileSync(cert), requestCert: true, rejectUnauthorized: false });
+    guardHandshakes(server, { trustedCaPem: [readFileSync(cert, 'utf8')], onArmed: () => armed++ });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    port = (server.address() as AddressInfo).port;
+  });
+  afterAll(() => new Promise((resolve) => server.close(resolve)));
+
+  /** Sends `bytes` (none: a bare TCP check) over a new connection, then hangs up. */
+  async function send(bytes: string | undefined): Promise<void> {
+    const socket = netConnect({ host: '127.0.0.1', port });
+    await once(socket, 'connect');
+    if (bytes !== undefined) socket.write(bytes);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    socket.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+
+  it('is not armed by clients that hang up before or during their handshake', async () => {
+    await send(undefined);
+    // The start of a ClientHello (a TLS record header and a little of it), then gone.
+    await send('\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03');
+    expect(armed).toBe(0);
+  });
+
+  it('is armed by a handshake that fails in TLS', async () => {
+    await send('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    expect(armed).toBe(1);
   });
 });

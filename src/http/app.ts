@@ -16,7 +16,8 @@ import { installErrorHandling, refuseConnect, refuseExpectation, renderClientErr
 import { installHealth, type ReadinessProbes } from './health.js';
 import { installObservability, REQUEST_ID_HEADER, requestIdOf } from './observability.js';
 import { metricsRoute } from './routes/metrics-routes.js';
-import { ocspFastPath, type FastPath } from './ocsp-fast-path.js';
+import type { FastPath } from './fast-path.js';
+import { ocspFastPath } from './ocsp-fast-path.js';
 import { openApiRoute, registerOpenApi, trackRoutes } from './openapi.js';
 import { BODY_LIMITS, DEFAULT_LIMITS, type Limits } from './limits.js';
 import { installRequestChecks, installValidation } from './validation.js';

@@ -17,12 +17,10 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { MAX_OCSP_REQUEST_BYTES, type OcspService } from '../enrollment/ocsp-service.js';
+import { plainHost, type FastPath } from './fast-path.js';
 import { metrics } from './metrics.js';
 import { decodeOcspPath, OCSP_CACHE_CONTROL, OCSP_RESPONSE_TYPE, OCSP_ROUTES, ocspFailure } from './ocsp-http.js';
 import { REQUEST_ID_HEADER, requestIdOf } from './observability.js';
-
-/** Answers a request and returns true, or returns false having touched nothing. */
-export type FastPath = (request: IncomingMessage, response: ServerResponse) => boolean;
 
 /** What the fast path answers with and reports to. */
 export interface OcspFastPathOptions {
@@ -35,30 +33,12 @@ export interface OcspFastPathOptions {
 }
 
 /**
- * Host values that need no closer look: a name, IPv4 or bracketed IPv6 address with an
- * optional port. A strict subset of what validation.ts accepts, so nothing it would refuse
- * is answered here.
- */
-const PLAIN_HOST = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$/;
-
-/**
  * GET /ocsp/ and base64, with only base64's own characters escaped: decoding that once or
  * twice (the router decodes the path, then decodeOcspPath) gives the same bytes.
  */
 const PLAIN_GET = /^\/ocsp\/((?:[A-Za-z0-9+/=]|%2[BbFf]|%3[Dd])+)$/;
 
 const PLAIN_LENGTH = /^[0-9]{1,4}$/;
-
-/** True when the request has exactly one Host header, and a plain one. */
-function plainHost(request: IncomingMessage): boolean {
-  const raw = request.rawHeaders;
-  let hosts = 0;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!;
-    if (name.length === 4 && name.toLowerCase() === 'host') hosts++;
-  }
-  return hosts === 1 && PLAIN_HOST.test(request.headers.host!);
-}
 
 /** The request's DER OCSPRequest when it is one this path takes; undefined hands it to Fastify. */
 function plainRequest(request: IncomingMessage): { readonly route: string; readonly der?: Buffer } | undefined {

@@ -8,9 +8,9 @@ import type { ClientAuthenticator, DeviceIdentity } from '../../enrollment/clien
 import type { SigningServices } from '../../instance.js';
 import { authenticateDevice } from '../authenticate.js';
 import { presentedCertificate, presentedOnSocket } from '../client-certificate.js';
+import { plainHost, type FastPath } from '../fast-path.js';
 import { BODY_LIMITS, type Limits } from '../limits.js';
 import { metrics } from '../metrics.js';
-import type { FastPath } from '../ocsp-fast-path.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../observability.js';
 import { CsrBodySchema, EnrollmentResultSchema, errorResponses } from '../schemas.js';
 
@@ -33,9 +33,6 @@ const deviceView = (identity: DeviceIdentity): Static<typeof DeviceSchema> => ({
 
 const DEVICE_ROUTE = '/v1/device';
 
-/** A Host header that needs no closer look (a strict subset of what the request checks accept). */
-const PLAIN_HOST = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$/;
-
 /**
  * True for a plain GET /v1/device: no query, no body, one plain Host header, and none of
  * the headers a browser marks its requests with (the route's cross-site check reads them).
@@ -45,10 +42,7 @@ function plainDeviceRequest(request: IncomingMessage): boolean {
   const headers = request.headers;
   if (headers['content-length'] !== undefined || headers['transfer-encoding'] !== undefined) return false;
   if (headers['sec-fetch-site'] !== undefined || headers.origin !== undefined) return false;
-  let hosts = 0;
-  const raw = request.rawHeaders;
-  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') hosts++;
-  return hosts === 1 && PLAIN_HOST.test(headers.host!);
+  return plainHost(request);
 }
 
 /**

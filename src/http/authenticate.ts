@@ -52,3 +52,24 @@ export async function authenticateDevice(services: SigningServices, request: Fas
   refuseCrossSite(request);
   return services.clients.device(presentedCertificate(request), options);
 }
+
+/** The devices requireDevice hooks authenticated, by request. */
+const devices = new WeakMap<FastifyRequest, DeviceIdentity>();
+
+/**
+ * An onRequest hook that authenticates the device before the body is read or validated,
+ * as requireOperator does for operators: a client without a device certificate gets 401,
+ * not a verdict on a body it had no right to send.
+ */
+export function requireDevice(services: SigningServices, options: { renewing?: boolean } = {}) {
+  return async function requireDeviceHook(request: FastifyRequest): Promise<void> {
+    devices.set(request, await authenticateDevice(services, request, options));
+  };
+}
+
+/** The device a route's requireDevice hook authenticated. */
+export function deviceOf(request: FastifyRequest): DeviceIdentity {
+  const identity = devices.get(request);
+  if (!identity) throw new Error(`${request.routeOptions.url} has no requireDevice hook`);
+  return identity;
+}

@@ -131,10 +131,19 @@ describe('POST /v1/renew', () => {
     expect(response.body.error).toBe('key_reused');
   });
 
-  it('renew/no-client-certificate -> 401 client_cert_required', async () => {
-    const response = await call(`${t.url}/v1/renew`, { ca: t.rootPem, json: { csr: 'x' } });
-    expect(response.status).toBe(401);
-    expect(response.body.error).toBe('client_cert_required');
+  it('renew/no-client-certificate -> 401 client_cert_required, whatever the body: it is not read', async () => {
+    const bodies: { json?: unknown; body?: string; headers?: Record<string, string> }[] = [
+      { json: { csr: 'x' } },
+      { json: {} },
+      { json: { csr: 1, extra: true } },
+      { body: '{not json', headers: { 'content-type': 'application/json' } },
+      { body: 'csr', headers: { 'content-type': 'text/plain' } },
+    ];
+    for (const body of bodies) {
+      const response = await call(`${t.url}/v1/renew`, { ca: t.rootPem, ...body });
+      expect(response.status, JSON.stringify(body)).toBe(401);
+      expect(response.body.error).toBe('client_cert_required');
+    }
   });
 });
 

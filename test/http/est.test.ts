@@ -278,11 +278,14 @@ describe('POST simplereenroll over mTLS', () => {
     expect(JSON.parse(response.body)).toMatchObject({ error: 'csr_subject_mismatch' });
   });
 
-  it('without a client certificate is 401 client_cert_required', async () => {
+  it('without a client certificate is 401 client_cert_required, also for a body it would refuse or a label it does not know', async () => {
     const made = await makeCsr('est-renew');
-    const response = await postCsr('simplereenroll', made.csr, []);
-    expect(response.status).toBe(401);
-    expect(JSON.parse(response.body)).toMatchObject({ error: 'client_cert_required' });
+    writeFileSync(join(work, 'garbage.b64'), '%%% not base64 %%%');
+    for (const [path, body] of [['simplereenroll', made.csr], ['simplereenroll', 'garbage.b64'], ['no-such-label/simplereenroll', made.csr]] as const) {
+      const response = await postCsr(path, body, []);
+      expect(response.status, path).toBe(401);
+      expect(JSON.parse(response.body)).toMatchObject({ error: 'client_cert_required' });
+    }
   });
 });
 

@@ -6,7 +6,7 @@ import type { TLSSocket } from 'node:tls';
 import { Type, type Static } from 'typebox';
 import type { ClientAuthenticator, DeviceIdentity } from '../../enrollment/client-authenticator.js';
 import type { SigningServices } from '../../instance.js';
-import { authenticateDevice } from '../authenticate.js';
+import { authenticateDevice, deviceOf, requireDevice } from '../authenticate.js';
 import { presentedCertificate, presentedOnSocket } from '../client-certificate.js';
 import { plainHost, type FastPath } from '../fast-path.js';
 import { BODY_LIMITS, type Limits } from '../limits.js';
@@ -83,8 +83,8 @@ export function deviceFastPath(options: {
   };
 }
 
-/** Renewals counted per device certificate (a NAT's devices share an address), else per address. */
-const renewRateKey = (request: FastifyRequest): string => {
+/** Renewals (also EST re-enrollments) counted per device certificate (a NAT's devices share an address), else per address. */
+export const renewRateKey = (request: FastifyRequest): string => {
   const serial = presentedCertificate(request).serial;
   return serial === undefined ? `ip:${request.ip}` : `cert:${serial}`;
 };
@@ -103,10 +103,11 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ services: SigningServices
         audit: 'renew',
         ...(limits.renewPerMinute === null ? {} : { rateLimit: { max: limits.renewPerMinute, timeWindow: 60_000, keyGenerator: renewRateKey } }),
       },
+      onRequest: requireDevice(services, { renewing: true }),
       schema: { body: CsrBodySchema, response: { 201: EnrollmentResultSchema, ...errorResponses(400, 401, 403, 409, 413, 415, 429) } },
     },
     async (request, reply) => {
-      const identity = await authenticateDevice(services, request, { renewing: true });
+      const identity = deviceOf(request);
       request.audit = { deviceId: identity.deviceId };
       const result = await services.enrollment.renew(identity, { csr: request.body.csr, source: request.ip });
       request.audit.serial = result.serial;

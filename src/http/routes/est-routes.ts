@@ -12,8 +12,8 @@ import { base64Lines, certsOnlyCms, csrAttributes } from '../../ca/cms.js';
 import { certificatesFromPem } from '../../ca/pem.js';
 import { ImprintError, type ErrorCode } from '../../errors.js';
 import type { AppServices } from '../../instance.js';
-import { authenticateDevice } from '../authenticate.js';
-import { presentedCertificate } from '../client-certificate.js';
+import { deviceOf, requireDevice } from '../authenticate.js';
+import { renewRateKey } from './device-routes.js';
 import { enrollRouteLimits } from '../enroll-limits.js';
 import { recordRefusal, toClientError, type ErrorBody } from '../error-handler.js';
 import { BODY_LIMITS, type Limits } from '../limits.js';
@@ -99,12 +99,6 @@ function renderEstError(this: unknown, error: FastifyError | Error, request: Fas
   return reply.code(status).type('application/json; charset=utf-8').send(body);
 }
 
-/** Re-enrollments counted per device certificate, as on /v1/renew. */
-const renewRateKey = (request: FastifyRequest): string => {
-  const serial = presentedCertificate(request).serial;
-  return serial === undefined ? `ip:${request.ip}` : `cert:${serial}`;
-};
-
 /** The EST endpoints; registered as their own plugin so their error rendering stays theirs. */
 export const estRoutes: FastifyPluginAsyncTypebox<{ services: AppServices; limits: Limits; counters: WindowCounters }> = async (
   app,
@@ -184,11 +178,12 @@ export const estRoutes: FastifyPluginAsyncTypebox<{ services: AppServices; limit
         ...renewLimits,
         config: { ...renewLimits.config, audit: 'renew', protocol: 'est' },
         bodyLimit: BODY_LIMITS.csr,
+        onRequest: requireDevice(services, { renewing: true }),
         schema: { ...paramsSchema, response: { ...base64Body('application/pkcs7-mime: certs-only CMS, the new certificate'), ...errorResponses(400, 401, 403, 404, 413, 415) } },
       },
       async (request, reply) => {
         await checkedLabel(request);
-        const identity = await authenticateDevice(services, request, { renewing: true });
+        const identity = deviceOf(request);
         request.audit = { deviceId: identity.deviceId };
         const result = await services.enrollment.renew(identity, { csr: csrText(request.body), source: request.ip });
         request.audit.serial = result.serial;

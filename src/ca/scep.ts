@@ -123,6 +123,16 @@ const textOf = (value: asn1js.AsnType | undefined): string | undefined =>
   value && 'valueBlock' in value && typeof (value as asn1js.PrintableString).valueBlock.value === 'string'
     ? ((value as asn1js.PrintableString).valueBlock.value as string)
     : undefined;
+/**
+ * RFC 8894 3.2.1.1: a PrintableString, in practice a hash of the key in hex or base64
+ * (24-128 characters). Anything else is not echoed back into the CertRep: the message
+ * is then too broken to answer in SCEP, and the caller's 400 says so.
+ */
+const TRANSACTION_ID = /^[A-Za-z0-9 '()+,\-./:=?]{1,256}$/;
+const transactionIdOf = (value: asn1js.AsnType | undefined): string | undefined => {
+  const text = textOf(value);
+  return text !== undefined && TRANSACTION_ID.test(text) ? text : undefined;
+};
 const octetsOf = (value: asn1js.AsnType | undefined): Buffer | undefined =>
   value instanceof asn1js.OctetString ? buf(value.valueBlock.valueHexView) : undefined;
 
@@ -150,7 +160,7 @@ export async function readPkiMessage(der: Buffer, ra: { certificate: Buffer; key
   }
   const signer = signed.signerInfos[0];
   const attributes = signer?.signedAttrs?.attributes ?? [];
-  const transactionId = textOf(attribute(attributes, SCEP_OID.transactionID));
+  const transactionId = transactionIdOf(attribute(attributes, SCEP_OID.transactionID));
   const senderNonce = octetsOf(attribute(attributes, SCEP_OID.senderNonce));
   const messageType = textOf(attribute(attributes, SCEP_OID.messageType));
   const sid = signer?.sid;

@@ -288,6 +288,19 @@ describe('SCEP messages from the simulator', () => {
     expect(request.read(refused.body)).toEqual({ status: 'failure', failInfo: 'badAlg' });
   });
 
+  it('a transactionID that is not a PrintableString of at most 256 characters is not echoed: 400 JSON, and the token stays usable', async () => {
+    const token = await mint();
+    const key = await generateDeviceKey('rsa');
+    for (const [name, transactionId] of [['long', 'a'.repeat(257)], ['control', 'abc\r\ndef'], ['non-printable', 'id_with*star']] as const) {
+      const odd = await pkcsReq('scep-odd-transaction', token.token, key, key, transactionId);
+      const refused = await post(odd.message, `scep-odd-transaction-${name}`);
+      expect(refused.status, name).toBe(400);
+      expect(JSON.parse(refused.body.toString())).toMatchObject({ error: 'bad_request' });
+    }
+    const longest = await pkcsReq('scep-odd-transaction', token.token, key, key, 'A1+/='.repeat(51) + 'z');
+    expect(longest.read((await post(longest.message, 'scep-odd-transaction-ok')).body).status).toBe('success');
+  });
+
   it('a repeated PKCSReq (same transactionID and CSR) gets the same certificate, also re-signed after a lost reply; another CSR with the token is refused', async () => {
     const token = await mint();
     const key = await generateDeviceKey('rsa');

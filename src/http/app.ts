@@ -137,7 +137,7 @@ function createListener(tls: boolean, serverOptions: ServerOptions, limits: Limi
  * server is closing, and OCSP answered before routing; with `devices`, also a known
  * device's GET /v1/device (device-routes.ts).
  */
-function baseApp(options: Pick<AppOptions, 'services' | 'tls' | 'logger' | 'probes'>, limits: Limits, { devices = false } = {}): FastifyInstance {
+function baseApp(options: Pick<AppOptions, 'services' | 'tls' | 'logger' | 'probes'>, limits: Limits, { devices = false, counters }: { devices?: boolean; counters?: WindowCounters } = {}): FastifyInstance {
   const serverOptions: ServerOptions = options.tls ? httpsOptions(options.tls, limits) : { ...serverTimeouts(limits), requireHostHeader: false };
   // Set once the app (and its logger) exists; no request arrives before it listens.
   let answerOcsp: FastPath = () => false;
@@ -167,6 +167,7 @@ function baseApp(options: Pick<AppOptions, 'services' | 'tls' | 'logger' | 'prob
   if (options.tls) {
     guardHandshakes(app.server as HttpsServer, {
       trustedCaPem: options.tls.clientCaPem,
+      shared: counters,
       onBackOff: (source, reason) => app.log.warn({ source, reason }, 'TLS handshakes from this source refused for a while'),
       onArmed: () => app.log.warn('TLS handshake guard armed: a handshake failed or presented a foreign certificate'),
     });
@@ -228,7 +229,8 @@ const API_SECURITY_HEADERS = {
 /** Builds the imprint HTTP API. */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const limits = options.limits ?? DEFAULT_LIMITS;
-  const app = baseApp(options, limits, { devices: true }).withTypeProvider<TypeBoxTypeProvider>();
+  const counters = options.counters ?? new LocalWindowCounters();
+  const app = baseApp(options, limits, { devices: true, counters }).withTypeProvider<TypeBoxTypeProvider>();
   // First: it documents the routes declared after it.
   await registerOpenApi(app as unknown as FastifyInstance);
   openApiRoute(app as unknown as FastifyInstance);
@@ -241,7 +243,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     done();
   });
   // Routes opt in through their config (see enroll-limits).
-  const counters = options.counters ?? new LocalWindowCounters();
   await registerRateLimits(app, counters);
   await app.register(metricsRoute, { services: options.services, operatorsOnly: true });
   await app.register(publicRoutes, { services: options.services, limits, counters });

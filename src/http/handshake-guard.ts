@@ -29,16 +29,19 @@
  * hostile handshake of a quiet period costs what it costs (at most ~417 ms), and arms the guard
  * for every later one.
  *
- * The back-off is this process's: a cluster worker keeps its own (the primary hands out
- * connections and sees no TLS), so a source gets at most one such handshake per worker per
- * period. It is no rate limit and does not follow `--rate-limit off`: ordinary clients, the
- * benchmarks' single loopback source included, never trip it.
+ * In a cluster the primary hands out connections and sees no TLS: each worker guards its own,
+ * and tells the others through the rate limits' shared counters (window-counters.ts), so a
+ * back-off or an arming reaches every worker within one message through the primary and a
+ * source gets one costly handshake per period, not one per worker. It is no rate limit and
+ * does not follow `--rate-limit off`: ordinary clients, the benchmarks' single loopback
+ * source included, never trip it.
  */
 import { performance } from 'node:perf_hooks';
 import { isIPv6, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { X509Certificate } from 'node:crypto';
 import type { Server, TLSSocket } from 'node:tls';
+import type { WindowCounters } from './window-counters.js';
 
 /**
  * What a client may send before its handshake completes. Real clients stay well under half:
@@ -70,6 +73,10 @@ const HANG_UPS = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ERR_TLS_HANDSHAKE
 /** Sources remembered at most; expired ones are dropped first, then the oldest. */
 const MAX_SOURCES = 100_000;
 
+/** The shared counters' keys: the guard is armed; a source is backed off. */
+const ARMED_KEY = 'handshake-guard:armed';
+const backOffKey = (address: string): string => `handshake-guard:${sourceKey(address)}`;
+
 /** Why a source was backed off. */
 export type BackOffReason = 'over_budget' | 'foreign_certificate' | 'expensive_handshake';
 
@@ -95,7 +102,7 @@ export function sourceKey(address: string): string {
 export class SourceBackOff {
   private readonly until = new Map<string, number>();
 
-  constructor(private readonly periodMs = BACK_OFF_MS) {}
+  constructor(readonly periodMs = BACK_OFF_MS) {}
 
   /** True while `address`'s source is backed off. */
   refuses(address: string, now = performance.now()): boolean {
@@ -134,6 +141,8 @@ export interface HandshakeGuardOptions {
   /** Told when the guard arms after a quiet period. */
   readonly onArmed?: (() => void) | undefined;
   readonly byteBudget?: number | undefined;
+  /** Counters the processes serving this listener share: back-offs and arming reach them all. */
+  readonly shared?: WindowCounters | undefined;
 }
 
 /**
@@ -239,8 +248,10 @@ class HandshakeGuard {
   readonly byteBudget: number;
   private readonly backOff: SourceBackOff;
   private readonly trusted: readonly X509Certificate[];
+  private readonly shared: WindowCounters | undefined;
 
   constructor(private readonly options: HandshakeGuardOptions) {
+    this.shared = options.shared;
     this.byteBudget = options.byteBudget ?? HANDSHAKE_BYTE_BUDGET;
     this.backOff = options.backOff ?? new SourceBackOff();
     this.trusted = options.trustedCaPem.map((pem) => new X509Certificate(pem));
@@ -250,17 +261,21 @@ class HandshakeGuard {
   private armedUntil = -Infinity;
 
   refuses(raw: Socket): boolean {
-    return raw.remoteAddress !== undefined && this.backOff.refuses(raw.remoteAddress);
+    const address = raw.remoteAddress;
+    if (address === undefined) return false;
+    return this.backOff.refuses(address) || (this.shared !== undefined && this.shared.peek(backOffKey(address)) > 0);
   }
 
   get armed(): boolean {
-    return performance.now() < this.armedUntil;
+    return performance.now() < this.armedUntil || (this.shared !== undefined && this.shared.peek(ARMED_KEY) > 0);
   }
 
-  /** A sign of attack: guards every connection accepted for the next ARMED_MS. */
+  /** A sign of attack: guards every connection accepted for the next ARMED_MS, in every process that shares the counters. */
   arm(): void {
     if (!this.armed) this.options.onArmed?.();
     this.armedUntil = performance.now() + ARMED_MS;
+    // Told once per shared period: under attack every handshake is a sign.
+    if (this.shared !== undefined && this.shared.peek(ARMED_KEY) === 0) void this.shared.add(ARMED_KEY, 1, ARMED_MS, 1);
   }
 
   refuse(connection: GuardedConnection, reason: BackOffReason): void {
@@ -269,6 +284,7 @@ class HandshakeGuard {
     if (connection.refused || address === undefined) return;
     connection.refused = true;
     this.backOff.backOff(address);
+    void this.shared?.add(backOffKey(address), 1, this.backOff.periodMs, 1);
     this.options.onBackOff?.(address, reason);
   }
 

@@ -23,6 +23,8 @@ export interface WindowCounters {
    * open; `refuseAt` is the count from which the caller refuses the key.
    */
   add(key: string, by: number, windowMs: number, refuseAt: number): Promise<WindowCount>;
+  /** `key`'s count in its open window as this process knows it now (0 when none is open): no waiting, no message. */
+  peek(key: string): number;
 }
 
 /** Keys remembered at most; beyond it, ended windows are swept, then the oldest dropped. */
@@ -41,6 +43,10 @@ export class LocalWindowCounters implements WindowCounters {
 
   async add(key: string, by: number, windowMs: number): Promise<WindowCount> {
     return this.addNow(key, by, windowMs);
+  }
+
+  peek(key: string): number {
+    return this.addNow(key, 0, 0).count;
   }
 
   /** `add`, synchronously. */
@@ -115,6 +121,10 @@ export class ClusterWindowCounters implements WindowCounters {
     // If the primary is gone, this worker is ending too (Node ends orphaned workers).
     if (by > 0) this.channel.send?.({ type: 'imprint:counted', key, by, windowMs, refuseAt } satisfies Counted, undefined, {}, () => undefined);
     return this.counts.addNow(key, by, windowMs);
+  }
+
+  peek(key: string): number {
+    return this.counts.peek(key);
   }
 }
 

@@ -7,12 +7,14 @@
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { connect as netConnect } from 'node:net';
+import { join } from 'node:path';
 import { connect, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cpuSeconds } from '../../scripts/server-process.js';
+import { cpuSeconds, spawnServer, type ServerProcess } from '../../scripts/server-process.js';
 import * as der from '../../src/asn1/der.js';
 import { HANDSHAKE_BYTE_BUDGET } from '../../src/http/handshake-guard.js';
 import { query } from '../helpers/database.js';
+import { tempDir } from '../helpers/openssl.js';
 import { call } from '../helpers/https.js';
 import { enrollDevice, recordExpiredDevice, startTestServer, type EnrolledDevice, type TestServer } from '../helpers/server.js';
 
@@ -191,4 +193,35 @@ describe('hostile client certificate chains', () => {
       socket.on('close', () => resolve({ reused, answer, session: latest }));
     });
   }
+});
+
+describe('serve --workers 2: a worker that sees a hostile chain warns the other', () => {
+  let server: ServerProcess;
+  const long = hostileChain(60);
+  const short = hostileChain(6);
+
+  beforeAll(async () => {
+    server = await spawnServer(join(tempDir(), 'data'), ['--workers', '2', '--rate-limit', 'off']);
+  });
+  afterAll(async () => {
+    if (server.child.exitCode === null) await server.killGroup('SIGKILL');
+  });
+
+  it('arming and back-offs reach both workers: no source gets an unguarded hostile handshake from the second worker', async () => {
+    // Unarmed, the first costs what it costs, in one worker, and arms the guard in both.
+    const first = await attempt(server.port, '127.0.1.2', long);
+    expect(first.secured).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 200)); // one message through the primary
+    // The primary hands connections to the workers in turn: these reach both, and every one is cut.
+    const cut: Attempt[] = [];
+    for (const source of ['127.0.1.3', '127.0.1.4', '127.0.1.5', '127.0.1.6']) cut.push(await attempt(server.port, source, long));
+    expect(cut.map((each) => each.answer)).toEqual(['', '', '', '']);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Each of those sources is refused at accept by both workers: not even a cheap chain completes a handshake.
+    for (const source of ['127.0.1.3', '127.0.1.4', '127.0.1.5', '127.0.1.6']) {
+      for (let i = 0; i < 2; i++) expect((await attempt(server.port, source, short)).secured, source).toBe(false);
+    }
+    // Others are served by both.
+    for (let i = 0; i < 4; i++) expect((await call(`${server.url}/healthz`, { ca: server.rootPem })).status).toBe(200);
+  });
 });

@@ -3,10 +3,10 @@
  * immediate transaction that also sets PRAGMA user_version. A database newer than this
  * code is refused rather than guessed at.
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type Database from 'better-sqlite3';
+import { packageDirectory } from '../package-files.js';
 
 /** One migration file. */
 export interface Migration {
@@ -15,14 +15,8 @@ export interface Migration {
   readonly sql: string;
 }
 
-/** The migrations/ folder of the package, found from this module whether it runs from src or dist. */
-export function migrationsDirectory(): string {
-  for (let dir = dirname(fileURLToPath(import.meta.url)); dir !== dirname(dir); dir = dirname(dir)) {
-    const candidate = join(dir, 'migrations');
-    if (existsSync(join(dir, 'package.json')) && existsSync(candidate)) return candidate;
-  }
-  throw new Error('migrations directory not found next to package.json');
-}
+/** The migrations/ folder of the package. */
+export const migrationsDirectory = (): string => packageDirectory('migrations');
 
 /** Reads the migration files in version order, refusing gaps and duplicates. */
 export function loadMigrations(directory = migrationsDirectory()): Migration[] {

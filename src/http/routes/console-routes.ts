@@ -14,11 +14,11 @@
 import helmet from '@fastify/helmet';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Type } from 'typebox';
 import { MAX_PAGE_SIZE } from '../../enrollment/paging.js';
+import { packageDirectory } from '../../package-files.js';
 import { ImprintError } from '../../errors.js';
 import type { AppServices } from '../../instance.js';
 import { REVOCATION_REASONS } from '../../enrollment/model.js';
@@ -58,18 +58,9 @@ const ASSETS: Readonly<Record<string, string>> = {
   'status.js': 'text/javascript; charset=utf-8',
 };
 
-/** The console/ folder of the package, found from this module whether it runs from src or dist. */
-function consoleDirectory(): string {
-  for (let dir = dirname(fileURLToPath(import.meta.url)); dir !== dirname(dir); dir = dirname(dir)) {
-    const candidate = join(dir, 'console');
-    if (existsSync(join(candidate, 'index.html')) && existsSync(join(dir, 'package.json'))) return candidate;
-  }
-  throw new Error('console directory not found next to package.json');
-}
-
 /** The console's files, read once at start-up. */
 function loadAssets(): { index: Buffer; assets: Map<string, Buffer> } {
-  const directory = consoleDirectory();
+  const directory = packageDirectory('console', 'index.html');
   return {
     index: readFileSync(join(directory, 'index.html')),
     assets: new Map(Object.keys(ASSETS).map((name) => [name, readFileSync(join(directory, name))])),

@@ -1,10 +1,18 @@
 /**
  * Group commit: writes that arrive in the same turn of the event loop share one
  * transaction, so concurrent enrollments pay for one fsync together instead of one each
- * (synchronous=FULL stays; DESIGN "Durability"). Each write runs in its own savepoint: one
- * that fails rolls back alone and rejects alone. A storage failure (full, busy, I/O) fails
- * the whole batch, which then committed nothing. A caller's promise settles only after the
- * commit, so nothing is answered before it is on disk.
+ * (synchronous=FULL stays; DESIGN "Durability"). A write that throws rolls back alone and
+ * rejects alone. A storage failure (full, busy, I/O) fails the whole batch, which then
+ * committed nothing. A caller's promise settles only after the commit, so nothing is
+ * answered before it is on disk.
+ *
+ * The writes of a batch run one after another with no savepoint each: a savepoint costs two
+ * statements, and SQLite copies every page a write touches to the savepoint's journal first
+ * (an enrollment touches ~17). The store's writes check before they write, so one that
+ * refuses returns its refusal having written nothing. Should one throw anyway (a constraint,
+ * a bug), having perhaps written half of itself, the whole transaction is rolled back and
+ * the same writes run again first thing, each in a savepoint of its own, so that it fails
+ * alone.
  *
  * While another connection holds the write lock (another worker of a cluster committing,
  * the CLI), the batch waits for it without blocking this thread. SQLite's own busy wait
@@ -43,6 +51,17 @@ export function reportCommit(started: number, writes: number): void {
 
 type Outcome = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: unknown };
 
+/**
+ * Told when a batch's transaction begins and ends, so that its writes may carry what they
+ * read under the write lock from one to the next (the audit chain's head) and no further.
+ */
+export interface BatchScope {
+  /** The batch's transaction holds the write lock, and its writes run without savepoints. */
+  opened(): void;
+  /** The transaction is over (committed or rolled back): anything carried is stale. */
+  closed(): void;
+}
+
 /** How long a batch that found the write lock taken waits before it tries again (ms). */
 const LOCK_RETRY_MS = 1;
 
@@ -56,13 +75,20 @@ export class GroupCommit {
   private lockedSince: number | undefined;
   /** Opens the batch's transaction: waiting for the write lock up to the connection's busy timeout, or not at all (then it throws SQLITE_BUSY). */
   private readonly begin: (wait: boolean) => void;
-  /** Runs the batch in the open transaction and commits it; rolls back and throws on a storage failure. */
-  private readonly commit: (items: readonly Pending[]) => Outcome[];
+  /**
+   * Runs the batch in the open transaction and commits it, each write in a savepoint when
+   * `isolated`; rolls back and throws on a storage failure; rolls back and returns undefined
+   * when a write threw outside a savepoint.
+   */
+  private readonly commit: (items: readonly Pending[], isolated: boolean) => Outcome[] | undefined;
+  /** How many writes at the head of the queue run each in a savepoint (one of them threw last time). */
+  private isolate = 0;
   /** How long a batch may wait for the write lock in all (ms): the connection's busy timeout. */
   private readonly maxLockWaitMs: number;
 
   constructor(
     db: Database.Database,
+    scope?: BatchScope,
     /** Bounds one transaction's length, and so the wait of the first write in it. */
     private readonly maxBatch = 256,
   ) {
@@ -80,24 +106,40 @@ export class GroupCommit {
     };
     // Called inside the open transaction, a better-sqlite3 transaction function is a SAVEPOINT.
     const savepoint = db.transaction((write: () => unknown) => write());
+    const isolated = (item: Pending): Outcome => {
+      try {
+        return { ok: true, value: savepoint(item.write) };
+      } catch (error) {
+        if (storeUnavailable(error)) throw error;
+        return { ok: false, error };
+      }
+    };
+    const together = (items: readonly Pending[]): Outcome[] | undefined => {
+      const outcomes: Outcome[] = [];
+      for (const item of items) {
+        try {
+          outcomes.push({ ok: true, value: item.write() });
+        } catch (error) {
+          if (storeUnavailable(error)) throw error;
+          return undefined;
+        }
+      }
+      return outcomes;
+    };
     const commit = db.prepare('COMMIT');
     const rollback = db.prepare('ROLLBACK');
-    this.commit = (items) => {
+    this.commit = (items, isolate) => {
       try {
-        const outcomes = items.map((item): Outcome => {
-          try {
-            return { ok: true, value: savepoint(item.write) };
-          } catch (error) {
-            if (storeUnavailable(error)) throw error;
-            return { ok: false, error };
-          }
-        });
-        commit.run();
+        if (!isolate) scope?.opened();
+        const outcomes = isolate ? items.map(isolated) : together(items);
+        (outcomes ? commit : rollback).run();
         return outcomes;
       } catch (error) {
         // A failed COMMIT may have rolled back already (an I/O error) or not.
         if (db.inTransaction) rollback.run();
         throw error;
+      } finally {
+        if (!isolate) scope?.closed();
       }
     };
   }
@@ -137,17 +179,27 @@ export class GroupCommit {
         return;
       }
       this.lockedSince = undefined;
+      this.isolate = 0;
       this.settle(this.queue.splice(0, this.maxBatch), error);
       return;
     }
     this.lockedSince = undefined;
-    const items = this.queue.splice(0, this.maxBatch);
-    let outcomes: Outcome[];
+    const isolated = this.isolate > 0;
+    const items = this.queue.splice(0, isolated ? this.isolate : this.maxBatch);
+    this.isolate = 0;
+    let outcomes: Outcome[] | undefined;
     try {
-      outcomes = this.commit(items);
-      reportCommit(started, items.length);
+      outcomes = this.commit(items, isolated);
+      if (outcomes) reportCommit(started, items.length);
     } catch (error) {
       this.settle(items, error);
+      return;
+    }
+    if (!outcomes) {
+      // A write threw and the batch was rolled back: the same writes again, each in a savepoint.
+      this.queue.unshift(...items);
+      this.isolate = items.length;
+      this.schedule();
       return;
     }
     if (this.queue.length) this.schedule();

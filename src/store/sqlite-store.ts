@@ -37,7 +37,7 @@ export const SqliteStore = {
     const reads = prepareSharedReads(db);
     const writer = new Writer(db);
     // Enrollments, renewals and refusals' audit events: the writes that come in floods.
-    const groupCommit = new GroupCommit(db);
+    const groupCommit = new GroupCommit(db, writer.batchScope);
     const store = compose(
       new SqliteSettings(db),
       new SqliteTokens(db, writer, listings),

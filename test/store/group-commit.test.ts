@@ -31,6 +31,36 @@ describe('GroupCommit', () => {
     expect(rows(db)).toEqual(['a', 'c']);
   });
 
+  it('runs a batch once, in its scope; a batch with a write that threw runs again, each write alone, outside it', async () => {
+    const db = database();
+    const insert = db.prepare('INSERT INTO t (v) VALUES (?)');
+    const scope: string[] = [];
+    const group = new GroupCommit(db, { opened: () => scope.push('opened'), closed: () => scope.push('closed') });
+    let runs = 0;
+    const write = (v: string) => () => {
+      runs++;
+      return insert.run(v).changes;
+    };
+    await expect(Promise.all([group.run(write('a')), group.run(write('b'))])).resolves.toEqual([1, 1]);
+    expect({ runs, scope }).toEqual({ runs: 2, scope: ['opened', 'closed'] });
+
+    runs = 0;
+    scope.length = 0;
+    const results = await Promise.allSettled([
+      group.run(write('c')),
+      group.run(() => {
+        insert.run('half-written');
+        throw new Error('policy says no');
+      }),
+      group.run(write('d')),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    // 'c' ran, then the throw rolled the batch back whole; the second run ('c' and 'd') had no
+    // scope: nothing may be carried past a savepoint's rollback.
+    expect({ runs, scope }).toEqual({ runs: 3, scope: ['opened', 'closed'] });
+    expect(rows(db)).toEqual(['a', 'b', 'c', 'd']);
+  });
+
   it('a storage failure rejects the whole batch and commits none of it', async () => {
     const db = database();
     const insert = db.prepare('INSERT INTO t (v) VALUES (?)');

@@ -100,8 +100,14 @@ export class SqliteInventory implements InventoryStore {
   private expiring: Database.Statement | undefined;
 
   async countExpiring(now: Date, soon: Date, later: Date): Promise<{ soon: number; later: number }> {
-    this.expiring ??= this.db.prepare(`SELECT COUNT(*) AS later, COALESCE(SUM(not_after <= @soon), 0) AS soon FROM certificates
-                                       WHERE status = 'active' AND not_after > @now AND not_after <= @later`);
+    // Devices' certificates from their expiry index alone, operators' (who have no device) from
+    // certificates_device: each part reads only the certificates it counts.
+    this.expiring ??= this.db.prepare(`SELECT COUNT(*) AS later, COALESCE(SUM(not_after <= @soon), 0) AS soon FROM (
+                                         SELECT not_after FROM certificates INDEXED BY certificates_device_expiry
+                                         WHERE kind = 'device' AND status = 'active' AND not_after > @now AND not_after <= @later
+                                         UNION ALL
+                                         SELECT not_after FROM certificates INDEXED BY certificates_device
+                                         WHERE device_id IS NULL AND kind <> 'device' AND status = 'active' AND not_after > @now AND not_after <= @later)`);
     const row = this.expiring.get({ now: now.getTime(), soon: soon.getTime(), later: later.getTime() }) as { soon: number; later: number };
     return { soon: row.soon, later: row.later };
   }

@@ -22,8 +22,9 @@ export class SqliteOperators implements OperatorStore {
                            created_by = excluded.created_by, revoked_at = NULL
                          WHERE operators.status = 'revoked'`),
       revokeOperator: s(`UPDATE operators SET status = 'revoked', revoked_at = @now WHERE name = @id AND status = 'active'`),
+      // An operator's certificates belong to no device: found among those (certificates_device), not among every active one.
       activeOperatorCertificates: s(`SELECT serial FROM certificates
-                                     WHERE kind = 'operator' AND subject = @id AND status = 'active' AND not_after > @now`),
+                                     WHERE device_id IS NULL AND kind = 'operator' AND subject = @id AND status = 'active' AND not_after > @now`),
       // Expired tokens can enroll nothing: left as they are, which keeps the work to the live ones.
       revokeTokensByCreator: s(`UPDATE tokens SET revoked_at = @now
                                 WHERE created_by = @createdBy AND used_at IS NULL AND revoked_at IS NULL AND expires_at > @now`),

@@ -1,9 +1,8 @@
 /**
- * SQLite issuing to devices: a token's one enrollment and renewals, each one transaction
- * run through the group commit (they come in floods). The group commit runs each write in
- * a savepoint of its own, which rolls back whatever the write did when it throws: that is
- * the write's transaction, so the writes here open no savepoint of their own (two
- * statements fewer per enrollment).
+ * SQLite issuing to devices: a token's one enrollment and renewals, each run through the
+ * group commit (they come in floods), which runs them without a savepoint each. So every
+ * check here reads before anything is written: a refused enrollment or renewal returns its
+ * conflict having written nothing, and the batch it was in commits without it.
  */
 import type Database from 'better-sqlite3';
 import type { CertificateRecord, Redemption, RedemptionConflict, Renewal, RenewalConflict } from '../../enrollment/model.js';
@@ -29,8 +28,10 @@ export class SqliteRedemption implements RedemptionStore {
     this.statements = {
       redeemToken: s(`UPDATE tokens SET used_at = @now, used_by_device = @deviceId, csr_sha256 = @csrSha256, serial = @serial
                       WHERE id = @tokenId AND used_at IS NULL AND revoked_at IS NULL AND expires_at > @now`),
+      // What redeemToken's condition asks, without the write: for a redemption refused anyway.
+      tokenUsable: s('SELECT 1 FROM tokens WHERE id = @tokenId AND used_at IS NULL AND revoked_at IS NULL AND expires_at > @now'),
       insertDevice: s(`INSERT INTO devices (id, status, enrolled_at, updated_at, current_serial, enrolled_via, enrollment_label)
-                       VALUES (@id, 'active', @now, @now, @serial, @via, @label) ON CONFLICT (id) DO NOTHING`),
+                       VALUES (@id, 'active', @now, @now, @serial, @via, @label)`),
       reactivateDevice: s(`UPDATE devices SET status = 'active', updated_at = @now, current_serial = @serial,
                            revoked_at = NULL, revocation_reason = NULL, retiring_serial = NULL, retire_at = NULL,
                            enrolled_via = @via, enrollment_label = @label WHERE id = @id`),
@@ -54,6 +55,15 @@ export class SqliteRedemption implements RedemptionStore {
     this.redeem = (r) => {
       const deviceId = r.certificate.deviceId;
       const now = r.now.getTime();
+      const existing = reads.device.get(deviceId) as Row | undefined;
+      const conflict: RedemptionConflict | undefined = this.statements.keyTaken.get({ spki: r.certificate.spkiSha256, deviceId })
+        ? 'key_reused'
+        : (existing && r.mode !== 'reprovision') || (r.mode === 'unbound' && this.statements.reservedId.get({ id: deviceId, now }))
+          ? 'device_exists'
+          : undefined;
+      // A token already taken outranks the rest: a retry that raced its own first attempt
+      // must hear that (and so get that attempt's certificate back), not that its device exists.
+      if (conflict) return this.statements.tokenUsable.get({ tokenId: r.tokenId, now }) ? conflict : 'token_unavailable';
       const redeemed = this.statements.redeemToken.run({
         tokenId: r.tokenId,
         now,
@@ -62,14 +72,10 @@ export class SqliteRedemption implements RedemptionStore {
         serial: r.certificate.serial,
       });
       if (redeemed.changes !== 1) return 'token_unavailable';
-      if (this.statements.keyTaken.get({ spki: r.certificate.spkiSha256, deviceId })) return abort('key_reused');
-      if (r.mode === 'unbound' && this.statements.reservedId.get({ id: deviceId, now })) return abort('device_exists');
       const via = { via: r.via?.protocol ?? 'json', label: r.via?.label ?? null };
-      const inserted = this.statements.insertDevice.run({ id: deviceId, now, serial: r.certificate.serial, ...via });
       let audit = r.audit;
-      if (inserted.changes !== 1) {
-        if (r.mode !== 'reprovision') return abort('device_exists');
-        const previous = deviceFromRow(reads.device.get(deviceId) as Row);
+      if (existing) {
+        const previous = deviceFromRow(existing);
         const { revoked } = writer.revokeAll(reads.activeDeviceCertificates, { id: deviceId, now }, r.supersede);
         this.statements.reactivateDevice.run({ id: deviceId, now, serial: r.certificate.serial, ...via });
         audit = {
@@ -77,6 +83,8 @@ export class SqliteRedemption implements RedemptionStore {
           action: `${audit.action}.reprovision`,
           detail: { ...audit.detail, previousStatus: previous.status, previousReason: previous.revocationReason, superseded: revoked },
         };
+      } else {
+        this.statements.insertDevice.run({ id: deviceId, now, serial: r.certificate.serial, ...via });
       }
       writer.insertCertificate(r.certificate);
       writer.insertAudit(audit);
@@ -115,13 +123,8 @@ export class SqliteRedemption implements RedemptionStore {
   async redeemTokenAndRecordCertificate(
     redemption: Redemption,
   ): Promise<{ ok: true } | { ok: false; conflict: RedemptionConflict }> {
-    try {
-      const conflict = await this.groupCommit.run(() => this.redeem(redemption));
-      return conflict ? { ok: false, conflict } : { ok: true };
-    } catch (error) {
-      if (error instanceof Abort) return { ok: false, conflict: error.conflict as RedemptionConflict };
-      throw error;
-    }
+    const conflict = await this.groupCommit.run(() => this.redeem(redemption));
+    return conflict ? { ok: false, conflict } : { ok: true };
   }
 
   async recordRenewal(renewal: Renewal): Promise<{ ok: true } | ({ ok: false } & RenewalConflict)> {
@@ -138,15 +141,4 @@ export class SqliteRedemption implements RedemptionStore {
     const row = this.statements.renewalCount.get({ id: deviceId, since: since.getTime() }) as { count: number; oldest: number | null };
     return { count: row.count, oldest: date(row.oldest) };
   }
-}
-
-/** Thrown inside a write to roll back (its savepoint) what it already wrote and report a conflict. */
-class Abort extends Error {
-  constructor(readonly conflict: string) {
-    super(conflict);
-  }
-}
-
-function abort(conflict: RedemptionConflict): never {
-  throw new Abort(conflict);
 }

@@ -6,6 +6,7 @@
 import type Database from 'better-sqlite3';
 import type { AuditEventInput, NewCertificate, RevocationReason, RevocationResult } from '../../enrollment/model.js';
 import { auditFields, auditHash, GENESIS_HASH } from '../audit-hash.js';
+import type { BatchScope } from '../group-commit.js';
 import { RevocationSignal } from '../revocation-signal.js';
 
 /** Shared writes on one connection; the caller holds the transaction. */
@@ -13,6 +14,25 @@ export class Writer {
   private readonly statements;
   /** Told of every revocation this connection records (other processes are polled). */
   readonly revocations = new RevocationSignal();
+  /**
+   * The audit chain's head as the group-committed batch now running left it, carried from
+   * one event to the next (a read fewer per event): no other connection appends while the
+   * batch holds the write lock. Read afresh from the table outside a batch, and for each
+   * batch's first event (others may have appended since the last one).
+   */
+  private chainHead: string | undefined;
+  private inBatch = false;
+  /** The group commit's view of this connection's chain head. */
+  readonly batchScope: BatchScope = {
+    opened: () => {
+      this.inBatch = true;
+      this.chainHead = undefined;
+    },
+    closed: () => {
+      this.inBatch = false;
+      this.chainHead = undefined;
+    },
+  };
 
   constructor(db: Database.Database) {
     const s = (sql: string) => db.prepare(sql);
@@ -49,15 +69,16 @@ export class Writer {
 
   /** Appends `event` to the audit hash chain. */
   insertAudit(event: AuditEventInput): void {
-    const last = this.statements.lastAuditHash.get() as { hash: string } | undefined;
-    const prevHash = last?.hash ?? GENESIS_HASH;
+    const prevHash = this.chainHead ?? (this.statements.lastAuditHash.get() as { hash: string } | undefined)?.hash ?? GENESIS_HASH;
+    const hash = auditHash(prevHash, event);
     this.statements.insertAudit.run({
       ...auditFields(event),
       at: event.at.getTime(),
       detail: event.detail ? JSON.stringify(event.detail) : null,
       prevHash,
-      hash: auditHash(prevHash, event),
+      hash,
     });
+    if (this.inBatch) this.chainHead = hash;
   }
 
   /** The current revocation sequence number. */

@@ -90,6 +90,37 @@ describe.each(STORES)('$name store: redemption', (backend) => {
     expect(await store.findTokenByHash(token.hash)).toEqual(before);
   });
 
+  it.each([
+    { name: 'device/existing', conflict: 'device' },
+    { name: 'key/of-another-device', conflict: 'key' },
+    { name: 'device/reserved', conflict: 'reserved' },
+  ] as const)('a used token is token_unavailable before $name', async ({ conflict }) => {
+    const store = stores.shared();
+    const other = await enroll(store);
+    const token = await mint(store);
+    const first = await redeem(store, redemption(token, newId()));
+    // What else the retry would run into: the device its first attempt made, another
+    // device's key, an id bound to a waiting token.
+    const deviceId = conflict === 'device' ? first.certificate.deviceId : newId();
+    if (conflict === 'reserved') await mint(store, { deviceId });
+    const spkiSha256 = { device: first.certificate.spkiSha256, key: other.certificate.spkiSha256, reserved: hex(32) }[conflict];
+    const before = await store.findTokenByHash(token.hash);
+    await redeem(store, redemption(token, deviceId, { certificate: { spkiSha256 } }), 'token_unavailable');
+    expect(await store.findTokenByHash(token.hash)).toEqual(before);
+  });
+
+  it('answers attempts of one token for one device at once: one enrolls, the others hear token_unavailable', async () => {
+    const store = await stores.fresh();
+    const token = await mint(store);
+    const deviceId = newId();
+    const spkiSha256 = hex(32);
+    const attempts = Array.from({ length: 5 }, () => redemption(token, deviceId, { certificate: { spkiSha256 } }));
+    const results = await Promise.all(attempts.map((r) => store.redeemTokenAndRecordCertificate(r)));
+    expect(results.filter((result) => result.ok)).toHaveLength(1);
+    expect(results.filter((result) => !result.ok)).toEqual(Array(4).fill({ ok: false, conflict: 'token_unavailable' }));
+    expect((await store.listCertificates({ limit: 10 })).items).toHaveLength(1);
+  });
+
   describe('key_reused', () => {
     it('refuses a key certified for another device', async () => {
       const store = stores.shared();

@@ -26,12 +26,13 @@ export class SqliteRedemption implements RedemptionStore {
   ) {
     const s = (sql: string) => db.prepare(sql);
     this.statements = {
-      redeemToken: s(`UPDATE tokens SET used_at = @now, used_by_device = @deviceId, csr_sha256 = @csrSha256, serial = @serial
-                      WHERE id = @tokenId AND used_at IS NULL AND revoked_at IS NULL AND expires_at > @now`),
+      // An enrollment's statements bind by position, as the Writer's do (and for the same reason).
+      redeemToken: s(`UPDATE tokens SET used_at = ?, used_by_device = ?, csr_sha256 = ?, serial = ?
+                      WHERE id = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?`),
       // What redeemToken's condition asks, without the write: for a redemption refused anyway.
-      tokenUsable: s('SELECT 1 FROM tokens WHERE id = @tokenId AND used_at IS NULL AND revoked_at IS NULL AND expires_at > @now'),
+      tokenUsable: s('SELECT 1 FROM tokens WHERE id = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?'),
       insertDevice: s(`INSERT INTO devices (id, status, enrolled_at, updated_at, current_serial, enrolled_via, enrollment_label)
-                       VALUES (@id, 'active', @now, @now, @serial, @via, @label)`),
+                       VALUES (?, 'active', ?, ?, ?, ?, ?)`),
       reactivateDevice: s(`UPDATE devices SET status = 'active', updated_at = @now, current_serial = @serial,
                            revoked_at = NULL, revocation_reason = NULL, retiring_serial = NULL, retire_at = NULL,
                            enrolled_via = @via, enrollment_label = @label WHERE id = @id`),
@@ -40,51 +41,48 @@ export class SqliteRedemption implements RedemptionStore {
       otherActiveDeviceCertificates: s(`SELECT serial FROM certificates WHERE device_id = @id AND status = 'active' AND serial <> @keep`),
       // An id bound to a token still waiting for its device is that device's: an unbound
       // token may not take it first.
-      reservedId: s(`SELECT 1 FROM tokens WHERE device_id = @id AND used_at IS NULL AND revoked_at IS NULL
-                       AND expires_at > @now LIMIT 1`),
+      reservedId: s(`SELECT 1 FROM tokens WHERE device_id = ? AND used_at IS NULL AND revoked_at IS NULL
+                       AND expires_at > ? LIMIT 1`),
       renewalCount: s(`SELECT count(*) AS count, min(issued_at) AS oldest FROM certificates
                        WHERE device_id = @id AND issued_at > @since AND token_id IS NULL`),
       // A key is never certified again once it was on another device or an operator, or
-      // was marked by a keyCompromise revocation (this device's own included).
-      keyTaken: s(`SELECT 1 FROM compromised_keys WHERE spki_sha256 = @spki
+      // was marked by a keyCompromise revocation (this device's own included). Bound to
+      // (key, key, device).
+      keyTaken: s(`SELECT 1 FROM compromised_keys WHERE spki_sha256 = ?
                    UNION ALL
-                   SELECT 1 FROM certificates WHERE spki_sha256 = @spki AND (device_id IS NULL OR device_id <> @deviceId) LIMIT 1`),
+                   SELECT 1 FROM certificates WHERE spki_sha256 = ? AND (device_id IS NULL OR device_id <> ?) LIMIT 1`),
       renewalOf: s(`SELECT * FROM certificates WHERE renewed_from = ? AND csr_sha256 = ? ORDER BY issued_at DESC LIMIT 1`),
     };
 
     this.redeem = (r) => {
       const deviceId = r.certificate.deviceId;
       const now = r.now.getTime();
+      const spki = r.certificate.spkiSha256;
+      const serial = r.certificate.serial;
       const existing = reads.device.get(deviceId) as Row | undefined;
-      const conflict: RedemptionConflict | undefined = this.statements.keyTaken.get({ spki: r.certificate.spkiSha256, deviceId })
+      const conflict: RedemptionConflict | undefined = this.statements.keyTaken.get(spki, spki, deviceId)
         ? 'key_reused'
-        : (existing && r.mode !== 'reprovision') || (r.mode === 'unbound' && this.statements.reservedId.get({ id: deviceId, now }))
+        : (existing && r.mode !== 'reprovision') || (r.mode === 'unbound' && this.statements.reservedId.get(deviceId, now))
           ? 'device_exists'
           : undefined;
       // A token already taken outranks the rest: a retry that raced its own first attempt
       // must hear that (and so get that attempt's certificate back), not that its device exists.
-      if (conflict) return this.statements.tokenUsable.get({ tokenId: r.tokenId, now }) ? conflict : 'token_unavailable';
-      const redeemed = this.statements.redeemToken.run({
-        tokenId: r.tokenId,
-        now,
-        deviceId,
-        csrSha256: r.csrSha256,
-        serial: r.certificate.serial,
-      });
-      if (redeemed.changes !== 1) return 'token_unavailable';
-      const via = { via: r.via?.protocol ?? 'json', label: r.via?.label ?? null };
+      if (conflict) return this.statements.tokenUsable.get(r.tokenId, now) ? conflict : 'token_unavailable';
+      if (this.statements.redeemToken.run(now, deviceId, r.csrSha256, serial, r.tokenId, now).changes !== 1) return 'token_unavailable';
+      const via = r.via?.protocol ?? 'json';
+      const label = r.via?.label ?? null;
       let audit = r.audit;
       if (existing) {
         const previous = deviceFromRow(existing);
         const { revoked } = writer.revokeAll(reads.activeDeviceCertificates, { id: deviceId, now }, r.supersede);
-        this.statements.reactivateDevice.run({ id: deviceId, now, serial: r.certificate.serial, ...via });
+        this.statements.reactivateDevice.run({ id: deviceId, now, serial, via, label });
         audit = {
           ...audit,
           action: `${audit.action}.reprovision`,
           detail: { ...audit.detail, previousStatus: previous.status, previousReason: previous.revocationReason, superseded: revoked },
         };
       } else {
-        this.statements.insertDevice.run({ id: deviceId, now, serial: r.certificate.serial, ...via });
+        this.statements.insertDevice.run(deviceId, now, now, serial, via, label);
       }
       writer.insertCertificate(r.certificate);
       writer.insertAudit(audit);
@@ -105,7 +103,8 @@ export class SqliteRedemption implements RedemptionStore {
       }
       const earlier = r.certificate.csrSha256 === undefined ? undefined : (this.statements.renewalOf.get(keep, r.certificate.csrSha256) as Row | undefined);
       if (earlier) return { conflict: 'already_renewed', serial: earlier.serial as string };
-      if (this.statements.keyTaken.get({ spki: r.certificate.spkiSha256, deviceId })) return { conflict: 'key_reused' };
+      const spki = r.certificate.spkiSha256;
+      if (this.statements.keyTaken.get(spki, spki, deviceId)) return { conflict: 'key_reused' };
       const since = r.limit.since.getTime();
       const recent = this.statements.renewalCount.get({ id: deviceId, since }) as { count: number; oldest: number | null };
       if (recent.count >= r.limit.max) return { conflict: 'renewal_limit', retryAt: new Date((recent.oldest ?? since) + (now - since)) };

@@ -1,8 +1,9 @@
 /**
  * Prometheus metrics (prom-client), one set per process. Label children are created once
  * per label set and kept, so a request costs a counter increment and a histogram observe
- * (measured ~0.2 and ~0.5 us here: prom-client still hashes the child's labels on each
- * call, well under 0.1% of an enrollment). With `serve --workers N` the worker that answers a scrape
+ * (prom-client still hashes a counter child's labels on each call, ~0.2 us here). The
+ * request-duration histogram, which every request observes, is our own
+ * (local-histogram.ts): prom-client's cost ~2 us of an OCSP answer's ~50. With `serve --workers N` the worker that answers a scrape
  * gathers every worker's metrics through the primary (metrics-gathering.ts) and answers the
  * sum (prom-client's AggregatorRegistry): counters and histograms add up; gauges that every
  * worker reads from the same store (CRL, certificates expiring) take the maximum; the
@@ -11,13 +12,13 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
 import cluster from 'node:cluster';
 import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { LocalHistogram, type HistogramSeries } from './local-histogram.js';
 import type { CollectRequest, CollectResponse, GatherRequest, GatherResponse, WorkerMetrics } from './metrics-gathering.js';
 
 type CounterChild = ReturnType<Counter['labels']>;
-type HistogramChild = ReturnType<Histogram['labels']>;
 
-/** One histogram child per status class (index 1-5), made on first use. */
-type DurationChildren = (HistogramChild | undefined)[];
+/** One request-duration series per status class (index 1-5), made on first use. */
+type DurationChildren = (HistogramSeries | undefined)[];
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -31,6 +32,9 @@ export interface ExpiringCounts {
   readonly within7d: number;
   readonly within30d: number;
 }
+
+/** Observes one request answered before routing: its status code and how long it took. */
+export type AnsweredObserver = (statusCode: number, seconds: number) => void;
 
 /** The OCSP answer statuses and how the answer was made, as counted. */
 export type OcspAnswerStatus = 'good' | 'revoked' | 'unknown' | 'malformed';
@@ -65,7 +69,7 @@ function cached<T>(make: (key: string) => T): (key: string) => T {
 /** imprint's metrics in this process. */
 export class ImprintMetrics {
   readonly registry = new Registry();
-  private readonly requestDuration: Histogram;
+  private readonly requestDuration: LocalHistogram;
   private readonly unmatched: (method: string) => DurationChildren;
   /** Duration children of the requests answered before routing, by method and route. */
   private readonly answeredBefore: (methodAndRoute: string) => DurationChildren;
@@ -86,7 +90,7 @@ export class ImprintMetrics {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, ...(cluster.isWorker ? { labels: { worker: String(cluster.worker!.id) } } : {}) });
 
-    this.requestDuration = new Histogram({
+    this.requestDuration = new LocalHistogram({
       name: 'imprint_http_request_duration_seconds',
       help: 'HTTP request duration by route, method and status class',
       labelNames: ['route', 'method', 'status_class'],
@@ -184,16 +188,12 @@ export class ImprintMetrics {
     this.observe(durations?.[method] ?? this.unmatched(method), name, method, reply.statusCode, reply.elapsedTime / 1000);
   }
 
-  /** Observes one request answered before Fastify's routing, under the route that would have taken it. */
-  observeAnswered(route: string, method: string, statusCode: number, seconds: number): void {
-    this.observe(this.answeredBefore(`${method} ${route}`), route, method, statusCode, seconds);
-  }
-
   /**
-   * observeAnswered for one route and method, its children looked up once: a key built
-   * per request is a new string to hash and compare on every lookup.
+   * Observes the requests of one route and method answered before Fastify's routing, under
+   * the route that would have taken them; made once per route, not per request (a key
+   * built per request is a new string to hash and compare on every lookup).
    */
-  answeredObserver(route: string, method: string): (statusCode: number, seconds: number) => void {
+  answeredObserver(route: string, method: string): AnsweredObserver {
     const children = this.answeredBefore(`${method} ${route}`);
     return (statusCode, seconds) => this.observe(children, route, method, statusCode, seconds);
   }

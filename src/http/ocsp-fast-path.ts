@@ -18,7 +18,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { MAX_OCSP_REQUEST_BYTES, type OcspService } from '../enrollment/ocsp-service.js';
 import { plainHost, type FastPath } from './fast-path.js';
-import { metrics } from './metrics.js';
+import { metrics, type AnsweredObserver } from './metrics.js';
 import { decodeOcspPath, OCSP_CACHE_CONTROL, OCSP_RESPONSE_TYPE, OCSP_ROUTES, ocspFailure } from './ocsp-http.js';
 import { REQUEST_ID_HEADER, requestIdOf } from './observability.js';
 
@@ -40,19 +40,21 @@ const PLAIN_GET = /^\/ocsp\/((?:[A-Za-z0-9+/=]|%2[BbFf]|%3[Dd])+)$/;
 
 const PLAIN_LENGTH = /^[0-9]{1,4}$/;
 
-/** The request's DER OCSPRequest when it is one this path takes; undefined hands it to Fastify. */
-function plainRequest(request: IncomingMessage): { readonly route: string; readonly der?: Buffer } | undefined {
+/**
+ * Whether this path takes the request: a GET's DER OCSPRequest, null for a POST whose body
+ * is still to come, undefined to hand it to Fastify.
+ */
+function plainRequest(request: IncomingMessage): Buffer | null | undefined {
   const headers = request.headers;
   if (headers['transfer-encoding'] !== undefined || !plainHost(request)) return undefined;
   if (request.method === 'POST' && request.url === OCSP_ROUTES.post) {
     const length = headers['content-length'];
     const plain = headers['content-type'] === 'application/ocsp-request' && length !== undefined && PLAIN_LENGTH.test(length);
-    return plain && Number(length) <= MAX_OCSP_REQUEST_BYTES ? { route: OCSP_ROUTES.post } : undefined;
+    return plain && Number(length) <= MAX_OCSP_REQUEST_BYTES ? null : undefined;
   }
   if (request.method === 'GET' && headers['content-length'] === undefined) {
     const path = PLAIN_GET.exec(request.url!)?.[1];
-    const der = path === undefined ? undefined : decodeOcspPath(path);
-    return der ? { route: OCSP_ROUTES.get, der } : undefined;
+    return path === undefined ? undefined : decodeOcspPath(path);
   }
   return undefined;
 }
@@ -62,9 +64,11 @@ export function ocspFastPath(options: OcspFastPathOptions): FastPath {
   const { ocsp, log, open } = options;
   // writeHead's flat list of names and values, built once: each answer adds only its request id and length.
   const fixedHeaders = ['content-type', OCSP_RESPONSE_TYPE, 'cache-control', OCSP_CACHE_CONTROL, ...Object.entries(options.headers ?? {}).flat(), REQUEST_ID_HEADER];
+  const observePost = metrics().answeredObserver(OCSP_ROUTES.post, 'POST');
+  const observeGet = metrics().answeredObserver(OCSP_ROUTES.get, 'GET');
 
   /** Answers one request taken by this path; never rejects. */
-  async function answer(request: IncomingMessage, response: ServerResponse, route: string, started: number, requestDer: Buffer): Promise<void> {
+  async function answer(request: IncomingMessage, response: ServerResponse, observe: AnsweredObserver, started: number, requestDer: Buffer): Promise<void> {
     const requestId = requestIdOf(request);
     let der: Buffer;
     try {
@@ -87,21 +91,21 @@ export function ocspFastPath(options: OcspFastPathOptions): FastPath {
       response.destroy();
       return;
     }
-    metrics().observeAnswered(route, request.method!, 200, (performance.now() - started) / 1000);
+    observe(200, (performance.now() - started) / 1000);
   }
 
   return function answerOcsp(request, response) {
     const taken = open() ? plainRequest(request) : undefined;
-    if (!taken) return false;
+    if (taken === undefined) return false;
     const started = performance.now();
-    if (taken.der) {
-      void answer(request, response, taken.route, started, taken.der);
+    if (taken !== null) {
+      void answer(request, response, observeGet, started, taken);
       return true;
     }
     // The length is bounded above and Node's parser holds the body to it.
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
-    request.on('end', () => void answer(request, response, taken.route, started, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+    request.on('end', () => void answer(request, response, observePost, started, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
     // A client gone mid-body: Node closes the connection; nothing is left to answer.
     request.on('error', () => undefined);
     return true;

@@ -78,6 +78,54 @@ export function checkWellFormed(buffer: Uint8Array, element: DerElement, limits:
   if (element.tag & 0x20) walk(element, 1);
 }
 
+/**
+ * Checks that `buffer` is one BER element (definite or indefinite lengths, as CMS allows)
+ * holding at most `limits.elements` elements nested at most `limits.depth` deep: a cheap
+ * bound to run on client bytes before a full decoder, which can spend ~10 us an element
+ * (asn1js). The contents of primitive elements are not looked into: decode without
+ * parsing them as embedded ASN.1.
+ */
+export function checkBerBounds(buffer: Uint8Array, limits: WalkLimits): void {
+  let budget = limits.elements;
+  /** Walks the element at `offset`, within `limit`; returns where it ends. */
+  const walk = (offset: number, limit: number, depth: number): number => {
+    if (--budget < 0) throw new RangeError('BER has too many elements');
+    if (depth > limits.depth) throw new RangeError('BER nested too deeply');
+    const tag = buffer[offset];
+    let at = offset + 1;
+    if (tag === undefined || at >= limit) throw new RangeError('BER element truncated');
+    if ((tag & 0x1f) === 0x1f) {
+      // High tag number: base-128 digits, the last without its top bit.
+      for (let digits = 1; (buffer[at++]! & 0x80) !== 0; digits++) {
+        if (digits >= 4 || at >= limit) throw new RangeError('BER tag too long');
+      }
+      if (at >= limit) throw new RangeError('BER element truncated');
+    }
+    const first = buffer[at++]!;
+    const constructed = (tag & 0x20) !== 0;
+    if (first === 0x80) {
+      if (!constructed) throw new RangeError('BER indefinite length on a primitive element');
+      for (;;) {
+        if (at + 2 > limit) throw new RangeError('BER end of contents missing');
+        if (buffer[at] === 0 && buffer[at + 1] === 0) return at + 2;
+        at = walk(at, limit, depth + 1);
+      }
+    }
+    let length = first;
+    if (first & 0x80) {
+      const count = first & 0x7f;
+      if (count > 4 || at + count > limit) throw new RangeError('BER length not supported');
+      length = 0;
+      for (let i = 0; i < count; i++) length = length * 256 + buffer[at++]!;
+    }
+    const end = at + length;
+    if (end > limit) throw new RangeError('BER content truncated');
+    if (constructed) for (let child = at; child < end; ) child = walk(child, end, depth + 1);
+    return end;
+  };
+  if (walk(0, buffer.length, 1) !== buffer.length) throw new RangeError('bytes after the BER element');
+}
+
 /** Decodes an OBJECT IDENTIFIER's content to dotted form; refuses padded or empty arcs. */
 export function decodeOid(content: Uint8Array): string {
   if (content.length === 0) throw new RangeError('empty OID');

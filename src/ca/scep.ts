@@ -8,7 +8,7 @@
 import { createCipheriv, createDecipheriv, createHash, createHmac, constants, privateDecrypt, publicEncrypt, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
-import { bytesOf, checkWellFormed, childrenOf, contentOf, decodeOid, readElement } from '../asn1/der-reader.js';
+import { bytesOf, checkBerBounds, checkWellFormed, childrenOf, contentOf, decodeOid, readElement, type WalkLimits } from '../asn1/der-reader.js';
 import type { CertificateParts } from './certificate-info.js';
 import { CHALLENGE_PASSWORD_OID, CMS_OID, certsOnlyCms } from './cms.js';
 import { OID } from './oids.js';
@@ -136,6 +136,27 @@ const transactionIdOf = (value: asn1js.AsnType | undefined): string | undefined 
 const octetsOf = (value: asn1js.AsnType | undefined): Buffer | undefined =>
   value instanceof asn1js.OctetString ? buf(value.valueBlock.valueHexView) : undefined;
 
+/**
+ * What a client's CMS message or CSR may hold: a PKCSReq is ~90 elements, a CSR ~30-60.
+ * asn1js spends ~10 us an element (an OID ~12), so 64 KiB of tiny elements cost it
+ * 100-250 ms before its own 10,000-node cap refused them.
+ */
+const CLIENT_BER_LIMITS: WalkLimits = { depth: 24, elements: 512 };
+
+/**
+ * Client bytes as one asn1js element, bounded first (checkBerBounds) and decoded without
+ * looking into OCTET STRINGs: what is inside one (the envelope, the CSR) is decoded here
+ * on its own when it is needed. The whole input must be the element: pkijs alone would
+ * read a prefix.
+ */
+function decodeClientBer(bytes: Buffer): asn1js.AsnType {
+  checkBerBounds(bytes, CLIENT_BER_LIMITS);
+  const parsed = asn1js.fromBER(bytes, { parseEmbedded: false });
+  if (parsed.offset === -1) throw new Error(parsed.result.error);
+  if (parsed.offset !== bytes.length) throw new Error('bytes after the message');
+  return parsed.result;
+}
+
 const sameIssuerSerial = (certificate: pkijs.Certificate, sid: pkijs.IssuerAndSerialNumber): boolean =>
   certificate.issuer.isEqual(sid.issuer) && certificate.serialNumber.isEqual(sid.serialNumber);
 
@@ -148,11 +169,7 @@ const sameIssuerSerial = (certificate: pkijs.Certificate, sid: pkijs.IssuerAndSe
 export async function readPkiMessage(der: Buffer, ra: { certificate: Buffer; key: KeyObject; secret: Buffer }): Promise<ScepRequest> {
   let signed: pkijs.SignedData;
   try {
-    // The message is one element and nothing after it: pkijs alone would read a prefix.
-    const parsed = asn1js.fromBER(ab(der));
-    if (parsed.offset === -1) throw new Error(parsed.result.error);
-    if (parsed.offset !== der.length) throw new Error('bytes after the message');
-    const info = new pkijs.ContentInfo({ schema: parsed.result });
+    const info = new pkijs.ContentInfo({ schema: decodeClientBer(der) });
     if (info.contentType !== CMS_OID.signedData) throw new Error('not SignedData');
     signed = new pkijs.SignedData({ schema: info.content });
   } catch (error) {
@@ -331,7 +348,7 @@ function raCertificate(der: Buffer): pkijs.Certificate {
 function openEnvelope(der: Buffer, ra: { certificate: Buffer; key: KeyObject; secret: Buffer }, partial: ScepMessageError['partial']): Buffer {
   let enveloped: pkijs.EnvelopedData;
   try {
-    const info = pkijs.ContentInfo.fromBER(ab(der));
+    const info = new pkijs.ContentInfo({ schema: decodeClientBer(der) });
     if (info.contentType !== CMS_OID.envelopedData) throw new Error('not EnvelopedData');
     enveloped = new pkijs.EnvelopedData({ schema: info.content });
   } catch (error) {
@@ -362,7 +379,7 @@ function openEnvelope(der: Buffer, ra: { certificate: Buffer; key: KeyObject; se
 /** The challengePassword attribute of a CSR (RFC 2985 5.4.1), if any; the CSR itself is checked by the CSR policy. */
 function challengePasswordOf(csrDer: Buffer): string | undefined {
   try {
-    const csr = pkijs.CertificationRequest.fromBER(ab(csrDer));
+    const csr = new pkijs.CertificationRequest({ schema: decodeClientBer(csrDer) });
     const value = csr.attributes?.find((a) => a.type === CHALLENGE_PASSWORD_OID)?.values[0] as asn1js.AsnType | undefined;
     return textOf(value);
   } catch {

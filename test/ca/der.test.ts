@@ -2,7 +2,7 @@
 import * as asn1js from 'asn1js';
 import { describe, expect, it } from 'vitest';
 import * as der from '../../src/asn1/der.js';
-import { checkWellFormed, childrenOf, decodeOid, readElement } from '../../src/asn1/der-reader.js';
+import { checkBerBounds, checkWellFormed, childrenOf, decodeOid, readElement } from '../../src/asn1/der-reader.js';
 
 const hex = (buffer: Buffer) => buffer.toString('hex');
 
@@ -64,5 +64,30 @@ describe('DER reader on untrusted input', () => {
     expect(() => checkWellFormed(wide, readElement(wide))).toThrow(/too many/);
     const fine = der.sequence(der.sequence(der.nullValue()), der.smallInteger(5));
     expect(() => checkWellFormed(fine, readElement(fine))).not.toThrow();
+  });
+
+  it('bounds BER the same way, indefinite lengths and high tag numbers included', () => {
+    const limits = { depth: 8, elements: 100 };
+    const bytes = (...values: number[]) => Buffer.from(values);
+    // SEQUENCE (indefinite) { NULL, [APPLICATION 200] (high tag) OCTET "a", SEQUENCE {} } end
+    const fine = bytes(0x30, 0x80, 0x05, 0x00, 0x5f, 0x81, 0x48, 0x01, 0x61, 0x30, 0x00, 0x00, 0x00);
+    expect(() => checkBerBounds(fine, limits)).not.toThrow();
+    expect(() => checkBerBounds(der.sequence(der.sequence(der.nullValue()), der.smallInteger(5)), limits)).not.toThrow();
+    // A non-minimal length is BER, not an error here.
+    expect(() => checkBerBounds(bytes(0x30, 0x83, 0x00, 0x00, 0x02, 0x05, 0x00), limits)).not.toThrow();
+
+    const wide = der.sequence(...Array.from({ length: 100 }, () => der.nullValue()));
+    expect(() => checkBerBounds(wide, limits)).toThrow(/too many/);
+    const wideIndefinite = Buffer.concat([bytes(0x30, 0x80), ...Array.from({ length: 100 }, () => bytes(0x05, 0x00)), bytes(0, 0)]);
+    expect(() => checkBerBounds(wideIndefinite, limits)).toThrow(/too many/);
+    expect(() => checkBerBounds(Buffer.concat(Array.from({ length: 9 }, () => bytes(0x30, 0x80))), limits)).toThrow(/too deeply/);
+    expect(() => checkBerBounds(bytes(0x30, 0x80, 0x05, 0x00), limits)).toThrow(/end of contents missing/);
+    expect(() => checkBerBounds(bytes(0x04, 0x80, 0x00, 0x00), limits)).toThrow(/primitive/);
+    expect(() => checkBerBounds(bytes(0x30, 0x03, 0x05, 0x00), limits)).toThrow(/truncated/);
+    expect(() => checkBerBounds(bytes(0x30, 0x00, 0x05), limits)).toThrow(/bytes after/);
+    expect(() => checkBerBounds(bytes(0x30, 0x85, 1, 2, 3, 4, 5), limits)).toThrow(/not supported/);
+    expect(() => checkBerBounds(bytes(0x1f, 0x81, 0x81, 0x81, 0x81, 0x01, 0x00), limits)).toThrow(/tag too long/);
+    expect(() => checkBerBounds(bytes(0x1f), limits)).toThrow(/truncated/);
+    expect(() => checkBerBounds(bytes(), limits)).toThrow(/truncated/);
   });
 });

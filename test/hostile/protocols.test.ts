@@ -22,7 +22,7 @@ import * as pkijs from 'pkijs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as der from '../../src/asn1/der.js';
 import { ERROR_STATUS } from '../../src/errors.js';
-import { freePort, type ServerProcess } from '../../scripts/server-process.js';
+import { cpuSeconds, freePort, type ServerProcess } from '../../scripts/server-process.js';
 import { ImprintClient } from '../../simulator/client.js';
 import { buildCsrDer, generateDeviceKey, loadDeviceKey, type DeviceKey } from '../../simulator/csr.js';
 import { bootDevice } from '../../simulator/device.js';
@@ -324,6 +324,33 @@ describe('SCEP: malformed CMS', () => {
     ['cms/random-bytes', () => randomBytes(4096)],
   ];
   it.each(cases)('%s', async (label, build) => attempt(label, () => scepPost(build())));
+});
+
+describe('SCEP: cost of a refusal', () => {
+  /** `count` copies of `unit` in one SEQUENCE: up to the 64 KiB body cap of tiny elements, as DER and as BER. */
+  const many = (unit: Buffer, count: number) => der.sequence(...Array.from({ length: count }, () => unit));
+  const indefinite = (unit: Buffer, count: number) => Buffer.concat([Buffer.from([0x30, 0x80]), ...Array.from({ length: count }, () => unit), Buffer.from([0, 0])]);
+  const bodies: [string, Buffer][] = [
+    ['der/21000-oids', many(Buffer.from('06012a', 'hex'), 21_000)],
+    ['der/signed-data-of-20000-oids', contentInfo(OIDS.signedData, many(Buffer.from('06012a', 'hex'), 20_000))],
+    ['ber/21000-oids', indefinite(Buffer.from('06012a', 'hex'), 21_000)],
+    ['ber/31000-nulls', indefinite(Buffer.from('0500', 'hex'), 31_000)],
+  ];
+
+  it('64 KiB of tiny elements is refused for well under a millisecond of the server\'s CPU each, not the ~0.1-0.25 s a full decode took', async () => {
+    const cpu = () => cpuSeconds(server.child.pid!);
+    const before = cpu();
+    for (let round = 0; round < 5; round++) {
+      for (const [label, body] of bodies) {
+        expect(body.length, label).toBeLessThan(64 * 1024);
+        const answer = await scepPost(body);
+        expect(answer.status, label).toBe(400);
+        expect(JSON.parse(answer.raw.toString()), label).toMatchObject({ error: 'bad_request' });
+      }
+    }
+    // 20 requests: decoded they took 2-5 s of CPU here; bounded first, their HTTP is most of it.
+    expect(cpu() - before).toBeLessThan(1);
+  });
 });
 
 describe('SCEP: HTTP', () => {

@@ -12,20 +12,24 @@
  * 1. Once armed, a client's bytes reach OpenSSL through this guard, and until its handshake
  *    completes at most HANDSHAKE_BYTE_BUDGET of them: past it the connection is cut before
  *    OpenSSL holds a whole certificate message to verify.
- * 2. A source whose guarded handshake was cut, or cost more than EXPENSIVE_HANDSHAKE_CPU_US
- *    and failed or presented a certificate our CA did not issue, is refused at accept (before
- *    TLS reads a byte) for BACK_OFF_MS. A cheap foreign certificate alone is not enough: many
- *    devices may share one address (NAT), and one misconfigured among them costs us little. An
- *    expired or revoked certificate of ours is never a reason: that device gets its 401 every time.
+ * 2. A source whose guarded handshake has cost more than EXPENSIVE_HANDSHAKE_CPU_US before it
+ *    completed (cut there), or completed at that cost with a certificate our CA did not issue,
+ *    is refused at accept (before TLS reads a byte) for BACK_OFF_MS, and its other handshakes
+ *    in progress are cut before TLS reads more of them. A cut that cost us nothing (over the
+ *    byte budget before OpenSSL held a whole message) or a cheap foreign certificate is not
+ *    enough: many devices may share one address (NAT, a load balancer that does not pass
+ *    client addresses), and a refusal shuts them all out. An expired or revoked certificate
+ *    of ours is never a reason: that device gets its 401 every time.
  *
  * Guarding costs a connection its native path (TLS reads through a JavaScript stream): ~250-300
  * us more CPU per full mTLS reconnect and ~150 us per resumed one on Node 20, 10-15%. So the
  * guard is armed only for ARMED_MS after a sign of attack, renewed by each new one: a handshake
  * that presented a certificate our CA did not issue, one that failed in TLS itself (a hostile
- * chain's CertificateVerify fails), or one whose client hung up while the event loop had just
- * stalled (a hostile chain's sender may hang up once OpenSSL has it). A client that merely
- * hangs up mid-handshake (a device losing its network, a load balancer's TCP check) is no sign:
- * in a fleet that happens all day. Unarmed, connections take Node's native path: the first
+ * chain's CertificateVerify fails), one that was cut, or one whose client hung up (or timed
+ * out) after the event loop stalled while it was connected (a chain with valid signatures
+ * fails nothing: its sender holds the connection, then leaves). A client that merely hangs up
+ * mid-handshake (a device losing its network, a load balancer's TCP check) is no sign: in a
+ * fleet that happens all day. Unarmed, connections take Node's native path: the first
  * hostile handshake of a quiet period costs what it costs (at most ~417 ms), and arms the guard
  * for every later one.
  *
@@ -62,12 +66,11 @@ export const BACK_OFF_MS = 60_000;
 /** How long the guard stays armed after the last sign of attack. */
 export const ARMED_MS = 60_000;
 /**
- * An event-loop stall that makes a hang-up a sign of attack: the loop blocked this long, now or
- * within STALL_MEMORY_MS. A costly chain takes 8 ms a link; the garbage collector's young
+ * An event-loop stall that makes a hang-up a sign of attack: the loop blocked this long while
+ * the client was connected. A costly chain takes 5-8 ms a link; the garbage collector's young
  * pauses stay under ~25 ms here.
  */
 const STALL_MS = 40;
-const STALL_MEMORY_MS = 2_000;
 /** Errors of a client that went away mid-handshake, or never spoke (Node's codes). */
 const HANG_UPS = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ERR_TLS_HANDSHAKE_TIMEOUT']);
 /** Sources remembered at most; expired ones are dropped first, then the oldest. */
@@ -78,7 +81,7 @@ const ARMED_KEY = 'handshake-guard:armed';
 const backOffKey = (address: string): string => `handshake-guard:${sourceKey(address)}`;
 
 /** Why a source was backed off. */
-export type BackOffReason = 'over_budget' | 'foreign_certificate' | 'expensive_handshake';
+export type BackOffReason = 'foreign_certificate' | 'expensive_handshake';
 
 /**
  * The address a back-off applies to: an IPv4 address, or an IPv6 address's /64 (one host
@@ -170,10 +173,7 @@ class GuardedConnection extends Duplex {
     raw.on('data', (chunk: Buffer) => (this.secured ? this.pass(chunk) : this.handshake(chunk)));
     raw.on('end', () => this.push(null));
     raw.on('error', (error) => this.destroy(error));
-    raw.on('close', () => {
-      this.guard.closed(this);
-      this.destroy();
-    });
+    raw.on('close', () => this.destroy());
   }
 
   private pass(chunk: Buffer): void {
@@ -187,6 +187,8 @@ class GuardedConnection extends Duplex {
    * request may follow its Finished in one read).
    */
   private handshake(chunk: Buffer): void {
+    // Its source was backed off while this one waited: none of its bytes reach TLS again.
+    if (!this.refused && this.guard.refuses(this.raw)) return void this.raw.destroy();
     const room = this.guard.byteBudget - this.fed;
     if (room <= 0) return this.cut();
     const fits = chunk.length <= room;
@@ -208,12 +210,19 @@ class GuardedConnection extends Duplex {
       const spent = process.cpuUsage(before);
       this.cpuUs += spent.user + spent.system;
     }
+    if (this.cpuUs < EXPENSIVE_HANDSHAKE_CPU_US) return;
     // Decided once the whole handshake's CPU is counted: the record that completes it may hold the chain too.
-    if (this.foreign && this.cpuUs >= EXPENSIVE_HANDSHAKE_CPU_US) this.guard.refuse(this, 'foreign_certificate');
+    if (this.foreign) this.guard.refuse(this, 'foreign_certificate');
+    // Real handshakes cost 1-2 ms in all: this one is not done, and will not be.
+    else if (!this.secured) {
+      this.guard.refuse(this, 'expensive_handshake');
+      this.raw.destroy();
+    }
   }
 
+  /** Over the budget: the connection goes, cheaply; its source is refused only if it cost much (feed). */
   private cut(): void {
-    this.guard.refuse(this, 'over_budget');
+    this.guard.arm();
     this.raw.destroy();
   }
 
@@ -317,11 +326,6 @@ class HandshakeGuard {
     if (!peer) return false;
     return !this.trusted.some((ca) => peer.checkIssued(ca) && peer.verify(ca.publicKey));
   }
-
-  /** A guarded connection closed: a failed handshake that cost much backs its source off. */
-  closed(connection: GuardedConnection): void {
-    if (!connection.secured && connection.cpuUs >= EXPENSIVE_HANDSHAKE_CPU_US) this.refuse(connection, 'expensive_handshake');
-  }
 }
 
 /**
@@ -337,21 +341,26 @@ export function guardHandshakes(server: Server, options: HandshakeGuardOptions):
   const startTls = listeners[0] as (this: Server, stream: Duplex | Socket) => void;
   server.removeListener('connection', startTls);
   const guard = new HandshakeGuard(options);
+  /** When each connection handed to TLS was accepted, by the stream TLS reads (its TLS socket's _parent). */
+  const acceptedAt = new WeakMap<object, number>();
   server.on('connection', function guardedConnection(raw: Socket) {
     if (guard.refuses(raw)) {
       raw.destroy();
       return;
     }
-    startTls.call(server, guard.armed ? new GuardedConnection(raw, guard) : raw);
+    const stream = guard.armed ? new GuardedConnection(raw, guard) : raw;
+    acceptedAt.set(stream, performance.now());
+    startTls.call(server, stream);
   });
   // First: every other listener (the HTTP layer's, connection tracking) reads the address set here.
   server.prependListener('secureConnection', (socket: TLSSocket) => guard.secured(socket));
   // A handshake that failed in TLS (a hostile chain's CertificateVerify fails; a client that
-  // distrusts us sends an alert too, which only arms the guard), or whose client hung up just
-  // after the loop stalled.
+  // distrusts us sends an alert too, which only arms the guard), or whose client hung up after
+  // the loop stalled while it was connected.
   const stalls = new StallWatch();
-  server.on('tlsClientError', (error: Error & { code?: string }) => {
-    if (!HANG_UPS.has(error.code ?? '') || stalls.recent()) guard.arm();
+  server.on('tlsClientError', (error: Error & { code?: string }, socket: TLSSocket & { _parent?: object | null }) => {
+    const since = socket._parent ? acceptedAt.get(socket._parent) : undefined;
+    if (!HANG_UPS.has(error.code ?? '') || stalls.since(since ?? -Infinity)) guard.arm();
   });
   server.once('close', () => stalls.stop());
 }
@@ -374,10 +383,9 @@ class StallWatch {
     }, periodMs).unref();
   }
 
-  /** The loop is stalled now (this runs late) or stalled within STALL_MEMORY_MS. */
-  recent(): boolean {
-    const now = performance.now();
-    return now - this.last - this.periodMs >= STALL_MS || now - this.stalledAt < STALL_MEMORY_MS;
+  /** The loop is stalled now (this runs late), or stalled at `time` (performance.now()) or later. */
+  since(time: number): boolean {
+    return performance.now() - this.last - this.periodMs >= STALL_MS || this.stalledAt >= time;
   }
 
   stop(): void {

@@ -1,7 +1,8 @@
 /**
  * The revokedCertificates of a CRL kept encoded between builds, so that a rebuild encodes
  * only the revocations made since the last one: the entries are one buffer in revocation
- * order, and a CRL's list is that buffer, less the entries that expired.
+ * order, and a CRL's list is that buffer, less the entries that expired. A CRL is held and
+ * served as parts that are these blocks themselves, so its entries are held once.
  */
 import { MAX_CRL_ENTRY_BYTES, writeCrlEntry, type CrlEntry } from './crl.js';
 
@@ -14,6 +15,9 @@ export interface ListedEntry extends CrlEntry {
  * Entries are written into blocks of their own: a block never moves once made, so the list
  * grows without copying what it holds or holding twice its size, and a CRL is signed and
  * written out block by block. Blocks grow with the list, from a small CRL's few KB to this.
+ * Bytes once written in a block never change (expiry writes the entries it keeps into a new
+ * block), so the parts given for a CRL stay as they were while it is served, whatever the
+ * list does next.
  */
 const MAX_BLOCK_BYTES = 4 * 1024 * 1024;
 const MIN_BLOCK_BYTES = 16 * 1024;
@@ -110,15 +114,16 @@ export class CrlEntryList {
     if (block) this.blockUsed[last] = used;
   }
 
-  /** The entries of a CRL built at `at`, in order, in parts: those not expired by then. Valid until the next change. */
+  /** The entries of a CRL built at `at`, in order, in parts: those not expired by then. */
   encodedAt(at: Date): Buffer[] {
     if (this.earliestExpiry <= at.getTime()) this.dropExpired(at.getTime());
     return this.blocks.map((block, i) => block.subarray(0, this.blockUsed[i]));
   }
 
   /**
-   * Keeps the entries that expire after `at`, each block's moved up within it; a block left
-   * less than half full is copied into one of its size, so expired entries hold no memory.
+   * Keeps the entries that expire after `at`: a block that loses any has those it keeps
+   * copied into a new block of their size (never moved within it: a CRL may hold it), so
+   * expired entries hold no memory once no CRL does.
    */
   private dropExpired(at: number): void {
     let kept = 0;
@@ -127,13 +132,10 @@ export class CrlEntryList {
     const blocks: Buffer[] = [];
     const blockUsed: number[] = [];
     this.blocks.forEach((block, b) => {
-      let used = 0;
+      /** Where the runs of kept entries start and end, in pairs. */
+      const runs: number[] = [];
       let runStart = 0;
-      let runEnd = 0;
-      const copyRun = () => {
-        used += block.copy(block, used, runStart, runEnd);
-        runStart = runEnd;
-      };
+      let keptBytes = 0;
       for (let offset = 0; offset < this.blockUsed[b]!; entry++) {
         const end = offset + this.lengths[entry]!;
         const notAfter = this.notAfters[entry]!;
@@ -141,18 +143,25 @@ export class CrlEntryList {
           this.lengths[kept] = this.lengths[entry]!;
           this.notAfters[kept++] = notAfter;
           if (notAfter < earliest) earliest = notAfter;
-          runEnd = end;
+          keptBytes += end - offset;
         } else {
-          copyRun();
-          runStart = runEnd = end;
+          if (offset > runStart) runs.push(runStart, offset);
+          runStart = end;
           if (notAfter > this.completeAfter) this.completeAfter = notAfter;
         }
         offset = end;
       }
-      copyRun();
-      if (used === 0) return;
-      blocks.push(used < block.length / 2 ? Buffer.from(block.subarray(0, used)) : block);
-      blockUsed.push(used);
+      if (keptBytes === 0) return;
+      if (keptBytes === this.blockUsed[b]) {
+        blocks.push(block);
+      } else {
+        if (this.blockUsed[b]! > runStart) runs.push(runStart, this.blockUsed[b]!);
+        const copy = Buffer.allocUnsafeSlow(keptBytes);
+        let used = 0;
+        for (let r = 0; r < runs.length; r += 2) used += block.copy(copy, used, runs[r]!, runs[r + 1]!);
+        blocks.push(copy);
+      }
+      blockUsed.push(keptBytes);
     });
     this.blocks = blocks;
     this.blockUsed = blockUsed;

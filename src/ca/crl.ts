@@ -167,8 +167,8 @@ function header(tag: number, length: number): Buffer {
 /**
  * A TBSCertList as the parts it is made of, in order: its header and fields, the
  * revokedCertificates entries as they are kept (tens of MB for a million), its extensions.
- * It is signed, checked and written out part by part, so the entries are copied once, into
- * the CRL itself, and never into a TBSCertList of their own.
+ * It is signed, checked and served part by part, so the entries are never copied out of the
+ * list that keeps them (src/ca/crl-entries.ts).
  */
 export interface CrlTbs {
   readonly parts: readonly Buffer[];
@@ -218,13 +218,26 @@ export function crlSignatureValid(tbs: CrlTbs, verifier: CrlVerifier, signature:
   return verifying.verify({ key: verifier.publicKey, dsaEncoding: 'der' }, signature);
 }
 
-/** The CertificateList: a TBSCertList and its signature, written into one buffer of its exact size. */
-export function signedCrl(tbs: CrlTbs, algorithm: Buffer, signature: Buffer): Buffer {
+/**
+ * A CertificateList as the parts it is made of, in order: its header, the TBSCertList's
+ * parts, the algorithm and the signature. A process serving a CRL holds it so, never as
+ * one buffer: its entries are the entry list's own blocks, so a million of them take 36 MB
+ * once, where a CRL written out beside them took as much again (and both at once while the
+ * next was written).
+ */
+export interface SignedCrl {
+  readonly parts: readonly Buffer[];
+  /** The bytes of all the parts: the CRL's size. */
+  readonly length: number;
+}
+
+/** The CertificateList of a TBSCertList and its signature. */
+export function signedCrl(tbs: CrlTbs, algorithm: Buffer, signature: Buffer): SignedCrl {
   const signatureValue = der.bitString(signature);
   const contentLength = tbs.length + algorithm.length + signatureValue.length;
   const outer = header(0x30, contentLength);
-  const crl = Buffer.allocUnsafe(outer.length + contentLength);
-  let at = outer.copy(crl, 0);
-  for (const part of [...tbs.parts, algorithm, signatureValue]) at += part.copy(crl, at);
-  return crl;
+  return { parts: [outer, ...tbs.parts, algorithm, signatureValue], length: outer.length + contentLength };
 }
+
+/** A CRL's DER in one buffer, for writing it to a file. */
+export const crlDer = (crl: SignedCrl): Buffer => Buffer.concat(crl.parts, crl.length);

@@ -10,6 +10,7 @@ import type { MintRequest, MintedToken, TokenView } from '../enrollment/tokens.j
 import type { CertificateView, DeviceView } from '../enrollment/views.js';
 import { loadCaCertificates } from '../ca/ca-directory.js';
 import { publishedCrlWithoutKey } from '../enrollment/crl-publisher.js';
+import { crlDer, type SignedCrl } from '../ca/crl.js';
 import { CrlEntryList } from '../ca/crl-entries.js';
 import { openInstance, type Instance } from '../instance.js';
 import type { Config } from '../config.js';
@@ -132,13 +133,13 @@ export class LocalFleetClient implements FleetClient {
   async crls(withRoot: boolean): Promise<Crls> {
     const certificates = loadCaCertificates(this.instance.dataDir);
     const published = (scope: 'issuer' | 'root') => publishedCrlWithoutKey(this.instance.store, certificates[scope], scope, this.instance.clock.now(), this.crlEntries);
-    const issuer = (await published('issuer')) ?? (await this.signed((crls) => crls.issuerCrl()));
+    const issuer = (await published('issuer')) ?? crlDer(await this.signed((crls) => crls.issuerCrl()));
     if (!withRoot) return { issuer };
-    const root = (await published('root')) ?? (await this.signed((crls) => crls.rootCrl()));
+    const root = (await published('root')) ?? crlDer(await this.signed((crls) => crls.rootCrl()));
     return { issuer, root };
   }
 
-  private async signed(build: (crls: ReturnType<Instance['signing']>['crls']) => Promise<Buffer>): Promise<Buffer> {
+  private async signed(build: (crls: ReturnType<Instance['signing']>['crls']) => Promise<SignedCrl>): Promise<SignedCrl> {
     let signing: ReturnType<Instance['signing']>;
     try {
       signing = this.instance.signing();

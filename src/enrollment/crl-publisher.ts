@@ -9,7 +9,7 @@
 import type { CertificateAuthority } from '../ca/authority.js';
 import { signingKeyFor, type SigningKey } from '../ca/certificate-builder.js';
 import type { CertificateParts } from '../ca/certificate-info.js';
-import { crlSignatureValid, crlTbs, crlVerifier, signCrlTbs, signedCrl, type CrlFields, type CrlVerifier } from '../ca/crl.js';
+import { crlDer, crlSignatureValid, crlTbs, crlVerifier, signCrlTbs, signedCrl, type CrlFields, type CrlVerifier, type SignedCrl } from '../ca/crl.js';
 import { CrlEntryList } from '../ca/crl-entries.js';
 import type { Clock } from '../clock.js';
 import { ImprintError } from '../errors.js';
@@ -71,7 +71,7 @@ export interface CrlStatus {
  */
 interface Held {
   readonly published: PublishedCrl;
-  readonly der: Buffer;
+  readonly crl: SignedCrl;
 }
 
 /** What a CRL request reads first. */
@@ -102,10 +102,16 @@ async function entriesOf(store: RevocationStore, list: CrlEntryList, scope: CrlS
   return list.encodedAt(at);
 }
 
-/** The DER of `published`, put together from its entries and signature; undefined when the signature does not verify over them. */
-function putTogether(published: PublishedCrl, verifier: CrlVerifier, entries: readonly Buffer[]): Buffer | undefined {
-  const tbs = crlTbs(verifier, published, verifier.algorithm, entries);
-  return crlSignatureValid(tbs, verifier, published.signature) ? signedCrl(tbs, verifier.algorithm, published.signature) : undefined;
+/**
+ * `published` put together from the entries in `list` and its signature; undefined when the
+ * signature does not verify over them (the list is then emptied, to be read again from the
+ * start next time, in case what it kept is what differs).
+ */
+async function putTogether(store: RevocationStore, list: CrlEntryList, published: PublishedCrl, verifier: CrlVerifier): Promise<SignedCrl | undefined> {
+  const tbs = crlTbs(verifier, published, verifier.algorithm, await entriesOf(store, list, published.scope, published.revocationSeq, published.builtAt));
+  if (crlSignatureValid(tbs, verifier, published.signature)) return signedCrl(tbs, verifier.algorithm, published.signature);
+  list.clear();
+  return undefined;
 }
 
 /**
@@ -124,9 +130,8 @@ export async function publishedCrlWithoutKey(
   const seq = scope === 'issuer' ? await store.revocationSeq() : 0;
   const published = await store.publishedCrl(scope);
   if (!published || published.revocationSeq < seq || !fresh(published, now)) return undefined;
-  const der = putTogether(published, crlVerifier(certificate), await entriesOf(store, entries, scope, published.revocationSeq, published.builtAt));
-  if (!der) entries.clear();
-  return der;
+  const crl = await putTogether(store, entries, published, crlVerifier(certificate));
+  return crl && crlDer(crl);
 }
 
 /** Builds, publishes, reproduces and holds the issuing CA's and the root's CRLs. */
@@ -150,17 +155,17 @@ export class CrlPublisher {
     private readonly clock: Clock,
   ) {}
 
-  /** The issuing CA's current CRL (DER). */
-  async issuerCrl(): Promise<Buffer> {
-    return (await this.served('issuer')).der;
+  /** The issuing CA's current CRL. */
+  async issuerCrl(): Promise<SignedCrl> {
+    return (await this.served('issuer')).crl;
   }
 
   /** The root's CRL; not_found when the root key is not held here (an imported CA). */
-  async rootCrl(): Promise<Buffer> {
+  async rootCrl(): Promise<SignedCrl> {
     if (!this.ca.material.rootKey) {
       throw new ImprintError('not_found', 'the root key is not held by this server; get the root CRL from its owner');
     }
-    return (await this.served('root')).der;
+    return (await this.served('root')).crl;
   }
 
   /**
@@ -186,13 +191,13 @@ export class CrlPublisher {
 
   /** The issuing CA's current CRL (built first if it is due) described: number, build time, size, entries. */
   async issuerStatus(): Promise<CrlStatus> {
-    const { published, der } = await this.served('issuer');
+    const { published, crl } = await this.served('issuer');
     const now = this.clock.now();
     return {
       crlNumber: published.crlNumber,
       builtAt: published.builtAt.toISOString(),
       nextUpdate: published.nextUpdate.toISOString(),
-      bytes: der.length,
+      bytes: crl.length,
       entries: await this.store.countRevoked(now),
     };
   }
@@ -238,7 +243,7 @@ export class CrlPublisher {
       }
       held = await this.latest(scope, (await this.store.crlState(scope)).publishedNumber, seq);
     }
-    this.observer?.(scope, held.published.crlNumber, held.der.length, buildSeconds);
+    this.observer?.(scope, held.published.crlNumber, held.crl.length, buildSeconds);
     return held;
   }
 
@@ -273,14 +278,14 @@ export class CrlPublisher {
     const published = await this.store.publishedCrl(scope);
     if (published) this.letGoOlderThan(published);
     if (!published || published.revocationSeq < seq) return undefined;
-    const der = await this.reproduce(published);
-    return der ? this.hold(published, der) : undefined;
+    const crl = await this.reproduce(published);
+    return crl ? this.hold(published, crl) : undefined;
   }
 
   /** Signs and publishes the next CRL of `scope`; the claim to build it is ended either way. */
   private async build(scope: CrlScope, seq: number, now: Date): Promise<Held> {
     let published: PublishedCrl;
-    let der: Buffer;
+    let crl: SignedCrl;
     try {
       const signer = this.signer(scope);
       const fields: CrlFields = {
@@ -290,39 +295,35 @@ export class CrlPublisher {
       };
       const tbs = crlTbs(signer.verifier, fields, signer.verifier.algorithm, await entriesOf(this.store, this.entries, scope, seq, now));
       const signature = signCrlTbs(tbs, signer.key);
-      der = signedCrl(tbs, signer.verifier.algorithm, signature);
+      crl = signedCrl(tbs, signer.verifier.algorithm, signature);
       published = await this.store.publishCrl({ scope, revocationSeq: seq, builtAt: now, ...fields, signature });
       if (published.crlNumber !== fields.crlNumber || !published.signature.equals(signature)) {
         // Ours did not land: a newer one was there already (published by a process that
         // waited past our claim). The signature tells it from another CRL of the same number.
         const theirs = await this.reproduce(published);
         if (!theirs) throw new Error(`the published CRL ${published.crlNumber} does not verify against the revoked certificates`);
-        der = theirs;
+        crl = theirs;
       }
     } catch (error) {
       await this.store.releaseCrlBuild(scope);
       throw error;
     }
-    return this.hold(published, der);
+    return this.hold(published, crl);
   }
 
-  private hold(published: PublishedCrl, der: Buffer): Held {
-    const held = { published, der };
+  private hold(published: PublishedCrl, crl: SignedCrl): Held {
+    const held = { published, crl };
     this.held.set(published.scope, held);
     this.taken.set(published.scope, performance.now());
     return held;
   }
 
   /**
-   * The DER of a published CRL, put together from the revoked certificates and its
-   * signature; undefined when the signature does not verify over them (a new CRL is then built).
+   * A published CRL, put together from the revoked certificates and its signature;
+   * undefined when the signature does not verify over them (a new CRL is then built).
    */
-  private async reproduce(published: PublishedCrl): Promise<Buffer | undefined> {
-    const entries = await entriesOf(this.store, this.entries, published.scope, published.revocationSeq, published.builtAt);
-    const der = putTogether(published, this.signer(published.scope).verifier, entries);
-    // Next time from scratch, in case what this process kept is what differs.
-    if (!der) this.entries.clear();
-    return der;
+  private reproduce(published: PublishedCrl): Promise<SignedCrl | undefined> {
+    return putTogether(this.store, this.entries, published, this.signer(published.scope).verifier);
   }
 
   private signer(scope: CrlScope): CrlSigner {

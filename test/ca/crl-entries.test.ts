@@ -10,9 +10,10 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as der from '../../src/asn1/der.js';
 import { encodeExtension, encodeName, randomSerial, signingKeyFor } from '../../src/ca/certificate-builder.js';
-import { crlSignatureValid, crlTbs, MAX_CRL_ENTRY_BYTES, signCrlTbs, signedCrl, writeCrlEntry, type CrlEntry } from '../../src/ca/crl.js';
+import { crlDer, crlSignatureValid, crlTbs, MAX_CRL_ENTRY_BYTES, signCrlTbs, signedCrl, writeCrlEntry, type CrlEntry } from '../../src/ca/crl.js';
 import { CRL_REASON_CODES } from '../../src/ca/revocation-reasons.js';
 import { CrlEntryList, type ListedEntry } from '../../src/ca/crl-entries.js';
+import type { SignedCrl } from '../../src/ca/crl.js';
 import { OID } from '../../src/ca/oids.js';
 import { openssl, tempDir } from '../helpers/openssl.js';
 
@@ -35,6 +36,35 @@ function revocations(count: number): ListedEntry[] {
     reason: REASONS[i % REASONS.length]!,
     notAfter: start + ((i * 7919) % count) * HOUR + HOUR / 2,
   }));
+}
+
+/** A CRL issuer with a fresh P-256 key: its signer, and the verifier its certificate would give. */
+function testIssuer() {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const signer = signingKeyFor(privateKey);
+  const issuer = {
+    issuerName: encodeName([{ oid: OID.commonName, value: 'crl entries test' }]),
+    issuerPublicKeyBits: publicKey.export({ format: 'der', type: 'spki' }).subarray(27),
+    algorithm: signer.algorithm,
+    digest: signer.digest,
+    publicKey,
+  };
+  return { signer, issuer, publicKey };
+}
+
+/**
+ * Appends `all` to `list` in growing batches 7 h apart, as a store lists them: the next
+ * batch, less what expired by then. Yields after each: its time, step and how many were read.
+ */
+async function* fedInBatches(list: CrlEntryList, all: readonly ListedEntry[]): AsyncGenerator<{ at: number; step: number; added: number }> {
+  let added = 0;
+  for (let step = 1; added < all.length; step++) {
+    const at = start + step * 7 * HOUR;
+    const batch = all.slice(added, added + 97 * step).filter((entry) => entry.notAfter > at);
+    added = Math.min(all.length, added + 97 * step);
+    await list.append([batch], added, new Date(at));
+    yield { at, step, added };
+  }
 }
 
 /** The entries encoded from scratch: those not expired at `at`, in order. */
@@ -76,13 +106,7 @@ describe('CrlEntryList', () => {
   it('gives what a from-scratch encoding gives, as revocations come in batches and certificates expire', async () => {
     const all = revocations(3000);
     const list = new CrlEntryList();
-    let added = 0;
-    for (let step = 1; added < all.length; step++) {
-      const at = start + step * 7 * HOUR;
-      // What a store lists: the next batch, less what expired by now.
-      const batch = all.slice(added, added + 97 * step).filter((entry) => entry.notAfter > at);
-      added = Math.min(all.length, added + 97 * step);
-      await list.append([batch], added, new Date(at));
+    for await (const { at, added } of fedInBatches(list, all)) {
       expect(list.seq).toBe(added);
       expect(Buffer.concat(list.encodedAt(new Date(at))).equals(fromScratch(all.slice(0, added), at))).toBe(true);
     }
@@ -121,23 +145,34 @@ describe('CrlEntryList', () => {
     expect([list.count, list.seq, list.servesAt(new Date(0))]).toEqual([0, 0, true]);
   });
 
+  it('holds a CRL made from it in its own blocks, and no CRL made from it changes as revocations come and certificates expire', async () => {
+    const { signer, issuer } = testIssuer();
+    const all = revocations(3000);
+    const list = new CrlEntryList();
+    const made: { crl: SignedCrl; asMade: Buffer }[] = [];
+    for await (const { at, step } of fedInBatches(list, all)) {
+      const entries = list.encodedAt(new Date(at));
+      const tbs = crlTbs(issuer, { crlNumber: step, thisUpdate: new Date(at), nextUpdate: new Date(at + HOUR) }, signer.algorithm, entries);
+      const crl = signedCrl(tbs, signer.algorithm, signCrlTbs(tbs, signer));
+      // The entries are the list's blocks themselves, not a copy of them.
+      expect(entries.every((part) => crl.parts.includes(part))).toBe(true);
+      made.push({ crl, asMade: crlDer(crl) });
+    }
+    const later = start + 2000 * HOUR;
+    expect(Buffer.concat(list.encodedAt(new Date(later))).equals(fromScratch(all, later))).toBe(true);
+    await list.append([revocations(50)], all.length + 50, new Date(later));
+    for (const { crl, asMade } of made) expect(crlDer(crl).equals(asMade)).toBe(true);
+  });
+
   it('makes a CRL openssl reads: every entry, its reason, its number; put together again from the signature alone', async () => {
-    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const signer = signingKeyFor(privateKey);
-    const issuer = {
-      issuerName: encodeName([{ oid: OID.commonName, value: 'crl entries test' }]),
-      issuerPublicKeyBits: publicKey.export({ format: 'der', type: 'spki' }).subarray(27),
-      algorithm: signer.algorithm,
-      digest: signer.digest,
-      publicKey,
-    };
+    const { signer, issuer, publicKey } = testIssuer();
     const fields = { crlNumber: 4242, thisUpdate: new Date(start), nextUpdate: new Date(start + 168 * HOUR) };
     const all = revocations(4000);
     const list = new CrlEntryList();
     await list.append([all.slice(0, 2500), all.slice(2500)], 4000, new Date(start));
     const tbs = crlTbs(issuer, fields, signer.algorithm, list.encodedAt(new Date(start)));
     const signature = signCrlTbs(tbs, signer);
-    const crl = signedCrl(tbs, signer.algorithm, signature);
+    const crl = crlDer(signedCrl(tbs, signer.algorithm, signature));
     // Signed and written part by part: the signature is over the TBSCertList's bytes, and the CRL is exactly the three elements.
     const tbsBytes = Buffer.concat(tbs.parts);
     expect(tbs.length).toBe(tbsBytes.length);
@@ -150,7 +185,7 @@ describe('CrlEntryList', () => {
     await again.append([all.slice(1000)], 4000, new Date(start));
     const theirs = crlTbs(issuer, fields, signer.algorithm, again.encodedAt(new Date(start)));
     expect(crlSignatureValid(theirs, issuer, signature)).toBe(true);
-    expect(signedCrl(theirs, signer.algorithm, signature).equals(crl)).toBe(true);
+    expect(crlDer(signedCrl(theirs, signer.algorithm, signature)).equals(crl)).toBe(true);
     // One revocation more and the signature no longer fits.
     await again.append([revocations(1)], 4001, new Date(start));
     expect(crlSignatureValid(crlTbs(issuer, fields, signer.algorithm, again.encodedAt(new Date(start))), issuer, signature)).toBe(false);

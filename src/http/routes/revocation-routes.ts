@@ -4,6 +4,7 @@
  */
 import { Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import { crlDer, type SignedCrl } from '../../ca/crl.js';
 import { OcspResponseStatus, ocspErrorResponse } from '../../ca/ocsp.js';
 import { MAX_OCSP_REQUEST_BYTES } from '../../enrollment/ocsp-service.js';
 import type { AppServices } from '../../instance.js';
@@ -43,15 +44,17 @@ const ocspRoutes: FastifyPluginAsync<{ services: AppServices }> = async (app, { 
  */
 const CRL_PIECE_BYTES = 1024 * 1024;
 
-function* piecesOf(der: Buffer): Generator<Buffer> {
-  for (let at = 0; at < der.length; at += CRL_PIECE_BYTES) yield der.subarray(at, at + CRL_PIECE_BYTES);
+function* piecesOf(crl: SignedCrl): Generator<Buffer> {
+  for (const part of crl.parts) {
+    for (let at = 0; at < part.length; at += CRL_PIECE_BYTES) yield part.subarray(at, at + CRL_PIECE_BYTES);
+  }
 }
 
-/** Answers with `der`, the CRL held (never copied): at once when small, else a piece at a time. */
-function sendCrl(reply: FastifyReply, der: Buffer): FastifyReply {
+/** Answers with `crl`, the CRL held: in one buffer when small, else its parts a piece at a time (never copied). */
+function sendCrl(reply: FastifyReply, crl: SignedCrl): FastifyReply {
   reply.type('application/pkix-crl');
-  if (der.length <= CRL_PIECE_BYTES) return reply.send(der);
-  return reply.header('content-length', der.length).send(Readable.from(piecesOf(der)));
+  if (crl.length <= CRL_PIECE_BYTES) return reply.send(crlDer(crl));
+  return reply.header('content-length', crl.length).send(Readable.from(piecesOf(crl)));
 }
 
 export const revocationRoutes: FastifyPluginAsync<{ services: AppServices }> = async (app, { services }) => {

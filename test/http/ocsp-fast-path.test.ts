@@ -114,6 +114,36 @@ describe('which requests the fast path takes', () => {
     }
   });
 
+  it('a GET path asked again after more other paths than are kept read is read again, to the same request', async () => {
+    const get = (der: Buffer) => `GET /ocsp/${encodeURIComponent(der.toString('base64'))} HTTP/1.1\r\nHost: localhost\r\n\r\n`;
+    // Other serials: the last two bytes of 0123456789abcdef replaced, 600 paths in all.
+    const serialEnd = request.indexOf(Buffer.from('0123456789abcdef', 'hex')) + 8;
+    const others = Array.from({ length: 600 }, (_, i) => {
+      const der = Buffer.from(request);
+      der.writeUInt16BE(i, serialEnd - 2);
+      return get(der);
+    });
+    const received = await exchange(port, [get(request), ...others, get(request), 'GET /crl HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'].join(''));
+    // The answers one after another: head, then as many bytes as its content-length says.
+    const answers: { head: string; body: Buffer }[] = [];
+    let rest = Buffer.concat([Buffer.from(`${received.head}\r\n\r\n`, 'latin1'), received.body]);
+    while (rest.length > 0) {
+      const end = rest.indexOf('\r\n\r\n');
+      const head = rest.subarray(0, end).toString('latin1');
+      const length = Number(header(head, 'content-length') ?? 0);
+      answers.push({ head, body: rest.subarray(end + 4, end + 4 + length) });
+      rest = rest.subarray(end + 4 + length);
+    }
+    const ocspAnswers = answers.filter((answer) => header(answer.head, 'content-type') === 'application/ocsp-response');
+    expect(ocspAnswers).toHaveLength(602);
+    const serialOf = (at: number) => {
+      const file = join(work, `answer-again-${at}.der`);
+      writeFileSync(file, ocspAnswers[at]!.body);
+      return /Serial Number: ([0-9A-F]+)[^]*Cert Status: unknown/.exec(openssl(['ocsp', '-respin', file, '-resp_text', '-noverify']))?.[1];
+    };
+    expect([1, 600, 601].map(serialOf)).toEqual(['0123456789AB0000', '0123456789AB0257', '0123456789ABCDEF']);
+  });
+
   it.each([
     { name: 'post/query', send: () => Buffer.from(postOcsp().toString('latin1').replace('POST /ocsp ', 'POST /ocsp?a=1 '), 'latin1') },
     { name: 'post/chunked', send: () => post('Host: localhost\r\nContent-Type: application/ocsp-request\r\nTransfer-Encoding: chunked\r\n', `${request.length.toString(16)}\r\n${request.toString('latin1')}\r\n0\r\n\r\n`) },

@@ -5,7 +5,7 @@
  *
  * A Node of another ABI cannot load the project's better-sqlite3, so the server runs from a
  * tree of its own, kept under node_modules/.cache/imprint-bench/node-<version>/: dist/src,
- * migrations/, console/ and package.json copied on every run (the code under test), and a
+ * migrations/, console/, deploy/ and package.json copied on every run (the code under test), and a
  * node_modules of symlinks to the project's packages except better-sqlite3, a copy built
  * with node-gyp against that Node's headers (npm_config_nodedir), once per version.
  */
@@ -104,7 +104,7 @@ function serverTree(version: string, nodedir: string, log: (text: string) => voi
     rmSync(join(modules, name), { recursive: true, force: true });
     symlinkSync(join(projectRoot, 'node_modules', name), join(modules, name));
   }
-  for (const part of ['dist/src', 'migrations', 'console', 'package.json']) {
+  for (const part of ['dist/src', 'migrations', 'console', 'deploy', 'package.json']) {
     rmSync(join(tree, part), { recursive: true, force: true });
     cpSync(join(projectRoot, part), join(tree, part), { recursive: true });
   }

@@ -144,6 +144,8 @@ export interface HandshakeGuardOptions {
   /** Told when the guard arms after a quiet period. */
   readonly onArmed?: (() => void) | undefined;
   readonly byteBudget?: number | undefined;
+  /** How long a sign of attack arms the guard (ARMED_MS). */
+  readonly armedMs?: number | undefined;
   /** Counters the processes serving this listener share: back-offs and arming reach them all. */
   readonly shared?: WindowCounters | undefined;
 }
@@ -282,9 +284,10 @@ class HandshakeGuard {
   /** A sign of attack: guards every connection accepted for the next ARMED_MS, in every process that shares the counters. */
   arm(): void {
     if (!this.armed) this.options.onArmed?.();
-    this.armedUntil = performance.now() + ARMED_MS;
+    const period = this.options.armedMs ?? ARMED_MS;
+    this.armedUntil = performance.now() + period;
     // Told once per shared period: under attack every handshake is a sign.
-    if (this.shared !== undefined && this.shared.peek(ARMED_KEY) === 0) void this.shared.add(ARMED_KEY, 1, ARMED_MS, 1);
+    if (this.shared !== undefined && this.shared.peek(ARMED_KEY) === 0) void this.shared.add(ARMED_KEY, 1, period, 1);
   }
 
   refuse(connection: GuardedConnection, reason: BackOffReason): void {
@@ -359,8 +362,10 @@ export function guardHandshakes(server: Server, options: HandshakeGuardOptions):
   // the loop stalled while it was connected.
   const stalls = new StallWatch();
   server.on('tlsClientError', (error: Error & { code?: string }, socket: TLSSocket & { _parent?: object | null }) => {
+    // A guarded connection's TLS socket has no _parent (TLS reads a wrapper of the stream): its
+    // cost is judged as it is fed, so only a stall going on right now counts for its hang-up.
     const since = socket._parent ? acceptedAt.get(socket._parent) : undefined;
-    if (!HANG_UPS.has(error.code ?? '') || stalls.since(since ?? -Infinity)) guard.arm();
+    if (!HANG_UPS.has(error.code ?? '') || stalls.since(since ?? Infinity)) guard.arm();
   });
   server.once('close', () => stalls.stop());
 }
@@ -383,7 +388,7 @@ class StallWatch {
     }, periodMs).unref();
   }
 
-  /** The loop is stalled now (this runs late), or stalled at `time` (performance.now()) or later. */
+  /** The loop is stalled now (this runs late), or stalled at `time` (performance.now()) or later; Infinity: now only. */
   since(time: number): boolean {
     return performance.now() - this.last - this.periodMs >= STALL_MS || this.stalledAt >= time;
   }

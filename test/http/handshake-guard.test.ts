@@ -81,3 +81,45 @@ describe('what arms the guard', () => {
     expect(armed).toBe(1);
   });
 });
+
+describe('how long the guard stays armed', () => {
+  const ARMED = 1_500;
+  let server: Server;
+  let port: number;
+  let armed = 0;
+
+  beforeAll(async () => {
+    const dir = tempDir();
+    const [key, cert] = [join(dir, 'key.pem'), join(dir, 'cert.pem')];
+    openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-subj', '/CN=127.0.0.1', '-days', '1']);
+    server = createServer({ key: readFileSync(key), cert: readFileSync(cert), requestCert: true, rejectUnauthorized: false });
+    guardHandshakes(server, { trustedCaPem: [readFileSync(cert, 'utf8')], onArmed: () => armed++, armedMs: ARMED });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    port = (server.address() as AddressInfo).port;
+  });
+  afterAll(() => new Promise((resolve) => server.close(resolve)));
+
+  const send = async (bytes: string) => {
+    const socket = netConnect({ host: '127.0.0.1', port });
+    await once(socket, 'connect');
+    socket.write(bytes);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    socket.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  };
+  const sleepUntil = (at: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, at - performance.now())));
+
+  it('its period after the last sign: a client hanging up mid-handshake on a guarded connection renews nothing', async () => {
+    const started = performance.now();
+    await send('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    expect(armed).toBe(1);
+    // Armed: this goes through the guard, and is a plain hang-up.
+    await sleepUntil(started + ARMED / 2);
+    await send('\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03');
+    // Past the first period (not the one a renewal at the hang-up would have made): disarmed, so a sign arms it anew.
+    await sleepUntil(started + ARMED + 300);
+    await send('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    expect(armed).toBe(2);
+  });
+});

@@ -42,84 +42,76 @@ describe('SourceBackOff', () => {
   });
 });
 
-describe('what arms the guard', () => {
-  let server: Server;
-  let port: number;
+/** A TLS server that asks for client certificates, behind the guard; counts each time it arms. */
+async function guardedServer(options: { armedMs?: number } = {}) {
+  const dir = tempDir();
+  const [key, cert] = [join(dir, 'key.pem'), join(dir, 'cert.pem')];
+  openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-subj', '/CN=127.0.0.1', '-days', '1']);
+  const server: Server = createServer({ key: readFileSync(key), cert: readFileSync(cert), requestCert: true, rejectUnauthorized: false });
   let armed = 0;
+  guardHandshakes(server, { trustedCaPem: [readFileSync(cert, 'utf8')], onArmed: () => armed++, ...options });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  return {
+    armed: () => armed,
+    /** Sends `bytes` (none: a bare TCP check) over a new connection, then hangs up. */
+    async send(bytes: string | undefined): Promise<void> {
+      const socket = netConnect({ host: '127.0.0.1', port });
+      await once(socket, 'connect');
+      if (bytes !== undefined) socket.write(bytes);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      socket.destroy();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    },
+    close: () => new Promise((resolve) => server.close(resolve)),
+  };
+}
 
+/** A request where a ClientHello belongs: the handshake fails in TLS. */
+const NOT_TLS = 'GET / HTTP/1.1\r\nHost: x\r\n\r\n';
+/** The start of a ClientHello (a TLS record header and a little of it). */
+const HELLO_START = '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03';
+
+describe('what arms the guard', () => {
+  let server: Awaited<ReturnType<typeof guardedServer>>;
   beforeAll(async () => {
-    const dir = tempDir();
-    const [key, cert] = [join(dir, 'key.pem'), join(dir, 'cert.pem')];
-    openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-subj', '/CN=127.0.0.1', '-days', '1']);
-    server = createServer({ key: readFileSync(key), cert: readFileSync(cert), requestCert: true, rejectUnauthorized: false });
-    guardHandshakes(server, { trustedCaPem: [readFileSync(cert, 'utf8')], onArmed: () => armed++ });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    port = (server.address() as AddressInfo).port;
+    server = await guardedServer();
   });
-  afterAll(() => new Promise((resolve) => server.close(resolve)));
-
-  /** Sends `bytes` (none: a bare TCP check) over a new connection, then hangs up. */
-  async function send(bytes: string | undefined): Promise<void> {
-    const socket = netConnect({ host: '127.0.0.1', port });
-    await once(socket, 'connect');
-    if (bytes !== undefined) socket.write(bytes);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    socket.destroy();
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  afterAll(() => server.close());
 
   it('is not armed by clients that hang up before or during their handshake', async () => {
-    await send(undefined);
-    // The start of a ClientHello (a TLS record header and a little of it), then gone.
-    await send('\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03');
-    expect(armed).toBe(0);
+    await server.send(undefined);
+    await server.send(HELLO_START);
+    expect(server.armed()).toBe(0);
   });
 
   it('is armed by a handshake that fails in TLS', async () => {
-    await send('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
-    expect(armed).toBe(1);
+    await server.send(NOT_TLS);
+    expect(server.armed()).toBe(1);
   });
 });
 
 describe('how long the guard stays armed', () => {
   const ARMED = 1_500;
-  let server: Server;
-  let port: number;
-  let armed = 0;
-
+  let server: Awaited<ReturnType<typeof guardedServer>>;
   beforeAll(async () => {
-    const dir = tempDir();
-    const [key, cert] = [join(dir, 'key.pem'), join(dir, 'cert.pem')];
-    openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-subj', '/CN=127.0.0.1', '-days', '1']);
-    server = createServer({ key: readFileSync(key), cert: readFileSync(cert), requestCert: true, rejectUnauthorized: false });
-    guardHandshakes(server, { trustedCaPem: [readFileSync(cert, 'utf8')], onArmed: () => armed++, armedMs: ARMED });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    port = (server.address() as AddressInfo).port;
+    server = await guardedServer({ armedMs: ARMED });
   });
-  afterAll(() => new Promise((resolve) => server.close(resolve)));
+  afterAll(() => server.close());
 
-  const send = async (bytes: string) => {
-    const socket = netConnect({ host: '127.0.0.1', port });
-    await once(socket, 'connect');
-    socket.write(bytes);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    socket.destroy();
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  };
   const sleepUntil = (at: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, at - performance.now())));
 
   it('its period after the last sign: a client hanging up mid-handshake on a guarded connection renews nothing', async () => {
     const started = performance.now();
-    await send('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
-    expect(armed).toBe(1);
+    await server.send(NOT_TLS);
+    expect(server.armed()).toBe(1);
     // Armed: this goes through the guard, and is a plain hang-up.
     await sleepUntil(started + ARMED / 2);
-    await send('\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03');
+    await server.send(HELLO_START);
     // Past the first period (not the one a renewal at the hang-up would have made): disarmed, so a sign arms it anew.
     await sleepUntil(started + ARMED + 300);
-    await send('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
-    expect(armed).toBe(2);
+    await server.send(NOT_TLS);
+    expect(server.armed()).toBe(2);
   });
 });

@@ -2,12 +2,13 @@
  * Prometheus metrics (prom-client), one set per process. Label children are created once
  * per label set and kept, so a request costs a counter increment and a histogram observe
  * (prom-client still hashes a counter child's labels on each call, ~0.2 us here). The
- * request-duration histogram, which every request observes, is our own
- * (local-histogram.ts): prom-client's cost ~2 us of an OCSP answer's ~50. With `serve --workers N` the worker that answers a scrape
- * gathers every worker's metrics through the primary (metrics-gathering.ts) and answers the
- * sum (prom-client's AggregatorRegistry): counters and histograms add up; gauges that every
- * worker reads from the same store (CRL, certificates expiring) take the maximum; the
- * process metrics keep one series per worker under a `worker` label.
+ * request-duration histogram, which every request observes, is our own (local-histogram.ts):
+ * prom-client's cost ~1.5-2 us of a kept OCSP answer's ~50. With `serve --workers N` the
+ * worker that answers a scrape gathers every worker's metrics through the primary
+ * (metrics-gathering.ts) and answers the sum (prom-client's AggregatorRegistry): counters
+ * and histograms add up; gauges that every worker reads from the same store (CRL,
+ * certificates expiring) take the maximum; the process metrics keep one series per worker
+ * under a `worker` label.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
 import cluster from 'node:cluster';

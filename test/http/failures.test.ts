@@ -36,21 +36,28 @@ describe('storage conditions', () => {
   it.skipIf(testStore === 'postgres')('a full database: 503, the token stays unused, and enrollment resumes once there is room', async () => {
     // SQLite's own cap on the file's size, on the server's connection: the same SQLITE_FULL
     // a full disk gives, without filling the machine's disk.
+    // The tokens first, then the cap: it is enrollment that must find the database full.
+    const tokens = [];
+    for (let i = 0; i < 30; i++) tokens.push(await t.mintToken());
     const db = (t.server.instance.store as unknown as { db: Database.Database }).db;
     const pages = db.pragma('page_count', { simple: true }) as number;
     db.pragma(`max_page_count = ${pages}`);
     let full: { response: Response; token: { id: string; token: string } } | undefined;
-    for (let i = 0; i < 30 && !full; i++) {
-      const token = await t.mintToken().catch(() => undefined);
-      if (!token) break; // minting itself no longer fits; enrollment below still must fail cleanly
-      const response = await enroll(`full-${i}`, token.token);
-      if (response.status !== 201) full = { response, token };
+    try {
+      for (const [i, token] of tokens.entries()) {
+        const response = await enroll(`full-${i}`, token.token);
+        if (response.status !== 201) {
+          full = { response, token };
+          break;
+        }
+      }
+      expect(full, 'the database filled up within 30 enrollments').toBeDefined();
+      expectUnavailable(full!.response, /out of storage/);
+      expect(tokenRow(full!.token)?.used_at).toBeNull();
+    } finally {
+      // Room again, whatever happened: the next test writes too.
+      db.pragma('max_page_count = 4294967294');
     }
-    expect(full, 'the database filled up within 30 enrollments').toBeDefined();
-    expectUnavailable(full!.response, /out of storage/);
-    expect(tokenRow(full!.token)?.used_at).toBeNull();
-
-    db.pragma('max_page_count = 4294967294');
     const retried = await enroll('full-retry', full!.token.token);
     expect(retried.status).toBe(201);
   });

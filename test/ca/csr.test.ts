@@ -56,6 +56,20 @@ describe('parseCsr', () => {
     expect(await codeOf(() => parseCsr(text))).toBe(code);
   });
 
+  // Every text a client can send in 64 KiB is judged in linear time: a base64 pattern that
+  // could match newlines two ways took ~1 s of CPU to refuse this one (~0.1 ms now).
+  it.each([
+    { name: 'newlines then a stray character', text: `A${'\n'.repeat(32_000)}!` },
+    { name: 'CRLFs then a stray character', text: `A${'\r\n'.repeat(16_000)}!` },
+    { name: 'a PEM body of newlines, no END line', text: `-----BEGIN CERTIFICATE REQUEST-----\n${'\n'.repeat(32_000)}!` },
+    { name: 'padding then newlines', text: `A==${'\n'.repeat(32_000)}A` },
+  ])('refuses $name in linear time', async ({ text }) => {
+    const started = process.cpuUsage();
+    expect(await codeOf(() => parseCsr(text))).toBe('csr_malformed');
+    const spent = process.cpuUsage(started);
+    expect((spent.user + spent.system) / 1000).toBeLessThan(150);
+  });
+
   it('decodes exactly the DER that was sent', () => {
     expect(decodeCsrText(pem).toString('base64')).toBe(base64);
   });

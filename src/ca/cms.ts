@@ -1,9 +1,9 @@
 /**
- * CMS (RFC 5652) structures for the standard enrollment protocols. The certs-only message
- * answers every EST enrollment, so it is assembled from DER parts (tested against pkijs);
- * the rest is built with asn1js once. Pure PKI: no HTTP, no SQL.
+ * CMS (RFC 5652) structures for the standard enrollment protocols, assembled from DER
+ * parts (tested against pkijs): the certs-only message answers every EST enrollment, and
+ * a serving process loads pkijs and asn1js only once a SCEP message needs them
+ * (scep-service.ts). Pure PKI: no HTTP, no SQL.
  */
-import * as asn1js from 'asn1js';
 import * as der from '../asn1/der.js';
 import { OID } from './oids.js';
 
@@ -16,7 +16,6 @@ export const CMS_OID = {
 
 /** The PKCS#9 challengePassword attribute (RFC 2985 5.4.1). */
 export const CHALLENGE_PASSWORD_OID = '1.2.840.113549.1.9.7';
-
 
 /**
  * A "certs-only" CMS message (RFC 5652 5.1 degenerate SignedData; RFC 7030 4.1.3 and
@@ -49,18 +48,10 @@ export function certsOnlyCms(certificates: readonly Buffer[]): Buffer {
  * allows are still accepted, this is only the preference.
  */
 export function csrAttributes(): Buffer {
-  const sequence = new asn1js.Sequence({
-    value: [
-      new asn1js.Sequence({
-        value: [
-          new asn1js.ObjectIdentifier({ value: OID.ecPublicKey }),
-          new asn1js.Set({ value: [new asn1js.ObjectIdentifier({ value: OID.prime256v1 })] }),
-        ],
-      }),
-      new asn1js.ObjectIdentifier({ value: OID.ecdsaWithSha256 }),
-    ],
-  });
-  return Buffer.from(sequence.toBER(false));
+  return der.sequence(
+    der.sequence(der.objectIdentifier(OID.ecPublicKey), der.set(der.objectIdentifier(OID.prime256v1))),
+    der.objectIdentifier(OID.ecdsaWithSha256),
+  );
 }
 
 /** Base64 in 64-character lines, as RFC 7030/8951 bodies are sent (and `openssl base64 -d` reads). */

@@ -1,9 +1,10 @@
 /**
  * SCEP (RFC 8894) messages: reading a client's signed and enveloped pkiMessage and
- * building the RA's CertRep. Pure PKI: no HTTP, no SQL, no policy. Client bytes are read
- * with asn1js under its default node limit; a client's public key reaches a native call
- * only after describePublicKey has checked it (public-key.ts). The RA key only decrypts
- * and signs here.
+ * building the RA's CertRep, with pkijs and asn1js (what a caller needs of a message
+ * without loading them is in scep-message.ts). Pure PKI: no HTTP, no SQL, no policy.
+ * Client bytes are read with asn1js under its default node limit; a client's public key
+ * reaches a native call only after describePublicKey has checked it (public-key.ts). The
+ * RA key only decrypts and signs here.
  */
 import { createCipheriv, createDecipheriv, createHash, createHmac, constants, privateDecrypt, publicEncrypt, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import * as asn1js from 'asn1js';
@@ -13,6 +14,7 @@ import type { CertificateParts } from './certificate-info.js';
 import { CHALLENGE_PASSWORD_OID, CMS_OID, certsOnlyCms } from './cms.js';
 import { OID } from './oids.js';
 import { describePublicKey, importCheckedKey } from './public-key.js';
+import { MessageType, ScepMessageError, type FailInfo, type ScepRequest } from './scep-message.js';
 
 /** SCEP's signed attributes (RFC 8894 3.2.1.2). */
 export const SCEP_OID = {
@@ -26,39 +28,8 @@ export const SCEP_OID = {
 
 const CMS_ATTR = { contentType: '1.2.840.113549.1.9.3', messageDigest: '1.2.840.113549.1.9.4' } as const;
 
-/** messageType values (RFC 8894 3.2.1.2). */
-export const MessageType = { CertRep: '3', RenewalReq: '17', PKCSReq: '19', CertPoll: '20', GetCert: '21', GetCRL: '22' } as const;
-
-/** failInfo values (RFC 8894 3.2.1.4). */
-export type FailInfo = 'badAlg' | 'badMessageCheck' | 'badRequest' | 'badTime' | 'badCertId';
+/** failInfo codes (RFC 8894 3.2.1.4). */
 const FAIL_INFO_CODE: Record<FailInfo, string> = { badAlg: '0', badMessageCheck: '1', badRequest: '2', badTime: '3', badCertId: '4' };
-
-/** A SCEP message the RA could not read; answered with a failure CertRep when possible. */
-export class ScepMessageError extends Error {
-  constructor(
-    readonly failInfo: FailInfo,
-    message: string,
-    /** What of the request was read before it failed, to address the failure CertRep. */
-    readonly partial?: { transactionId?: string | undefined; senderNonce?: Buffer | undefined; signerCertificate?: Buffer | undefined; messageType?: string | undefined },
-  ) {
-    super(message);
-    this.name = 'ScepMessageError';
-  }
-}
-
-/** A verified, decrypted client request. */
-export interface ScepRequest {
-  readonly messageType: string;
-  readonly transactionId: string;
-  readonly senderNonce: Buffer;
-  /** The certificate that signed the request: self-signed for PKCSReq, the current one for RenewalReq. */
-  readonly signerCertificate: Buffer;
-  /** Its RSA public key, checked: the CertRep is encrypted to it. */
-  readonly signerKey: KeyObject;
-  /** The PKCS#10 request from the envelope. */
-  readonly csrDer: Buffer;
-  readonly challengePassword: string | undefined;
-}
 
 const DIGESTS: Record<string, string> = { [OID.sha1]: 'sha1', [OID.sha256]: 'sha256', [OID.sha384]: 'sha384', [OID.sha512]: 'sha512' };
 

@@ -2,16 +2,24 @@
  * What a command loads. Every invocation reads the command table and the configuration,
  * the cluster primary of `serve` too, which only forks: the schema libraries (TypeBox,
  * ajv), pkijs, the store, the CA and the server load only in the commands and the workers
- * that use them. Each process logs the modules it loads through a module hook
- * (`node --import`, given in NODE_OPTIONS so that the workers have it too).
+ * that use them, and pkijs and asn1js in a worker only once a SCEP message comes. Each
+ * process logs the modules it loads through a module hook (`node --import`, given in
+ * NODE_OPTIONS so that the workers have it too).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnServer, type ServerProcess } from '../../scripts/server-process.js';
+import { ImprintClient } from '../../simulator/client.js';
+import { bootDevice } from '../../simulator/device.js';
+import type { Protocol } from '../../simulator/protocols.js';
 import { imprint } from '../helpers/cli.js';
+import { call } from '../helpers/https.js';
 import { tempDir } from '../helpers/openssl.js';
+
+/** pkijs and asn1js, and the packages only they use. */
+const PKIJS = /\/node_modules\/(pkijs|asn1js|pvtsutils|pvutils|bytestreamjs)\//;
 
 /** What only serving (or a command that opens the data directory) needs. */
 const HEAVY = /\/node_modules\/(typebox|ajv|pkijs|asn1js|fastify|better-sqlite3|pg)\/|\/dist\/src\/(instance|server|store\/open-store)\.js$/;
@@ -68,8 +76,8 @@ describe('what a command loads', () => {
 
   describe('imprint serve --workers 2', () => {
     let server: ServerProcess;
+    const data = join(dir, 'served');
     beforeAll(async () => {
-      const data = join(dir, 'served');
       expect((await imprint(['init', '--data', data])).code).toBe(0);
       server = await spawnServer(data, ['--workers', '2'], hooked('serve'));
     });
@@ -85,6 +93,32 @@ describe('what a command loads', () => {
       const workers = [...byPid.keys()].filter((pid) => pid !== server.child.pid);
       expect(workers).toHaveLength(2);
       for (const worker of workers) expect(byPid.get(worker)!.some((url) => url.includes('/node_modules/fastify/'))).toBe(true);
+    });
+
+    it('the workers load pkijs and asn1js on the first SCEP message, not before; a first burst of SCEP and EST enrollments all succeed', async () => {
+      const workers = () => [...loaded('serve')].filter(([pid]) => pid !== server.child.pid);
+      const withPkijs = () => workers().filter(([, modules]) => modules.some((url) => PKIJS.test(url))).length;
+      // Each call is a new connection, so the workers take them in turn.
+      for (const path of ['/.well-known/est/cacerts', '/.well-known/est/csrattrs', '/scep?operation=GetCACaps', '/scep?operation=GetCACert']) {
+        for (let i = 0; i < 2; i++) expect((await call(`${server.url}${path}`, { ca: server.rootPem })).status, path).toBe(200);
+      }
+      expect(withPkijs()).toBe(0);
+
+      // A message that cannot be read is the same 400 whether or not pkijs is loaded yet.
+      const garbage = await call(`${server.url}/scep?operation=PKIOperation`, { ca: server.rootPem, body: Buffer.from('not a pkiMessage'), headers: { 'content-type': 'application/x-pki-message' } });
+      expect(garbage).toMatchObject({ status: 400, body: { error: 'bad_request' } });
+      expect(withPkijs()).toBe(1);
+
+      const minted = await imprint(['tokens', 'create', '--count', '8', '--data', data]);
+      expect(minted.code, minted.stderr).toBe(0);
+      const tokens = minted.stdout.trim().split('\n');
+      const client = new ImprintClient(server.url, server.rootPem);
+      const protocols: Protocol[] = ['scep', 'scep', 'scep', 'scep', 'scep', 'scep', 'est', 'est'];
+      const booted = await Promise.all(
+        protocols.map((protocol, i) => bootDevice(client, { stateDir: join(dir, `burst-${i}`), deviceId: `burst-${protocol}-${i}`, token: tokens[i], protocol })),
+      );
+      expect(booted.map((report) => [report.action, report.device.status])).toEqual(protocols.map(() => ['enrolled', 'active']));
+      expect(withPkijs()).toBeGreaterThanOrEqual(1);
     });
   });
 });

@@ -8,7 +8,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
-import { ScepMessageError } from '../../ca/scep.js';
+import { ScepMessageError } from '../../ca/scep-message.js';
 import { ImprintError } from '../../errors.js';
 import type { AppServices } from '../../instance.js';
 import { enrollRouteLimits, registerRateLimits, TOKEN_FAILURES } from '../enroll-limits.js';

@@ -2,7 +2,8 @@
  * The revoked certificates a CRL lists, read in pages: more than a page of them, many
  * revoked under one sequence number (one revocation of many certificates), expired ones
  * among them, come out in revocation order, each once, in pages of a bounded size, for a
- * whole range or part of one, on both stores.
+ * whole range or part of one, on both stores; and the serials revoked since a sequence, which
+ * every process reads after a revocation, each once in sequence order, the expired ones too.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -92,6 +93,22 @@ describe.each(backends)('$name store: revoked certificates in pages', (backend) 
       for (const page of all) expect(page.length).toBeLessThanOrEqual(10_000);
       expect(all.flat()).toEqual(expected(0, 3));
       for (const [after, upTo] of [[0, 1], [1, 2], [1, 3], [2, 3], [3, 3]] as const) expect((await list(after, upTo)).flat()).toEqual(expected(after, upTo));
+    } finally {
+      await store.close();
+    }
+  }, 60_000);
+
+  it('lists the serials revoked since a sequence across pages, in sequence order, each once', async () => {
+    const store = await backend.open();
+    try {
+      const all = Array.from({ length: COUNT }, (_, i) => entry(i + 1));
+      const seqOf = new Map(all.map((e) => [e.serial, e.seq]));
+      for (const after of [0, 1, 2, 3]) {
+        const serials = await store.revokedSince(after);
+        const seqs = serials.map((serial) => seqOf.get(serial)!);
+        expect(seqs.every((seq, i) => seq > after && (i === 0 || seq >= seqs[i - 1]!))).toBe(true);
+        expect([...serials].sort()).toEqual(all.filter((e) => e.seq > after).map((e) => e.serial).sort());
+      }
     } finally {
       await store.close();
     }

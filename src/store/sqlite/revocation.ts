@@ -36,7 +36,11 @@ export class SqliteRevocation implements RevocationStore {
       revokeDevice: s(`UPDATE devices SET status = 'revoked', updated_at = @now, revoked_at = @now, revocation_reason = @reason,
                          retiring_serial = NULL, retire_at = NULL
                        WHERE id = @id AND status = 'active'`),
-      revokedSince: s('SELECT serial FROM certificates WHERE revocation_seq > ? ORDER BY revocation_seq'),
+      // A page at a time after the last one's (sequence, serial), like listRevoked: a mass revocation's
+      // million serials from one statement were a million V8 handles in one native call, which every
+      // scavenge during it walked (1.4 s of CPU per process on Node 20, 2.0 s and 200 MB more on Node 24).
+      revokedSince: s(`SELECT revocation_seq, serial FROM certificates WHERE (revocation_seq, serial) > (?, ?) AND revocation_seq IS NOT NULL
+                       ORDER BY revocation_seq, serial LIMIT ${REVOKED_PAGE}`).raw(),
       // Other certificates with the same key (a renewal may keep its key): a compromised key
       // authenticates nothing.
       activeWithKeyOf: s(`SELECT serial FROM certificates WHERE spki_sha256 = (SELECT spki_sha256 FROM certificates WHERE serial = @serial)
@@ -107,7 +111,16 @@ export class SqliteRevocation implements RevocationStore {
   }
 
   async revokedSince(seq: number): Promise<string[]> {
-    return (this.statements.revokedSince.all(seq) as { serial: string }[]).map((row) => row.serial);
+    const serials: string[] = [];
+    // Before the first revocation after seq: no serial is empty. A revocation committed between
+    // two pages may be listed too: it is after seq all the same.
+    let [lastSeq, lastSerial] = [seq + 1, ''];
+    for (;;) {
+      const rows = this.statements.revokedSince.all(lastSeq, lastSerial) as [number, string][];
+      for (const row of rows) serials.push(row[1]);
+      if (rows.length < REVOKED_PAGE) return serials;
+      [lastSeq, lastSerial] = rows.at(-1)!;
+    }
   }
 
   async *listRevoked(now: Date, afterSeq: number, upToSeq: number): AsyncGenerator<readonly RevokedEntry[]> {

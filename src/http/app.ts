@@ -7,7 +7,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions
 import { constants } from 'node:crypto';
 import { createServer as createHttpServer, type RequestListener, type Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions } from 'node:https';
-import type { SecureContextOptions } from 'node:tls';
+import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import type { AppServices } from '../instance.js';
 import { limitConnectionsPerSource } from './connection-limit.js';
 import { guardHandshakes } from './handshake-guard.js';
@@ -82,6 +82,24 @@ const TLS12_CIPHERS = [
 const TLS13_CIPHERS = ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256'];
 
 /**
+ * Key exchange: elliptic-curve groups only. OpenSSL's default list also has the finite-field
+ * groups (ffdhe2048-8192), and a client that offers only ffdhe8192 made the server spend
+ * ~130 ms of CPU on a handshake (OpenSSL 3.0) that then completes like any other, so no
+ * guard sees it. X25519 and P-256 are what devices and TLS stacks speak, P-384 for the few
+ * that ask; where OpenSSL has it (3.5), the hybrid X25519MLKEM768 first, as its default has.
+ */
+const ECDH_GROUPS = ['X25519', 'P-256', 'P-384'];
+const KEY_EXCHANGE_GROUPS = ((): string => {
+  const withHybrid = ['X25519MLKEM768', ...ECDH_GROUPS].join(':');
+  try {
+    createSecureContext({ ecdhCurve: withHybrid });
+    return withHybrid;
+  } catch {
+    return ECDH_GROUPS.join(':');
+  }
+})();
+
+/**
  * Names the sessions this listener makes: OpenSSL resumes a session only in the context
  * that made it. Node's default is a hash of the command line, the same in every cluster
  * worker only because they share it; a fixed name says what is meant.
@@ -108,6 +126,7 @@ function httpsOptions(tls: NonNullable<AppOptions['tls']>, limits: Limits): Secu
     minVersion: 'TLSv1.2',
     ciphers: [...TLS13_CIPHERS, ...TLS12_CIPHERS].join(':'),
     honorCipherOrder: true,
+    ecdhCurve: KEY_EXCHANGE_GROUPS,
     secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
     handshakeTimeout: limits.handshakeTimeoutMs,
     sessionIdContext: SESSION_ID_CONTEXT,

@@ -12,6 +12,13 @@ export const CsrBodySchema = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * A name or id in a URL path, as the router decoded it: printable, so that no control
+ * character reaches a pattern or the store (PostgreSQL refuses a NUL with an error, which
+ * would be a 500). Query parameters get the same check in installRequestChecks.
+ */
+export const PathName = (maxLength: number) => Type.String({ minLength: 1, maxLength, pattern: '^[^\\u0000-\\u001f\\u007f]+$' });
+
 /** The enroll and renew response. */
 export const EnrollmentResultSchema = Type.Object({
   deviceId: Type.String(),

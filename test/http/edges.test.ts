@@ -251,6 +251,37 @@ describe('control characters in query parameters', () => {
   });
 });
 
+// A name or id in the path is decoded by the router: a control character there must not
+// reach the store either (PostgreSQL answers a NUL with an error, which was a 500).
+describe('control characters in path parameters', () => {
+  const cases = ['%00', '%0a', '%1f', '%7f'].flatMap((control) =>
+    [
+      { route: 'devices/show', method: 'GET', path: `/v1/admin/devices/ab${control}cd` },
+      { route: 'devices/revoke', method: 'POST', path: `/v1/admin/devices/ab${control}cd/revoke` },
+      { route: 'tokens/revoke', method: 'POST', path: `/v1/admin/tokens/ab${control}cd/revoke` },
+      { route: 'certificates/show', method: 'GET', path: `/v1/admin/certificates/ab${control}cd` },
+      { route: 'certificates/revoke', method: 'POST', path: `/v1/admin/certificates/ab${control}cd/revoke` },
+      { route: 'console/devices/show', method: 'GET', path: `/console/api/devices/ab${control}cd` },
+      { route: 'console/devices/revoke', method: 'POST', path: `/console/api/devices/ab${control}cd/revoke` },
+      { route: 'est/label', method: 'GET', path: `/.well-known/est/ab${control}cd/cacerts` },
+    ].map((each) => ({ ...each, name: `${each.route} ${control}` })),
+  );
+
+  it.each(cases)('$name -> 400 bad_request', async ({ method, path }) => {
+    const body = method === 'POST' ? { json: path.startsWith('/console/') ? { reason: 'unspecified' } : {} } : {};
+    const headers = { 'x-imprint-console': '1', origin: new URL(t.url).origin };
+    const response = await call(`${t.url}${path}`, { ca: t.rootPem, ...admin, method, headers, ...body });
+    expect(response.status, JSON.stringify(response.body)).toBe(400);
+    expect(response.body).toEqual(errorBody('bad_request'));
+  });
+
+  it('a printable id still reaches the store: 404 for one that is not there', async () => {
+    const response = await call(`${t.url}/v1/admin/devices/caf%C3%A9-%20x`, { ca: t.rootPem, ...admin });
+    expect(response.status).toBe(404);
+    expect(response.body).toEqual(errorBody('not_found'));
+  });
+});
+
 // ---------------------------------------------------------------------------------------
 // TLS policy, as the real openssl sees it
 // ---------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import {
   MintedTokensSchema,
   MintRequestSchema,
   Page,
+  PathName,
   RevokedBatchSchema,
   TokenPageSchema,
   TokenViewSchema,
@@ -27,8 +28,8 @@ const Reason = Type.Object(
   { reason: Type.Optional(Type.Union(REVOCATION_REASONS.map((reason) => Type.Literal(reason)))) },
   { additionalProperties: false },
 );
-const IdParam = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) });
-const SerialParam = Type.Object({ serial: Type.String({ minLength: 1, maxLength: 64 }) });
+const IdParam = Type.Object({ id: PathName(128) });
+const SerialParam = Type.Object({ serial: PathName(64) });
 /** Every operator route may refuse the caller (401, 403) or the request (400). */
 const refusals = errorResponses(400, 401, 403);
 

@@ -25,7 +25,7 @@ import { REVOCATION_REASONS } from '../../enrollment/model.js';
 import { VERSION } from '../../version.js';
 import { ADMIN_ONLY, ANY_OPERATOR, operatorOf, requireOperator } from '../authenticate.js';
 import { presentedCertificate } from '../client-certificate.js';
-import { MintRequestSchema } from '../schemas.js';
+import { MintRequestSchema, PathName } from '../schemas.js';
 import { BODY_LIMITS } from '../limits.js';
 import { refuseCrossSite } from '../same-origin.js';
 import { metrics } from '../metrics.js';
@@ -208,7 +208,7 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<{ services: AppServices }>
     {
       onRequest: api.adminOnly,
       config: { audit: 'devices.show' },
-      schema: { hide: true, params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) }) },
+      schema: { hide: true, params: Type.Object({ id: PathName(128) }) },
     },
     async (request) => {
       request.audit = { deviceId: request.params.id };
@@ -223,7 +223,7 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<{ services: AppServices }>
       config: { audit: 'devices.revoke' },
       schema: {
         hide: true,
-        params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) }),
+        params: Type.Object({ id: PathName(128) }),
         body: Type.Object({ reason: Type.Union(REVOCATION_REASONS.map((reason) => Type.Literal(reason))) }, { additionalProperties: false }),
       },
     },

@@ -39,8 +39,11 @@ export class SqliteRevocation implements RevocationStore {
       // A page at a time after the last one's (sequence, serial), like listRevoked: a mass revocation's
       // million serials from one statement were a million V8 handles in one native call, which every
       // scavenge during it walked (1.4 s of CPU per process on Node 20, 2.0 s and 200 MB more on Node 24).
-      revokedSince: s(`SELECT revocation_seq, serial FROM certificates WHERE (revocation_seq, serial) > (?, ?) AND revocation_seq IS NOT NULL
-                       ORDER BY revocation_seq, serial LIMIT ${REVOKED_PAGE}`).raw(),
+      // The serial alone per row, and the page's last sequence looked up by its serial: a value less
+      // per row is 0.7 -> 0.37 s for a million on Node 20.
+      revokedSince: s(`SELECT serial FROM certificates WHERE (revocation_seq, serial) > (?, ?) AND revocation_seq IS NOT NULL
+                       ORDER BY revocation_seq, serial LIMIT ${REVOKED_PAGE}`).pluck(),
+      revocationSeqOf: s('SELECT revocation_seq FROM certificates WHERE serial = ?').pluck(),
       // Other certificates with the same key (a renewal may keep its key): a compromised key
       // authenticates nothing.
       activeWithKeyOf: s(`SELECT serial FROM certificates WHERE spki_sha256 = (SELECT spki_sha256 FROM certificates WHERE serial = @serial)
@@ -116,10 +119,12 @@ export class SqliteRevocation implements RevocationStore {
     // two pages may be listed too: it is after seq all the same.
     let [lastSeq, lastSerial] = [seq + 1, ''];
     for (;;) {
-      const rows = this.statements.revokedSince.all(lastSeq, lastSerial) as [number, string][];
-      for (const row of rows) serials.push(row[1]);
-      if (rows.length < REVOKED_PAGE) return serials;
-      [lastSeq, lastSerial] = rows.at(-1)!;
+      const page = this.statements.revokedSince.all(lastSeq, lastSerial) as string[];
+      for (const serial of page) serials.push(serial);
+      if (page.length < REVOKED_PAGE) return serials;
+      lastSerial = page.at(-1)!;
+      // A certificate's revocation sequence never changes once set.
+      lastSeq = this.statements.revocationSeqOf.get(lastSerial) as number;
     }
   }
 

@@ -81,6 +81,11 @@ const view = (token: TokenRecord, now: Date): TokenView => ({
   revokedAt: token.revokedAt?.toISOString() ?? null,
 });
 
+/** A batch label: 1-64 printable ASCII characters, so that it fits a CSV line and a log line as it is. */
+function checkLabel(label: string): void {
+  if (!/^[\x21-\x7e][\x20-\x7e]{0,63}$/.test(label)) throw new ImprintError('bad_request', 'label must be 1-64 printable ASCII characters');
+}
+
 /** Mints, lists and revokes bootstrap tokens; shared by the CLI and the admin API. */
 export class TokenService {
   constructor(
@@ -110,9 +115,7 @@ export class TokenService {
       );
     }
     const label = request.label ?? null;
-    if (label !== null && !/^[\x21-\x7e][\x20-\x7e]{0,63}$/.test(label)) {
-      throw new ImprintError('bad_request', 'label must be 1-64 printable ASCII characters');
-    }
+    if (label !== null) checkLabel(label);
     // A token bound to an existing device re-provisions it (its certificates are revoked):
     // that takes a device away from whoever holds it, so only an admin may mint one. A
     // provisioner may pre-bind ids no device has yet; its tokens can never re-provision,
@@ -191,6 +194,7 @@ export class TokenService {
 
   /** Revokes every unused token of a batch (a lost CSV file); returns how many. */
   async revokeBatch(label: string, by: Actor): Promise<{ label: string; revoked: number }> {
+    checkLabel(label);
     const audit: AuditEventInput = { at: this.clock.now(), actor: by.actor, action: 'tokens.revoke_batch', outcome: 'ok', source: by.source };
     return { label, revoked: await this.store.revokeTokensByLabel(label, audit) };
   }

@@ -275,6 +275,19 @@ describe('control characters in path parameters', () => {
     expect(response.body).toEqual(errorBody('bad_request'));
   });
 
+  // The same holds for a label in a JSON body, which JSON's \u0000 decodes into a NUL.
+  it.each([
+    { route: 'admin', path: '/v1/admin/tokens/revoke' },
+    { route: 'console', path: '/console/api/batches/revoke' },
+  ])('a batch label with a control character -> 400 bad_request ($route)', async ({ path }) => {
+    const headers = { 'x-imprint-console': '1', origin: new URL(t.url).origin };
+    for (const label of ['line\u00003', 'line\n3', 'line-3\u007f']) {
+      const response = await call(`${t.url}${path}`, { ca: t.rootPem, ...admin, headers, json: { label } });
+      expect(response.status, JSON.stringify(response.body)).toBe(400);
+      expect(response.body).toEqual(errorBody('bad_request'));
+    }
+  });
+
   it('a printable id still reaches the store: 404 for one that is not there', async () => {
     const response = await call(`${t.url}/v1/admin/devices/caf%C3%A9-%20x`, { ca: t.rootPem, ...admin });
     expect(response.status).toBe(404);

@@ -88,7 +88,8 @@ export type BackOffReason = 'foreign_certificate' | 'expensive_handshake';
  * usually holds a whole /64, so a per-address entry would be no bound at all).
  */
 export function sourceKey(address: string): string {
-  if (!isIPv6(address)) return address;
+  // Asked on every accepted connection: a socket's IPv4 address has no colon, and skips isIPv6's long pattern.
+  if (!address.includes(':') || !isIPv6(address)) return address;
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
   if (mapped) return mapped[1]!;
   const [head = '', tail] = address.split('::');
@@ -332,6 +333,14 @@ class HandshakeGuard {
 }
 
 /**
+ * When a connection handed to TLS on Node's native path was accepted (performance.now()), kept
+ * on its socket: a property costs an accept less than a WeakMap entry (an ephemeron table
+ * insertion, which the garbage collector processes again).
+ */
+const ACCEPTED_AT = Symbol('acceptedAt');
+type AcceptedSocket = Socket & { [ACCEPTED_AT]?: number };
+
+/**
  * Puts the guard between a TLS server's listener and its TLS layer. Call before any other
  * 'connection' listener is added: the TLS server's own is then the only one, and is handed
  * each accepted connection, refused at once while its source is backed off, through the
@@ -344,16 +353,14 @@ export function guardHandshakes(server: Server, options: HandshakeGuardOptions):
   const startTls = listeners[0] as (this: Server, stream: Duplex | Socket) => void;
   server.removeListener('connection', startTls);
   const guard = new HandshakeGuard(options);
-  /** When each connection handed to TLS was accepted, by the stream TLS reads (its TLS socket's _parent). */
-  const acceptedAt = new WeakMap<object, number>();
-  server.on('connection', function guardedConnection(raw: Socket) {
+  server.on('connection', function guardedConnection(raw: AcceptedSocket) {
     if (guard.refuses(raw)) {
       raw.destroy();
       return;
     }
-    const stream = guard.armed ? new GuardedConnection(raw, guard) : raw;
-    acceptedAt.set(stream, performance.now());
-    startTls.call(server, stream);
+    if (guard.armed) return startTls.call(server, new GuardedConnection(raw, guard));
+    raw[ACCEPTED_AT] = performance.now();
+    startTls.call(server, raw);
   });
   // First: every other listener (the HTTP layer's, connection tracking) reads the address set here.
   server.prependListener('secureConnection', (socket: TLSSocket) => guard.secured(socket));
@@ -361,11 +368,10 @@ export function guardHandshakes(server: Server, options: HandshakeGuardOptions):
   // distrusts us sends an alert too, which only arms the guard), or whose client hung up after
   // the loop stalled while it was connected.
   const stalls = new StallWatch();
-  server.on('tlsClientError', (error: Error & { code?: string }, socket: TLSSocket & { _parent?: object | null }) => {
+  server.on('tlsClientError', (error: Error & { code?: string }, socket: TLSSocket & { _parent?: AcceptedSocket | null }) => {
     // A guarded connection's TLS socket has no _parent (TLS reads a wrapper of the stream): its
     // cost is judged as it is fed, so only a stall going on right now counts for its hang-up.
-    const since = socket._parent ? acceptedAt.get(socket._parent) : undefined;
-    if (!HANG_UPS.has(error.code ?? '') || stalls.since(since ?? Infinity)) guard.arm();
+    if (!HANG_UPS.has(error.code ?? '') || stalls.since(socket._parent?.[ACCEPTED_AT] ?? Infinity)) guard.arm();
   });
   server.once('close', () => stalls.stop());
 }

@@ -5,7 +5,7 @@
  */
 import type { Clock } from '../clock.js';
 import { ImprintError } from '../errors.js';
-import { DeviceIdentityCache, type CachedDevice } from './identity-cache.js';
+import { DeviceIdentityCache } from './identity-cache.js';
 import type { CertificateRecord, DeviceRecord, OperatorRole } from './model.js';
 import type { InventoryStore, OperatorStore, RevocationStore } from '../store/store.js';
 
@@ -54,7 +54,7 @@ export class ClientAuthenticator {
    * Devices already authenticated, while the revocation sequence stands (identity-cache.ts).
    * Operators are always read afresh: a role can change without a revocation.
    */
-  readonly devices = new DeviceIdentityCache();
+  readonly devices = new DeviceIdentityCache<DeviceIdentity>();
 
   /**
    * @param renewAfterExpiryMs how long after expiry a device certificate may still
@@ -102,8 +102,9 @@ export class ClientAuthenticator {
         detail: { replacedBy: certificate.serial },
       });
     }
-    this.devices.set(ticket, { certificate, device });
-    return { kind: 'device', deviceId: device.id, certificate, device };
+    const identity: DeviceIdentity = { kind: 'device', deviceId: device.id, certificate, device };
+    this.devices.set(ticket, identity);
+    return identity;
   }
 
   /**
@@ -112,16 +113,10 @@ export class ClientAuthenticator {
    * only the store can tell. Throws client_cert_invalid for a certificate out of its validity.
    */
   knownDevice(presented: PresentedCertificate): DeviceIdentity | undefined {
-    const cached = this.cachedDevice(presented);
-    if (!cached) return undefined;
-    this.checkCurrent(cached.certificate);
-    return { kind: 'device', deviceId: cached.device.id, ...cached };
-  }
-
-  /** The cached identity of a chain-verified certificate, if any. */
-  private cachedDevice(presented: PresentedCertificate): CachedDevice | undefined {
     if (!presented.der || !presented.serial || presented.verificationError) return undefined;
-    return this.devices.get(presented.serial, presented.der);
+    const known = this.devices.get(presented.serial, presented.der);
+    if (known) this.checkCurrent(known.certificate);
+    return known;
   }
 
   /** Authenticates an active operator holding one of the given roles. */

@@ -36,9 +36,12 @@ export interface SequenceSource {
   onLook(listener: (seq: number) => void): () => void;
 }
 
-/** The cache; off (every lookup misses) until it follows a sequence source. */
-export class DeviceIdentityCache {
-  private readonly entries = new Map<string, CachedDevice>();
+/**
+ * The cache; off (every lookup misses) until it follows a sequence source. It keeps entries
+ * as given (the authenticator's whole identity), so a hit hands back the same object.
+ */
+export class DeviceIdentityCache<T extends CachedDevice = CachedDevice> {
+  private readonly entries = new Map<string, T>();
   /** Moves on every clearing: a read that began before it is not kept. */
   private generation = 0;
   private seq: number | undefined;
@@ -60,7 +63,7 @@ export class DeviceIdentityCache {
   }
 
   /** The entry for `serial` whose DER is `der`, when the sequence was confirmed lately. */
-  get(serial: string, der: Buffer): CachedDevice | undefined {
+  get(serial: string, der: Buffer): T | undefined {
     if (performance.now() - this.confirmedAt > CONFIRMED_FOR_MS) return undefined;
     const entry = this.entries.get(serial);
     return entry && entry.certificate.der.equals(der) ? entry : undefined;
@@ -72,7 +75,7 @@ export class DeviceIdentityCache {
   }
 
   /** Keeps what a read begun at `ticket` found, unless the device is in the middle of a renewal. */
-  set(ticket: number, entry: CachedDevice): void {
+  set(ticket: number, entry: T): void {
     if (ticket !== this.generation || this.seq === undefined) return;
     if (entry.device.retiringSerial !== null || entry.device.status !== 'active' || entry.certificate.status !== 'active') return;
     if (this.entries.size >= this.limit) this.entries.delete(this.entries.keys().next().value!);

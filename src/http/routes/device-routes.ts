@@ -65,6 +65,18 @@ export function deviceFastPath(options: {
   const { clients, open } = options;
   const observe = metrics().answeredObserver(DEVICE_ROUTE, 'GET');
   const fixedHeaders = ['content-type', 'application/json; charset=utf-8', ...Object.entries(options.headers ?? {}).flat()];
+  /**
+   * Each known identity's body and headers, made on its first answer: the cache hands back
+   * the same identity object until the store is read again, and what the answer says of it
+   * does not change meanwhile.
+   */
+  const answers = new WeakMap<DeviceIdentity, { readonly body: string; readonly headers: readonly string[] }>();
+  const answerOf = (identity: DeviceIdentity) => {
+    const body = JSON.stringify(deviceView(identity));
+    const answer = { body, headers: [...fixedHeaders, 'content-length', String(Buffer.byteLength(body))] };
+    answers.set(identity, answer);
+    return answer;
+  };
   return function answerDevice(request, response) {
     if (!plainDeviceRequest(request) || !open()) return false;
     const started = performance.now();
@@ -75,8 +87,8 @@ export function deviceFastPath(options: {
       return false; // refused: the route says why, in the contract's words
     }
     if (!identity) return false;
-    const body = JSON.stringify(deviceView(identity));
-    response.writeHead(200, [...fixedHeaders, REQUEST_ID_HEADER, requestIdOf(request), 'content-length', String(Buffer.byteLength(body))]);
+    const { body, headers } = answers.get(identity) ?? answerOf(identity);
+    response.writeHead(200, [...headers, REQUEST_ID_HEADER, requestIdOf(request)]);
     response.end(body);
     observe(200, (performance.now() - started) / 1000);
     return true;

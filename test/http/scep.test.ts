@@ -327,6 +327,63 @@ describe('SCEP messages from the simulator', () => {
   });
 });
 
+// Reading a PKIOperation costs the server milliseconds of CPU (pkijs, RSA) before it can
+// refuse it, and anyone may send the same refused message again and again: every refused or
+// unreadable one spends the source's failure budget, not only a refused token.
+describe('SCEP refusals spend the failure budget', () => {
+  let budgeted: RunningServer;
+  let ra: ScepRa;
+
+  beforeAll(async () => {
+    const dataDir = join(work, 'budgeted');
+    budgeted = await startServer({
+      dataDir,
+      databaseUrl: await databaseUrlFor(dataDir),
+      host: '127.0.0.1',
+      port: 0,
+      statusPort: 0,
+      init: { hostnames: ['127.0.0.1'] },
+      limits: { ...withoutRateLimits(DEFAULT_LIMITS), failedTokensPerMinute: 2 },
+    });
+    const rootPem = readFileSync(caPaths(dataDir).root, 'utf8');
+    ra = raFromCaCertificates(await new ImprintClient(budgeted.url, rootPem).scepCaCertificates(), rootPem);
+  });
+  afterAll(async () => {
+    await budgeted.close();
+  });
+
+  let posts = 0;
+  async function post(message: Buffer) {
+    const file = join(work, `budgeted-${++posts}.der`);
+    writeFileSync(file, message);
+    const response = await curl(['-H', 'Content-Type: application/x-pki-message', '--data-binary', `@${file}`, '-o', `${file}.rep`, `${budgeted.statusUrl}/scep?operation=PKIOperation`]);
+    return response.status;
+  }
+
+  it('a refused message sent again, then an unreadable one, use it up: the next PKIOperation is 429, an honest one too', async () => {
+    const token = (await budgeted.instance.tokens.mint({ count: 1 }, { actor: 'cli:test', role: 'admin' })).tokens[0]!;
+    const key = await generateDeviceKey('rsa');
+    const stranger = await generateDeviceKey('rsa');
+    // Signed by a key other than the CSR's: badMessageCheck, a FAILURE CertRep (200).
+    const refused = buildPkiMessage(ra, {
+      messageType: ScepMessageType.PKCSReq, transactionId: transactionIdOf(key), senderNonce: randomBytes(16),
+      csrDer: buildCsrDer(key, 'scep-budget-1', { challengePassword: token.token }), signerCertificate: selfSignedCertificate(stranger, 'scep-budget-1'), signerKey: stranger,
+    });
+    expect(await post(refused)).toBe(200);
+    expect(await post(Buffer.from('30030201ff', 'hex'))).toBe(400);
+    expect(await post(refused)).toBe(429);
+    const honest = buildPkiMessage(ra, {
+      messageType: ScepMessageType.PKCSReq, transactionId: transactionIdOf(key), senderNonce: randomBytes(16),
+      csrDer: buildCsrDer(key, 'scep-budget-1', { challengePassword: token.token }), signerCertificate: selfSignedCertificate(key, 'scep-budget-1'), signerKey: key,
+    });
+    expect(await post(honest)).toBe(429);
+    // GetCACaps is a public read, never refused by the budget.
+    expect((await curl([`${budgeted.statusUrl}/scep?operation=GetCACaps`])).status).toBe(200);
+    // Nothing was enrolled, and the token is unused.
+    expect((await budgeted.instance.tokens.list({ status: 'unused' })).items.map((each) => each.id)).toContain(token.id);
+  });
+});
+
 /** A sample's value in Prometheus text (0 when absent). */
 function sample(text: string, name: string, labels: Record<string, string>): number {
   const wanted = Object.entries(labels).map(([key, value]) => `${key}="${value}"`);

@@ -11,7 +11,7 @@ import { Type } from 'typebox';
 import { ScepMessageError } from '../../ca/scep-message.js';
 import { ImprintError } from '../../errors.js';
 import type { AppServices } from '../../instance.js';
-import { enrollRouteLimits, registerRateLimits, TOKEN_FAILURES } from '../enroll-limits.js';
+import { enrollRouteLimits, registerRateLimits } from '../enroll-limits.js';
 import { FailureBudget } from '../failure-budget.js';
 import { BODY_LIMITS, type Limits } from '../limits.js';
 import { errorResponses } from '../schemas.js';
@@ -127,14 +127,18 @@ export const scepRoutes: FastifyPluginAsyncTypebox<{ services: AppServices; limi
         try {
           answer = await services.scep.pkiOperation(message, request.ip);
         } catch (error) {
-          if (error instanceof ScepMessageError) throw new ImprintError('bad_request', `not a SCEP pkiMessage: ${error.message}`);
-          throw error;
+          if (!(error instanceof ScepMessageError)) throw error;
+          await budget?.recordFailure(request.ip);
+          throw new ImprintError('bad_request', `not a SCEP pkiMessage: ${error.message}`);
         }
         // RFC 8894 answers refusals 200 too: the log line and metrics learn them from the service.
         request.auditOperation = answer.operation ?? 'enroll';
         request.audit = { ...answer.subject };
         request.errorCode = answer.refusal;
-        if (answer.refusal !== undefined && budget && TOKEN_FAILURES.has(answer.refusal)) await budget.recordFailure(request.ip);
+        // Every refusal spends the failure budget, not only a refused token: a message costs
+        // milliseconds of CPU to read and refuse (pkijs, RSA), and the same one may be sent
+        // again and again by anyone, which the enroll rate alone bounded at ~10 s a minute.
+        if (answer.refusal !== undefined) await budget?.recordFailure(request.ip);
         // RFC 8894 3.3.2: a refusal is a CertRep with pkiStatus FAILURE, answered 200.
         reply.code(200).type('application/x-pki-message').send(answer.certRep);
         return;

@@ -92,7 +92,7 @@ function twoDigits(out: Buffer, at: number, value: number): void {
  * Writes the UTC calendar fields of `ms` (YYMMDDhhmmss, or YYYYMMDDhhmmss when `fullYear`)
  * at `at`, from the day count (Hinnant's civil_from_days) rather than a Date per entry.
  */
-function writeTimeDigits(out: Buffer, at: number, ms: number, fullYear: boolean): number {
+function writeTimeDigits(out: Buffer, at: number, ms: number, fullYear: boolean): void {
   const days = Math.floor(ms / DAY_MS);
   const seconds = Math.floor((ms - days * DAY_MS) / 1000);
   const z = days + 719_468;
@@ -115,7 +115,6 @@ function writeTimeDigits(out: Buffer, at: number, ms: number, fullYear: boolean)
   twoDigits(out, p + 6, Math.floor(seconds / 3600));
   twoDigits(out, p + 8, Math.floor(seconds / 60) % 60);
   twoDigits(out, p + 10, seconds % 60);
-  return p + 12;
 }
 
 /**

@@ -11,10 +11,11 @@ import { UntilCommit } from './until-commit.js';
 import type { Writer } from './writer.js';
 
 /**
- * Revoked certificates read per statement for a CRL: a page's rows are gone before the next
- * is read, and a page of 1,000 (~250 KB of rows and entries) dies young even in a worker's
- * 4 MB semi-space; pages of 10,000 outlived it and a first CRL of a million spent ~0.8 s
- * more in the garbage collector.
+ * Revoked certificates read per statement, for a CRL and for the serials revoked since a
+ * sequence: no statement makes more than a page of JavaScript values at once. A CRL's page
+ * is gone before the next is read, and a page of 1,000 (~250 KB of rows and entries) dies
+ * young even in a worker's 4 MB semi-space; pages of 10,000 outlived it and a first CRL of a
+ * million spent ~0.8 s more in the garbage collector.
  */
 const REVOKED_PAGE = 1_000;
 

@@ -4,9 +4,11 @@
  *
  * Requests without a nonce (RFC 5019 clients: browsers, TLS servers stapling, brokers)
  * accept a pre-produced response, so their answers are kept and reused until any
- * revocation moves the store's revocation sequence, which is read on every request: a
- * cached answer is never older than the last revocation, made by whichever process.
- * Answers to a nonce are signed each time, from statuses kept under the same sequence.
+ * revocation moves the store's revocation sequence. Answers to a nonce are signed each
+ * time, from statuses kept under the same sequence. The requests of one event-loop turn are
+ * answered together at its end: one read of the sequence for all of them, made after every
+ * one of them arrived, so a kept answer is never older than a revocation made (by whichever
+ * process) before its request came in; and their signatures back to back.
  * While the database cannot be reached, kept answers are still served as they were signed,
  * up to REUSE_MS after signing; nothing is signed anew, since another process or instance
  * may have revoked meanwhile.
@@ -24,7 +26,6 @@ import type { CertificateAuthority } from '../ca/authority.js';
 import type { Clock } from '../clock.js';
 import { storeUnavailable } from '../store/failures.js';
 import type { InventoryStore, RevocationStore } from '../store/store.js';
-import { TurnBatch } from './turn-batch.js';
 
 /** How long a relying party may cache an answer (nextUpdate - thisUpdate). */
 const OCSP_VALIDITY_MS = 60 * 60_000;
@@ -71,6 +72,17 @@ const UNKNOWN: OcspStatus = { status: 'unknown' };
 const summary = (statuses: readonly OcspStatus[]): OcspAnswerSummary =>
   statuses.some((each) => each.status === 'revoked') ? 'revoked' : statuses.some((each) => each.status === 'unknown') ? 'unknown' : 'good';
 
+/** A request waiting for the end of its turn. */
+interface Asked {
+  readonly der: Buffer;
+  /** The request's bytes as a string: the kept answers' key. */
+  readonly key: string;
+  /** Read when asked, unless a kept answer was there for the same bytes. */
+  readonly request: OcspRequest | undefined;
+  readonly resolve: (der: Buffer) => void;
+  readonly reject: (error: unknown) => void;
+}
+
 /** Answers OCSP requests for the issuing CA. */
 export class OcspService {
   private readonly cache = new Map<string, CachedAnswer>();
@@ -81,11 +93,12 @@ export class OcspService {
   /** Known certificates' statuses by serial, read at cacheSeq: a nonce answer needs no read for them. */
   private readonly statuses = new Map<string, OcspStatus>();
   /**
-   * Answers are signed with the others of their event-loop turn, back to back (see TurnBatch):
-   * in between the HTTP and TLS work of each request, P-256's code and tables left the CPU
-   * caches and a signature cost ~55 us of server CPU instead of ~25 (Node 20, bare server).
+   * This turn's requests, answered together once its I/O callbacks have run. Besides the one
+   * read of the sequence, their signatures then run back to back: in between the HTTP and TLS
+   * work of each request, P-256's code and tables left the CPU caches and a signature cost
+   * ~55 us of server CPU instead of ~25 (Node 20, bare server).
    */
-  private readonly signing = new TurnBatch();
+  private asked: Asked[] = [];
   /** Told of every answer; none when absent. */
   observer: OcspAnswerObserver | undefined;
 
@@ -96,7 +109,7 @@ export class OcspService {
   ) {}
 
   /** The DER OCSPResponse for a DER OCSPRequest, whatever the request holds. */
-  async respond(requestDer: Buffer): Promise<Buffer> {
+  respond(requestDer: Buffer): Promise<Buffer> {
     const key = requestDer.toString('latin1');
     // Only nonce-less requests that read well have kept answers: the same bytes need no reading again.
     let request: OcspRequest | undefined;
@@ -104,19 +117,20 @@ export class OcspService {
       try {
         request = parseOcspRequest(requestDer);
       } catch (error) {
-        if (error instanceof MalformedOcspRequestError) {
-          this.observer?.('malformed', 'none');
-          return ocspErrorResponse(OcspResponseStatus.malformedRequest);
-        }
-        throw error;
-      }
-      if (request.nonce) {
-        const answer = await this.answer(request, undefined);
-        this.observer?.(answer.status, 'nonce');
-        return answer.der;
+        if (!(error instanceof MalformedOcspRequestError)) return Promise.reject(error);
+        this.observer?.('malformed', 'none');
+        return Promise.resolve(ocspErrorResponse(OcspResponseStatus.malformedRequest));
       }
     }
+    return new Promise((resolve, reject) => {
+      if (this.asked.push({ der: requestDer, key, request, resolve, reject }) === 1) setImmediate(() => void this.answerAsked());
+    });
+  }
 
+  /** Answers the requests asked so far, all of which arrived before the sequence is read here. */
+  private async answerAsked(): Promise<void> {
+    const asked = this.asked;
+    this.asked = [];
     // While the store cannot be read, a kept answer is still served as it was signed; but
     // nothing is signed anew from kept statuses: another process may have revoked meanwhile.
     let seq: number | undefined;
@@ -124,26 +138,64 @@ export class OcspService {
     try {
       seq = await this.currentSeq();
     } catch (error) {
-      if (!storeUnavailable(error)) throw error;
       unconfirmed = error;
     }
-    const cached = this.cache.get(key);
-    const age = cached && this.clock.now().getTime() - cached.producedAt;
-    if (cached && age! >= 0 && age! < REUSE_MS) {
-      this.observer?.(cached.status, 'cached');
-      return cached.der;
+    const now = this.clock.now();
+    for (const each of asked) {
+      try {
+        this.answer(each, now, seq, unconfirmed);
+      } catch (error) {
+        each.reject(error);
+      }
     }
-    if (seq === undefined) throw unconfirmed;
+  }
 
-    const { der, producedAt, known, status } = await this.answer(request ?? parseOcspRequest(requestDer), seq);
+  /** Settles one request: at once when its answer is kept or its statuses are, else after reading them. */
+  private answer(asked: Asked, now: Date, seq: number | undefined, unconfirmed: unknown): void {
+    if (!asked.request?.nonce) {
+      const cached = this.cache.get(asked.key);
+      const age = cached && now.getTime() - cached.producedAt;
+      if (cached && age! >= 0 && age! < REUSE_MS && (seq !== undefined || storeUnavailable(unconfirmed))) {
+        this.observer?.(cached.status, 'cached');
+        asked.resolve(cached.der);
+        return;
+      }
+    }
+    const request = asked.request ?? parseOcspRequest(asked.der);
+    const statuses = request.certIds.map((certId): OcspStatus | undefined => {
+      if (!this.ca.ocspResponder.issued(certId)) return UNKNOWN;
+      if (seq === undefined) throw unconfirmed;
+      return this.statuses.get(certId.serial);
+    });
+    if (statuses.includes(undefined)) void this.answerAfterReading(asked, request, statuses, seq!);
+    else asked.resolve(this.sign(asked.key, request, statuses as OcspStatus[], now, seq!));
+  }
+
+  /** Reads the statuses not kept yet, then signs. */
+  private async answerAfterReading(asked: Asked, request: OcspRequest, statuses: (OcspStatus | undefined)[], seq: number): Promise<void> {
+    try {
+      for (const [i, certId] of request.certIds.entries()) statuses[i] ??= await this.readStatus(certId.serial, seq);
+      asked.resolve(this.sign(asked.key, request, statuses as OcspStatus[], this.clock.now(), seq));
+    } catch (error) {
+      asked.reject(error);
+    }
+  }
+
+  /** A signed answer; a nonce-less one about known certificates is kept under `key` while `seq` is current. */
+  private sign(key: string, request: OcspRequest, statuses: readonly OcspStatus[], now: Date, seq: number): Buffer {
+    const answers: OcspSingleResponse[] = request.certIds.map((certId, i) => ({ certIdDer: certId.der, status: statuses[i]! }));
+    const der = this.ca.ocspResponder.respond(answers, { producedAt: now, thisUpdate: now, nextUpdate: new Date(now.getTime() + OCSP_VALIDITY_MS) }, request.nonce);
+    const status = summary(statuses);
+    if (request.nonce) {
+      this.observer?.(status, 'nonce');
+      return der;
+    }
     this.observer?.(status, 'fresh');
     // Unknown serials are not kept: anyone can ask about any serial, and they would crowd out real ones.
-    if (known && seq === this.cacheSeq) {
-      const kept = ownCopy(der);
-      this.keep(key, { der: kept, producedAt: producedAt.getTime(), status });
-      return kept;
-    }
-    return der;
+    if (statuses.some((each) => each.status === 'unknown') || seq !== this.cacheSeq) return der;
+    const kept = ownCopy(der);
+    this.keep(key, { der: kept, producedAt: now.getTime(), status });
+    return kept;
   }
 
   /** Keeps an answer under its request's bytes, making room by dropping the oldest. */
@@ -177,33 +229,12 @@ export class OcspService {
     return seq;
   }
 
-  /** `seq` when the caller read it; else read here, and only if some certificate is ours to look up. */
-  private async answer(request: OcspRequest, seq: number | undefined): Promise<{ der: Buffer; producedAt: Date; known: boolean; status: OcspAnswerSummary }> {
-    const answers: OcspSingleResponse[] = [];
-    for (const certId of request.certIds) {
-      let status: OcspStatus = UNKNOWN;
-      if (this.ca.ocspResponder.issued(certId)) {
-        seq ??= await this.currentSeq();
-        status = await this.status(certId.serial, seq);
-      }
-      answers.push({ certIdDer: certId.der, status });
-    }
-    const now = this.clock.now();
-    const der = await this.signing.run(() =>
-      this.ca.ocspResponder.respond(answers, { producedAt: now, thisUpdate: now, nextUpdate: new Date(now.getTime() + OCSP_VALIDITY_MS) }, request.nonce),
-    );
-    const statuses = answers.map((answer) => answer.status);
-    return { der, producedAt: now, known: statuses.every((each) => each.status !== 'unknown'), status: summary(statuses) };
-  }
-
   /**
-   * One of our certificates' status, kept while the sequence `seq` it was read at is current:
-   * a certificate turns revoked only with a new sequence. Unknown serials are not kept (a
-   * certificate may be recorded later, and anyone may ask about any serial).
+   * One of our certificates' status from the store, kept while the sequence `seq` it was read
+   * at is current: a certificate turns revoked only with a new sequence. Unknown serials are
+   * not kept (a certificate may be recorded later, and anyone may ask about any serial).
    */
-  private async status(serial: string, seq: number): Promise<OcspStatus> {
-    const kept = this.statuses.get(serial);
-    if (kept) return kept;
+  private async readStatus(serial: string, seq: number): Promise<OcspStatus> {
     const certificate = await this.store.certificateStatus(serial);
     if (!certificate) return UNKNOWN;
     const status: OcspStatus =

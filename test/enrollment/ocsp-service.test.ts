@@ -185,6 +185,52 @@ describe('OcspService', () => {
     expect(read(await ocsp.respond(noNonce))).toMatch(/Cert Status: good/);
   });
 
+  it('answers the requests of one turn from one read of the revocation sequence, made once the last of them has arrived', async () => {
+    const ocsp = instance.signing().ocsp;
+    const noNonce = request(['-cert', certPath], false);
+    const withNonce = request(['-cert', certPath], true);
+    await ocsp.respond(noNonce);
+    const store = instance.store;
+    const original = store.revocationSeq;
+    const trace: string[] = [];
+    store.revocationSeq = () => {
+      trace.push('read');
+      return original();
+    };
+    try {
+      const asked = [noNonce, withNonce, noNonce].map(
+        (der, i) =>
+          new Promise<Buffer>((resolve) =>
+            setImmediate(() => {
+              trace.push(`request ${i}`);
+              resolve(ocsp.respond(der));
+            }),
+          ),
+      );
+      const answers = await Promise.all(asked);
+      expect(trace).toEqual(['request 0', 'request 1', 'request 2', 'read']);
+      for (const answer of answers) expect(read(answer)).toMatch(/Cert Status: good/);
+    } finally {
+      store.revocationSeq = original;
+    }
+  });
+
+  it('a request asked after a revocation was recorded, in the same turn as one asked before it, is answered revoked', async () => {
+    const ocsp = instance.signing().ocsp;
+    const [token] = (await instance.tokens.mint({ count: 1, ttlSeconds: 86_400 }, { actor: 'cli:test', role: 'admin' })).tokens;
+    const enrolled = await instance.signing().enrollment.enroll({ token: token!.token, csr: buildCsr(await generateDeviceKey(), 'ocsp-same-turn') });
+    const file = join(work, 'same-turn.pem');
+    writeFileSync(file, enrolled.result.certificate);
+    const noNonce = request(['-cert', file], false);
+    expect(read(await ocsp.respond(noNonce))).toMatch(/Cert Status: good/); // kept
+    const before = ocsp.respond(noNonce);
+    // SQLite has committed it once the call returns; its promise settles within the turn.
+    await instance.store.revokeCertificate(enrolled.result.serial, 'keyCompromise', { at: now, actor: 'cli:test', action: 'certificates.revoke', outcome: 'ok' });
+    const after = ocsp.respond(noNonce);
+    // Both are answered from the turn's one read of the sequence, made after the revocation.
+    for (const answer of await Promise.all([before, after])) expect(read(answer)).toMatch(/Cert Status: revoked/);
+  });
+
   it('drops kept answers as soon as anything is revoked', async () => {
     const ocsp = instance.signing().ocsp;
     const noNonce = request(['-cert', certPath], false);

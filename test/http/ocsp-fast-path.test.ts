@@ -21,12 +21,19 @@ import { startTestServer, type TestServer } from '../helpers/server.js';
 
 const work = tempDir();
 
-/** Writes raw bytes to a plain-HTTP port and reads until the server closes (or 15 s pass: a busy machine is slow, not wrong). */
-async function exchange(port: number, request: string | Buffer): Promise<{ head: string; body: Buffer; closed: boolean }> {
+/**
+ * Writes raw bytes to a plain-HTTP port (parts of them 50 ms apart) and reads until the
+ * server closes (or 15 s pass: a busy machine is slow, not wrong).
+ */
+async function exchange(port: number, request: string | Buffer | readonly Buffer[]): Promise<{ head: string; body: Buffer; closed: boolean }> {
   const socket = connect({ host: '127.0.0.1', port }).on('error', () => undefined);
   await once(socket, 'connect');
   const data: Buffer[] = [];
-  socket.on('data', (chunk: Buffer) => data.push(chunk)).write(request);
+  socket.on('data', (chunk: Buffer) => data.push(chunk));
+  for (const [i, part] of (Array.isArray(request) ? request : [request]).entries()) {
+    if (i > 0) await delay(50);
+    socket.write(part);
+  }
   const closed = await Promise.race([once(socket, 'close').then(() => true), delay(15_000, false, { ref: false })]);
   socket.destroy();
   const received = Buffer.concat(data);
@@ -52,6 +59,8 @@ describe('which requests the fast path takes', () => {
   const log = Fastify().log;
   let request: Buffer;
   let base64: string;
+  /** How many 'data' listeners the last answered request had. */
+  let lastDataListeners = -1;
 
   beforeAll(async () => {
     const dataDir = join(work, 'unit');
@@ -60,6 +69,7 @@ describe('which requests the fast path takes', () => {
     const fastPath = ocspFastPath({ ocsp: instance.signing().ocsp, log, open: () => open });
     // What Fastify would answer: anything the fast path leaves (/slow after a while, on a kept-alive connection).
     server = createServer((req, res) => {
+      res.on('finish', () => (lastDataListeners = req.listenerCount('data')));
       if (fastPath(req, res)) return;
       if (req.url === '/slow') setTimeout(() => res.writeHead(404, { 'x-handed-over': 'yes', 'content-length': 0 }).end(), 100);
       else res.writeHead(404, { 'x-handed-over': 'yes', connection: 'close' }).end();
@@ -93,6 +103,23 @@ describe('which requests the fast path takes', () => {
     const file = join(work, `answer-${Math.random()}.der`);
     writeFileSync(file, answer.body);
     expect(openssl(['ocsp', '-respin', file, '-resp_text', '-noverify'])).toMatch(/Cert Status: unknown/);
+  });
+
+  it('reads a body that came with its headers from the request in one piece, and collects one that comes apart as it comes', async () => {
+    const unknown = /Cert Status: unknown/;
+    const readBack = (body: Buffer) => {
+      const file = join(work, `answer-${Math.random()}.der`);
+      writeFileSync(file, body);
+      return openssl(['ocsp', '-respin', file, '-resp_text', '-noverify']);
+    };
+    const together = await exchange(port, postOcsp());
+    expect(readBack(together.body)).toMatch(unknown);
+    expect(lastDataListeners).toBe(0);
+    const [head, body] = [postOcsp().subarray(0, -request.length), request];
+    const apart = await exchange(port, [head, body.subarray(0, 10), body.subarray(10)]);
+    expect(apart.head).toMatch(/^HTTP\/1\.1 200 /);
+    expect(readBack(apart.body)).toMatch(unknown);
+    expect(lastDataListeners).toBe(1);
   });
 
   it('echoes a well-formed X-Request-Id', async () => {

@@ -17,7 +17,7 @@ import { renewRateKey } from './device-routes.js';
 import { enrollRouteLimits } from '../enroll-limits.js';
 import { recordRefusal, toClientError, type ErrorBody } from '../error-handler.js';
 import { BODY_LIMITS, type Limits } from '../limits.js';
-import { errorResponses, PathName } from '../schemas.js';
+import { errorResponses } from '../schemas.js';
 import type { WindowCounters } from '../window-counters.js';
 import { bearerToken } from './public-routes.js';
 
@@ -39,7 +39,7 @@ const POLICY_REFUSALS: ReadonlySet<ErrorCode> = new Set(['csr_subject_mismatch',
 /** An EST label: the token label pattern (printable ASCII, 1-64) as a path segment. */
 const LABEL_PATTERN = /^[\x21-\x7e][\x20-\x7e]{0,63}$/;
 
-const LabelParamsSchema = Type.Object({ label: PathName(64) });
+const LabelParamsSchema = Type.Object({ label: Type.String({ minLength: 1, maxLength: 64 }) });
 
 /**
  * The bootstrap token of an EST request: the HTTP Basic password (RFC 7617; the user name

@@ -297,7 +297,7 @@ describe('imprint serve --workers 2', () => {
     expect(pids.has(server.child.pid!)).toBe(false);
   });
 
-  it('a full handshake brings one session ticket, not OpenSSL\'s two (deploy/openssl.cnf), and it resumes', async () => {
+  it('a full handshake brings one session ticket, not OpenSSL\'s two (deploy/openssl.cnf), and it resumes, bringing none', async () => {
     const tickets = (answer: Seen) => answer.output.match(/Post-Handshake New Session Ticket arrived/g)?.length ?? 0;
     const session = join(work, 'one-ticket.sess');
     const full = await reconnect(server.port, rootPath, device, { sessionOut: session });
@@ -305,6 +305,8 @@ describe('imprint serve --workers 2', () => {
     expect(tickets(full), full.output).toBe(1);
     const resumed = await reconnect(server.port, rootPath, device, { sessionIn: session });
     expect(resumed).toMatchObject({ handshake: 'Reused', status: 200 });
+    // A resumption under the current key is not sent a fresh ticket: the device keeps its own.
+    expect(tickets(resumed), resumed.output).toBe(0);
   });
 
   it('after a restart, a session from before it gets a full handshake, and new sessions resume across workers again', async () => {

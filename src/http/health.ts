@@ -4,7 +4,7 @@
  * it is not shutting down), and /healthz, kept for existing probes (same as /livez).
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { Type } from 'typebox';
+import { Type } from './json-schema.js';
 import { VERSION } from '../version.js';
 
 /** What readiness asks of the rest of the server. */

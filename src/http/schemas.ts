@@ -1,5 +1,5 @@
 /** Schemas shared by routes: request bodies and the contract's response shapes. */
-import { Type } from 'typebox';
+import { Type } from './json-schema.js';
 import { MAX_CSR_DER_BYTES } from '../ca/csr.js';
 import { MAX_TOKENS_PER_REQUEST, MAX_TOKEN_TTL_SECONDS, MIN_TOKEN_TTL_SECONDS } from '../enrollment/tokens.js';
 

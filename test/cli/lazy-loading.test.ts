@@ -93,6 +93,8 @@ describe('what a command loads', () => {
       const workers = [...byPid.keys()].filter((pid) => pid !== server.child.pid);
       expect(workers).toHaveLength(2);
       for (const worker of workers) expect(byPid.get(worker)!.some((url) => url.includes('/node_modules/fastify/'))).toBe(true);
+      // The routes' schemas are plain JSON Schema (src/http/json-schema.ts): TypeBox is types only.
+      for (const worker of workers) expect(byPid.get(worker)!.filter((url) => url.includes('/node_modules/typebox/'))).toEqual([]);
     });
 
     it('the workers load pkijs and asn1js on the first SCEP message, not before; a first burst of SCEP and EST enrollments all succeed', async () => {

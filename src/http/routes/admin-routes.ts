@@ -1,6 +1,6 @@
 /** The operator API under /v1/admin: tokens, devices, certificates, audit. */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type } from 'typebox';
+import { Type } from '../json-schema.js';
 import { MAX_PAGE_SIZE } from '../../enrollment/paging.js';
 import type { AppServices } from '../../instance.js';
 import { REVOCATION_REASONS } from '../../enrollment/model.js';

@@ -16,7 +16,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Type } from 'typebox';
+import { Type } from '../json-schema.js';
 import { MAX_PAGE_SIZE } from '../../enrollment/paging.js';
 import { packageDirectory } from '../../package-files.js';
 import { ImprintError } from '../../errors.js';

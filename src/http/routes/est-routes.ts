@@ -7,7 +7,7 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { Type } from 'typebox';
+import { Type } from '../json-schema.js';
 import { base64Lines, certsOnlyCms, csrAttributes } from '../../ca/cms.js';
 import { certificatesFromPem } from '../../ca/pem.js';
 import { ImprintError, type ErrorCode } from '../../errors.js';

@@ -1,6 +1,6 @@
 /** Routes anyone may call: the CA chain, enrollment with a bootstrap token (health is in health.ts). */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type } from 'typebox';
+import { Type } from '../json-schema.js';
 import type { SigningServices } from '../../instance.js';
 import { enrollRouteLimits } from '../enroll-limits.js';
 import { BODY_LIMITS, type Limits } from '../limits.js';

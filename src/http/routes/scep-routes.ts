@@ -7,7 +7,7 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { Type } from 'typebox';
+import { Type } from '../json-schema.js';
 import { ScepMessageError } from '../../ca/scep-message.js';
 import { ImprintError } from '../../errors.js';
 import type { AppServices } from '../../instance.js';

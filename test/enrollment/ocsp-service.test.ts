@@ -185,6 +185,16 @@ describe('OcspService', () => {
     expect(read(await ocsp.respond(noNonce))).toMatch(/Cert Status: good/);
   });
 
+  it.each([1, 2, 16])('an answer about %i certificates, with a nonce and without, reads back whole and signed', async (count) => {
+    const ocsp = instance.signing().ocsp;
+    const serials = Array.from({ length: count - 1 }, (_, i) => ['-serial', `0x${(i + 1).toString(16).padStart(32, '5')}`]).flat();
+    for (const nonce of [true, false]) {
+      const text = read(await ocsp.respond(request(['-cert', certPath, ...serials], nonce)));
+      expect(text.match(/Cert Status: good/g)).toHaveLength(1);
+      expect(text.match(/Cert Status: unknown/g) ?? []).toHaveLength(count - 1);
+    }
+  });
+
   it('answers the requests of one turn from one read of the revocation sequence, made once the last of them has arrived', async () => {
     const ocsp = instance.signing().ocsp;
     const noNonce = request(['-cert', certPath], false);

@@ -77,7 +77,12 @@ export class ImprintMetrics {
   private readonly enrollments: (protocol: string) => (outcome: string) => CounterChild;
   private readonly renewals: (outcome: string) => CounterChild;
   private readonly rateLimits: (limit: string) => CounterChild;
-  private readonly ocsp: Record<OcspAnswerStatus, Record<OcspAnswerKind, CounterChild>>;
+  /**
+   * OCSP answers counted since the last scrape, added to the counter when it is read: every
+   * answer counts, and a child's inc cost ~0.26 us (prom-client hashes its labels), ~0.6%
+   * of a kept answer.
+   */
+  private readonly ocsp: Record<OcspAnswerStatus, Record<OcspAnswerKind, number>>;
   private readonly crlNumber: Gauge;
   private readonly crlSize: Gauge;
   private readonly crlBuild: Gauge;
@@ -128,16 +133,25 @@ export class ImprintMetrics {
     });
     this.rateLimits = cached((limit) => rateLimited.labels(limit));
 
+    const counted = (this.ocsp = Object.fromEntries(
+      OCSP_STATUSES.map((status) => [status, Object.fromEntries(OCSP_KINDS.map((kind) => [kind, 0]))]),
+    ) as ImprintMetrics['ocsp']);
     const ocsp = new Counter({
       name: 'imprint_ocsp_responses_total',
       help: 'OCSP responses by status (good/revoked/unknown/malformed) and kind (nonce: signed for a nonce; cached: reused; fresh: signed and kept; none: an error response)',
       labelNames: ['status', 'kind'],
       registers,
+      collect() {
+        for (const status of OCSP_STATUSES) {
+          for (const kind of OCSP_KINDS) {
+            if (counted[status][kind] === 0) continue;
+            this.labels(status, kind).inc(counted[status][kind]);
+            counted[status][kind] = 0;
+          }
+        }
+      },
     });
-    const byKind = (status: OcspAnswerStatus) =>
-      Object.fromEntries(OCSP_KINDS.map((kind) => [kind, ocsp.labels(status, kind)])) as Record<OcspAnswerKind, CounterChild>;
     ocsp.labels('good', 'fresh').inc(0);
-    this.ocsp = Object.fromEntries(OCSP_STATUSES.map((status) => [status, byKind(status)])) as ImprintMetrics['ocsp'];
 
     // Every worker serves the same published CRL: the maximum is the server's.
     this.crlNumber = new Gauge({ name: 'imprint_crl_number', help: 'CRL number of the CRL last served or built, by scope (issuer, root)', labelNames: ['scope'], registers, aggregator: 'max' });
@@ -222,7 +236,7 @@ export class ImprintMetrics {
   }
 
   ocspAnswered(status: OcspAnswerStatus, kind: OcspAnswerKind): void {
-    this.ocsp[status][kind].inc();
+    this.ocsp[status][kind]++;
   }
 
   /** A CRL served (or built, with how long it took). */

@@ -285,11 +285,12 @@ export function checkIssuedBy(certificate: Buffer, issuer: CertificateParts): Cl
   const serialBytes = contentOf(certificate, fields.serial);
   const serial = (serialBytes[0] === 0 && serialBytes.length > 1 ? serialBytes.subarray(1) : serialBytes).toString('hex');
   if (!bytesOf(certificate, fields.issuer).equals(issuer.subjectName)) return { serial, verificationError: 'UNABLE_TO_GET_ISSUER_CERT' };
-  const [oid] = childrenOf(certificate, fields.algorithm);
-  const hash = oid?.tag === 0x06 ? SIGNATURE_HASHES[decodeOid(contentOf(certificate, oid))] : undefined;
-  const signature = contentOf(certificate, fields.signature);
   let verified = false;
   try {
+    // The algorithm's OID too is the client's: a malformed one is a signature that fails.
+    const [oid] = childrenOf(certificate, fields.algorithm);
+    const hash = oid?.tag === 0x06 ? SIGNATURE_HASHES[decodeOid(contentOf(certificate, oid))] : undefined;
+    const signature = contentOf(certificate, fields.signature);
     verified = hash !== undefined && signature[0] === 0 && verify(hash, bytesOf(certificate, fields.tbs), issuer.x509.publicKey, signature.subarray(1));
   } catch {
     verified = false;

@@ -11,6 +11,7 @@ import type { ScepRaIdentity } from '../ca/ca-directory.js';
 import { certsOnlyCms } from '../ca/cms.js';
 import { certificatesFromPem } from '../ca/pem.js';
 import { MessageType, ScepMessageError, type FailInfo, type ScepRequest } from '../ca/scep-message.js';
+import type { ClaimedCertificate } from '../ca/scep.js';
 import { ImprintError, type ErrorCode } from '../errors.js';
 import type { ClientAuthenticator } from './client-authenticator.js';
 import type { EnrollmentService } from './enrollment-service.js';
@@ -36,6 +37,11 @@ export interface ScepAnswer {
   readonly operation: ScepOperation | undefined;
   /** Our error code behind a FAILURE CertRep (for rate limits and logs); undefined on success. */
   readonly refusal: ErrorCode | undefined;
+  /**
+   * A RenewalReq signed by a certificate our issuing CA signed (revoked, superseded or
+   * current): the refusal then concerns that device, not whoever sent the message.
+   */
+  readonly signedByOurs: boolean;
   readonly subject: ScepSubject;
 }
 
@@ -70,12 +76,16 @@ export class ScepService {
    */
   private codec: Promise<ScepCodec> | undefined;
 
-  /** @param loadRa reads ca/scep-ra.pem|key (issued at start-up); called on first use. */
+  /**
+   * @param loadRa reads ca/scep-ra.pem|key (issued at start-up); called on first use.
+   * @param loadCodec imports the message code (src/ca/scep.ts).
+   */
   constructor(
     private readonly ca: CertificateAuthority,
     private readonly enrollment: EnrollmentService,
     private readonly clients: ClientAuthenticator,
     private readonly loadRa: () => ScepRaIdentity,
+    private readonly loadCodec: () => Promise<ScepCodec> = () => import('../ca/scep.js'),
   ) {}
 
   /** The RA certificate and key. */
@@ -84,8 +94,16 @@ export class ScepService {
     return this.loaded;
   }
 
+  /**
+   * The message code, loaded once. A load that fails (no file descriptor left, the file
+   * replaced by an upgrade) is not kept: this request is answered 503 and the next tries again.
+   */
   private scepCodec(): Promise<ScepCodec> {
-    return (this.codec ??= import('../ca/scep.js'));
+    this.codec ??= this.loadCodec().catch(() => {
+      this.codec = undefined;
+      throw new ImprintError('service_unavailable', 'SCEP is not available at the moment; retry in a few seconds', { retryAfterSeconds: 5 });
+    });
+    return this.codec;
   }
 
   /**
@@ -104,7 +122,7 @@ export class ScepService {
    */
   async pkiOperation(message: Buffer, source: string | undefined): Promise<ScepAnswer> {
     const ra = this.ra;
-    const { buildCertRep, readPkiMessage, signerHoldsCsrKey } = await this.scepCodec();
+    const { buildCertRep, checkIssuedBy, readPkiMessage, signerHoldsCsrKey } = await this.scepCodec();
     let request: ScepRequest;
     try {
       request = await readPkiMessage(message, { certificate: ra.certificate, key: ra.key, secret: this.secret });
@@ -115,7 +133,7 @@ export class ScepService {
       if (!partial?.transactionId || !partial.senderNonce) throw error;
       const addressed = { transactionId: partial.transactionId, senderNonce: partial.senderNonce, signerCertificate: undefined };
       const certRep = buildCertRep(addressed, { status: 'failure', failInfo: error.failInfo }, ra);
-      return { certRep, operation: operationOf(partial.messageType), refusal: 'bad_request', subject: {} };
+      return { certRep, operation: operationOf(partial.messageType), refusal: 'bad_request', signedByOurs: false, subject: {} };
     }
     const operation = operationOf(request.messageType);
     // RFC 8894 2.3 asks only that the self-signed certificate of a PKCSReq SHOULD hold the
@@ -123,21 +141,25 @@ export class ScepService {
     // signer holding the CSR's key binds the message (and the reply) to the key certified.
     if (operation === 'enroll' && !signerHoldsCsrKey(request)) {
       const certRep = buildCertRep(request, { status: 'failure', failInfo: 'badMessageCheck' }, ra);
-      return { certRep, operation, refusal: 'bad_request', subject: {} };
+      return { certRep, operation, refusal: 'bad_request', signedByOurs: false, subject: {} };
     }
+    // RFC 8894 3.3.1.2: a RenewalReq is signed with the current certificate, which must chain
+    // to our issuing CA (what TLS checks for /v1/renew) before it is looked up.
+    const claimed = request.messageType === MessageType.RenewalReq ? checkIssuedBy(request.signerCertificate, this.ca.material.issuer) : undefined;
+    const signedByOurs = claimed !== undefined && claimed.verificationError === undefined;
     try {
-      const issued = await this.issue(request, source);
+      const issued = await this.issue(request, source, claimed);
       const [certificate] = certificatesFromPem(issued.pem);
-      return { certRep: buildCertRep(request, { status: 'success', certificate: certificate! }, ra), operation, refusal: undefined, subject: issued.subject };
+      return { certRep: buildCertRep(request, { status: 'success', certificate: certificate! }, ra), operation, refusal: undefined, signedByOurs, subject: issued.subject };
     } catch (error) {
       if (!(error instanceof ImprintError)) throw error;
       const failInfo = FAIL_INFO[error.code] ?? 'badRequest';
-      return { certRep: buildCertRep(request, { status: 'failure', failInfo }, ra), operation, refusal: error.code, subject: { ...error.subject } };
+      return { certRep: buildCertRep(request, { status: 'failure', failInfo }, ra), operation, refusal: error.code, signedByOurs, subject: { ...error.subject } };
     }
   }
 
   /** Enrolls (PKCSReq) or renews (RenewalReq): the issued certificate's PEM and what it concerned. */
-  private async issue(request: ScepRequest, source: string | undefined): Promise<{ pem: string; subject: ScepSubject }> {
+  private async issue(request: ScepRequest, source: string | undefined, claimed: ClaimedCertificate | undefined): Promise<{ pem: string; subject: ScepSubject }> {
     const csr = request.csrDer.toString('base64');
     if (request.messageType === MessageType.PKCSReq) {
       // RFC 8894 2.3: the challengePassword authorizes the request; here it is the token.
@@ -145,11 +167,8 @@ export class ScepService {
       const { deviceId, serial } = outcome.result;
       return { pem: outcome.result.certificate, subject: { deviceId, serial, tokenId: outcome.tokenId } };
     }
-    if (request.messageType === MessageType.RenewalReq) {
-      // RFC 8894 3.3.1.2: signed with the current certificate. It must chain to our issuing
-      // CA (what TLS checks for /v1/renew), then be the very certificate we recorded.
-      const { checkIssuedBy } = await this.scepCodec();
-      const claimed = checkIssuedBy(request.signerCertificate, this.ca.material.issuer);
+    if (claimed !== undefined) {
+      // A RenewalReq: its signer must then be the very certificate we recorded.
       const identity = await this.clients.device(
         { der: request.signerCertificate, serial: claimed.serial || undefined, verificationError: claimed.verificationError },
         { renewing: true },

@@ -15,9 +15,11 @@ const WINDOW_MS = 60_000;
 
 /** A per-source budget of failures. */
 export class FailureBudget {
+  /** @param name what is counted: keys the counts, so that budgets of different names count apart. */
   constructor(
     private readonly perMinute: number,
     private readonly counters: WindowCounters,
+    private readonly name = 'failed-token',
   ) {}
 
   /** Attempts admitted in this process whose answer has not gone out yet, per source. */
@@ -46,6 +48,6 @@ export class FailureBudget {
   }
 
   private key(source: string): string {
-    return `failed-token:${source}`;
+    return `${this.name}:${source}`;
   }
 }

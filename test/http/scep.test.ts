@@ -13,13 +13,15 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { caPaths } from '../../src/ca/ca-directory.js';
 import { curl } from '../helpers/curl.js';
+import { call } from '../helpers/https.js';
 import { databaseUrlFor } from '../helpers/database.js';
 import { openssl, opensslVerify, tempDir } from '../helpers/openssl.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { DEFAULT_LIMITS, withoutRateLimits } from '../../src/http/limits.js';
 import { startServer, type RunningServer } from '../../src/server.js';
+import { ScepService } from '../../src/enrollment/scep-service.js';
 import { ImprintClient } from '../../simulator/client.js';
-import { buildCsrDer, generateDeviceKey, type DeviceKey } from '../../simulator/csr.js';
+import { buildCsr, buildCsrDer, generateDeviceKey, type DeviceKey } from '../../simulator/csr.js';
 import { buildPkiMessage, raFromCaCertificates, readCertRep, ScepMessageType, selfSignedCertificate, transactionIdOf, type ScepRa } from '../../simulator/scep.js';
 
 const execFileAsync = promisify(execFile);
@@ -328,14 +330,16 @@ describe('SCEP messages from the simulator', () => {
 });
 
 // Reading a PKIOperation costs the server milliseconds of CPU (pkijs, RSA) before it can
-// refuse it, and anyone may send the same refused message again and again: every refused or
-// unreadable one spends the source's failure budget, not only a refused token.
-describe('SCEP refusals spend the failure budget', () => {
+// refuse it, and anyone may send the same refused message again and again: refusals a sender
+// can make at will spend a SCEP budget of the source's. A renewal signed by a certificate we
+// issued is refused for that device's own state and spends nothing of its address's.
+describe('SCEP refusals and the failure budgets', () => {
   let budgeted: RunningServer;
   let ra: ScepRa;
+  let rootPem: string;
+  const dataDir = join(work, 'budgeted');
 
   beforeAll(async () => {
-    const dataDir = join(work, 'budgeted');
     budgeted = await startServer({
       dataDir,
       databaseUrl: await databaseUrlFor(dataDir),
@@ -345,42 +349,78 @@ describe('SCEP refusals spend the failure budget', () => {
       init: { hostnames: ['127.0.0.1'] },
       limits: { ...withoutRateLimits(DEFAULT_LIMITS), failedTokensPerMinute: 2 },
     });
-    const rootPem = readFileSync(caPaths(dataDir).root, 'utf8');
+    rootPem = readFileSync(caPaths(dataDir).root, 'utf8');
     ra = raFromCaCertificates(await new ImprintClient(budgeted.url, rootPem).scepCaCertificates(), rootPem);
   });
   afterAll(async () => {
     await budgeted.close();
   });
 
+  const mint = async () => (await budgeted.instance.tokens.mint({ count: 1 }, { actor: 'cli:test', role: 'admin' })).tokens[0]!;
   let posts = 0;
-  async function post(message: Buffer) {
+  async function post(message: Buffer): Promise<{ status: number; body: Buffer }> {
     const file = join(work, `budgeted-${++posts}.der`);
     writeFileSync(file, message);
     const response = await curl(['-H', 'Content-Type: application/x-pki-message', '--data-binary', `@${file}`, '-o', `${file}.rep`, `${budgeted.statusUrl}/scep?operation=PKIOperation`]);
-    return response.status;
+    return { status: response.status, body: readFileSync(`${file}.rep`) };
   }
+  const pkcsReq = (deviceId: string, token: string, key: DeviceKey, signer: DeviceKey = key, senderNonce = randomBytes(16)) =>
+    buildPkiMessage(ra, {
+      messageType: ScepMessageType.PKCSReq, transactionId: transactionIdOf(key), senderNonce,
+      csrDer: buildCsrDer(key, deviceId, { challengePassword: token }), signerCertificate: selfSignedCertificate(signer, deviceId), signerKey: signer,
+    });
+  const enrollJson = async (deviceId: string) => {
+    const key = await generateDeviceKey();
+    return (await call(`${budgeted.url}/v1/enroll`, { ca: rootPem, json: { csr: buildCsr(key, deviceId) }, headers: { authorization: `Bearer ${(await mint()).token}` } })).status;
+  };
 
-  it('a refused message sent again, then an unreadable one, use it up: the next PKIOperation is 429, an honest one too', async () => {
-    const token = (await budgeted.instance.tokens.mint({ count: 1 }, { actor: 'cli:test', role: 'admin' })).tokens[0]!;
+  it('a revoked device renewing again and again spends no budget of its address: others behind it still enroll', async () => {
     const key = await generateDeviceKey('rsa');
-    const stranger = await generateDeviceKey('rsa');
+    const transactionId = transactionIdOf(key);
+    const senderNonce = randomBytes(16);
+    const enrolled = readCertRep((await post(pkcsReq('scep-budget-revoked', (await mint()).token, key, key, senderNonce))).body, { ra, transactionId, senderNonce, recipientKey: key, commonName: 'scep-budget-revoked' });
+    expect(enrolled.status).toBe('success');
+    await budgeted.instance.fleet.revokeDevice('scep-budget-revoked', undefined, { actor: 'cli:test', role: 'admin' });
+    const renewal = buildPkiMessage(ra, {
+      messageType: ScepMessageType.RenewalReq, transactionId, senderNonce, csrDer: buildCsrDer(key, 'scep-budget-revoked'),
+      signerCertificate: (enrolled as { certificate: Buffer }).certificate, signerKey: key,
+    });
+    for (let i = 0; i < 4; i++) {
+      const refused = await post(renewal);
+      expect(refused.status).toBe(200);
+      expect(readCertRep(refused.body, { ra, transactionId, senderNonce, recipientKey: key, commonName: 'scep-budget-revoked' }).status).toBe('failure');
+    }
+    expect(await enrollJson('json-behind-revoked')).toBe(201);
+    const honest = await generateDeviceKey('rsa');
+    expect((await post(pkcsReq('scep-behind-revoked', (await mint()).token, honest))).status).toBe(200);
+  });
+
+  it('a refused message sent again, then an unreadable one, use up the SCEP budget: the next PKIOperation is 429, JSON enrollment is not held back', async () => {
+    const token = await mint();
+    const key = await generateDeviceKey('rsa');
     // Signed by a key other than the CSR's: badMessageCheck, a FAILURE CertRep (200).
-    const refused = buildPkiMessage(ra, {
-      messageType: ScepMessageType.PKCSReq, transactionId: transactionIdOf(key), senderNonce: randomBytes(16),
-      csrDer: buildCsrDer(key, 'scep-budget-1', { challengePassword: token.token }), signerCertificate: selfSignedCertificate(stranger, 'scep-budget-1'), signerKey: stranger,
-    });
-    expect(await post(refused)).toBe(200);
-    expect(await post(Buffer.from('30030201ff', 'hex'))).toBe(400);
-    expect(await post(refused)).toBe(429);
-    const honest = buildPkiMessage(ra, {
-      messageType: ScepMessageType.PKCSReq, transactionId: transactionIdOf(key), senderNonce: randomBytes(16),
-      csrDer: buildCsrDer(key, 'scep-budget-1', { challengePassword: token.token }), signerCertificate: selfSignedCertificate(key, 'scep-budget-1'), signerKey: key,
-    });
-    expect(await post(honest)).toBe(429);
-    // GetCACaps is a public read, never refused by the budget.
+    const refused = pkcsReq('scep-budget-1', token.token, key, await generateDeviceKey('rsa'));
+    expect((await post(refused)).status).toBe(200);
+    expect((await post(Buffer.from('30030201ff', 'hex'))).status).toBe(400);
+    expect((await post(refused)).status).toBe(429);
+    expect((await post(pkcsReq('scep-budget-1', token.token, key))).status).toBe(429);
+    // GetCACaps is a public read, never refused by the budget; /v1/enroll has its own.
     expect((await curl([`${budgeted.statusUrl}/scep?operation=GetCACaps`])).status).toBe(200);
-    // Nothing was enrolled, and the token is unused.
+    expect(await enrollJson('json-beside-refused')).toBe(201);
+    // Nothing was enrolled over SCEP, and the token is unused.
     expect((await budgeted.instance.tokens.list({ status: 'unused' })).items.map((each) => each.id)).toContain(token.id);
+  });
+
+  it('a message code that cannot be loaded is a 503 for that request, and the next one loads it again', async () => {
+    const instance = budgeted.instance.signing();
+    let failures = 1;
+    const scep = new ScepService(instance.ca, instance.enrollment, instance.clients, () => instance.scep.ra, async () => {
+      if (failures-- > 0) throw Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' });
+      return import('../../src/ca/scep.js');
+    });
+    const message = pkcsReq('scep-load-1', (await mint()).token, await generateDeviceKey('rsa'));
+    await expect(scep.pkiOperation(message, '127.0.0.1')).rejects.toMatchObject({ code: 'service_unavailable' });
+    expect((await scep.pkiOperation(message, '127.0.0.1')).refusal).toBeUndefined();
   });
 });
 

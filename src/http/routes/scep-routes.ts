@@ -11,7 +11,7 @@ import { Type } from '../json-schema.js';
 import { ScepMessageError } from '../../ca/scep-message.js';
 import { ImprintError } from '../../errors.js';
 import type { AppServices } from '../../instance.js';
-import { enrollRouteLimits, registerRateLimits } from '../enroll-limits.js';
+import { enrollRouteLimits, rateLimited, registerRateLimits, TOKEN_FAILURES } from '../enroll-limits.js';
 import { FailureBudget } from '../failure-budget.js';
 import { BODY_LIMITS, type Limits } from '../limits.js';
 import { errorResponses } from '../schemas.js';
@@ -72,6 +72,14 @@ export const scepRoutes: FastifyPluginAsyncTypebox<{ services: AppServices; limi
   // are public reads a client makes before each enrollment.
   const guards = enrollRouteLimits(limits, counters);
   const budget = limits.failedTokensPerMinute === null ? undefined : new FailureBudget(limits.failedTokensPerMinute, counters);
+  // Reading a message costs milliseconds of CPU (pkijs, RSA) before it can be refused, and
+  // anyone may send the same refused message again and again: refusals a sender can make
+  // at will (an unreadable message, a signer that is not the CSR's key, a CSR or signer we
+  // do not take) spend a budget of their own per source, at the refused-token rate. A
+  // renewal signed by a certificate we issued is refused for that device's own state
+  // (revoked, superseded, renewed too often): it spends nothing of its address's budgets,
+  // which a factory line behind one NAT shares.
+  const refusedMessages = limits.failedTokensPerMinute === null ? undefined : new FailureBudget(limits.failedTokensPerMinute, counters, 'scep-refused');
   const refuseOverBudget = guards.onRequest as ((request: FastifyRequest, reply: FastifyReply) => Promise<void>) | undefined;
   const rateLimitConfig = (guards.config as { rateLimit?: object } | undefined)?.rateLimit;
   const options = {
@@ -80,10 +88,13 @@ export const scepRoutes: FastifyPluginAsyncTypebox<{ services: AppServices; limi
       protocol: 'scep',
       ...(rateLimitConfig ? { rateLimit: { ...rateLimitConfig, allowList: (request: FastifyRequest) => !isPkiOperation(request) } } : {}),
     },
-    ...(refuseOverBudget
+    ...(refuseOverBudget && refusedMessages
       ? {
           onRequest: async function scepFailureBudget(request: FastifyRequest, reply: FastifyReply) {
-            if (isPkiOperation(request)) await refuseOverBudget(request, reply);
+            if (!isPkiOperation(request)) return;
+            await refuseOverBudget(request, reply);
+            const wait = await refusedMessages.admit(request.ip, reply.raw);
+            if (wait > 0) throw rateLimited('refused SCEP messages', wait);
           },
         }
       : {}),
@@ -128,17 +139,15 @@ export const scepRoutes: FastifyPluginAsyncTypebox<{ services: AppServices; limi
           answer = await services.scep.pkiOperation(message, request.ip);
         } catch (error) {
           if (!(error instanceof ScepMessageError)) throw error;
-          await budget?.recordFailure(request.ip);
+          await refusedMessages?.recordFailure(request.ip);
           throw new ImprintError('bad_request', `not a SCEP pkiMessage: ${error.message}`);
         }
         // RFC 8894 answers refusals 200 too: the log line and metrics learn them from the service.
         request.auditOperation = answer.operation ?? 'enroll';
         request.audit = { ...answer.subject };
         request.errorCode = answer.refusal;
-        // Every refusal spends the failure budget, not only a refused token: a message costs
-        // milliseconds of CPU to read and refuse (pkijs, RSA), and the same one may be sent
-        // again and again by anyone, which the enroll rate alone bounded at ~10 s a minute.
-        if (answer.refusal !== undefined) await budget?.recordFailure(request.ip);
+        if (answer.refusal !== undefined && TOKEN_FAILURES.has(answer.refusal)) await budget?.recordFailure(request.ip);
+        else if (answer.refusal !== undefined && !answer.signedByOurs) await refusedMessages?.recordFailure(request.ip);
         // RFC 8894 3.3.2: a refusal is a CertRep with pkiStatus FAILURE, answered 200.
         reply.code(200).type('application/x-pki-message').send(answer.certRep);
         return;

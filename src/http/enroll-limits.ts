@@ -6,6 +6,7 @@ import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptions } from 'fastify';
 import { ImprintError, type ErrorCode } from '../errors.js';
 import { FailureBudget } from './failure-budget.js';
+import { sourceKey } from './source-key.js';
 import type { Limits } from './limits.js';
 import type { WindowCounters } from './window-counters.js';
 
@@ -77,6 +78,8 @@ export async function registerRateLimits(app: FastifyInstance, counters: WindowC
   await app.register(rateLimit, {
     global: false,
     store: rateLimitStore(counters),
+    // Per source: an IPv4 address, an IPv6 /64 (a route may key otherwise, as renewals do).
+    keyGenerator: (request) => sourceKey(request.ip),
     errorResponseBuilder: (request, context) => {
       request.rateLimitedByPlugin = true;
       return rateLimited('requests', Math.max(1, Math.ceil(context.ttl / 1000)));

@@ -1,5 +1,5 @@
 /**
- * Counts refused token attempts per source address in fixed one-minute windows. A source
+ * Counts refused token attempts per source (an IPv4 address, an IPv6 /64) in fixed one-minute windows. A source
  * over budget is refused before its token is even looked at, until its window ends.
  *
  * A failure is counted only once its token was looked at, which takes a database round
@@ -9,6 +9,7 @@
  * it failed, and one refused token from a shared address (a factory line behind NAT) holds
  * back at most one of the line's concurrent enrollments, not all beyond the budget.
  */
+import { sourceKey } from './source-key.js';
 import type { WindowCounters } from './window-counters.js';
 
 const WINDOW_MS = 60_000;
@@ -29,7 +30,8 @@ export class FailureBudget {
    * Seconds until `source` may try again, or 0 when it is within budget: the attempt is
    * then in flight until `response` closes.
    */
-  async admit(source: string, response: { once(event: 'close', listener: () => void): unknown }): Promise<number> {
+  async admit(address: string, response: { once(event: 'close', listener: () => void): unknown }): Promise<number> {
+    const source = sourceKey(address);
     const { count, resetInMs } = await this.counters.add(this.key(source), 0, WINDOW_MS, this.perMinute);
     const inFlight = this.pending.get(source) ?? 0;
     if (count + Math.min(inFlight, count) >= this.perMinute) return Math.max(1, Math.ceil(resetInMs / 1000));
@@ -42,9 +44,9 @@ export class FailureBudget {
     return 0;
   }
 
-  /** Counts one failure of `source`. */
-  async recordFailure(source: string): Promise<void> {
-    await this.counters.add(this.key(source), 1, WINDOW_MS, this.perMinute);
+  /** Counts one failure of the source `address` is part of. */
+  async recordFailure(address: string): Promise<void> {
+    await this.counters.add(this.key(sourceKey(address)), 1, WINDOW_MS, this.perMinute);
   }
 
   private key(source: string): string {

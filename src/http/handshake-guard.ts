@@ -41,10 +41,11 @@
  * source included, never trip it.
  */
 import { performance } from 'node:perf_hooks';
-import { isIPv6, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { X509Certificate } from 'node:crypto';
 import type { Server, TLSSocket } from 'node:tls';
+import { sourceKey } from './source-key.js';
 import type { WindowCounters } from './window-counters.js';
 
 /**
@@ -82,25 +83,6 @@ const backOffKey = (address: string): string => `handshake-guard:${sourceKey(add
 
 /** Why a source was backed off. */
 export type BackOffReason = 'foreign_certificate' | 'expensive_handshake';
-
-/**
- * The address a back-off applies to: an IPv4 address, or an IPv6 address's /64 (one host
- * usually holds a whole /64, so a per-address entry would be no bound at all).
- */
-export function sourceKey(address: string): string {
-  // Asked on every accepted connection: a socket's IPv4 address has no colon, and skips isIPv6's long pattern.
-  if (!address.includes(':') || !isIPv6(address)) return address;
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (mapped) return mapped[1]!;
-  const [head = '', tail] = address.split('::');
-  const left = head ? head.split(':') : [];
-  const right = tail ? tail.split(':') : [];
-  const groups = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
-  return `${groups
-    .slice(0, 4)
-    .map((group) => group.toLowerCase().replace(/^0+(?=.)/, ''))
-    .join(':')}::/64`;
-}
 
 /** Sources refused at accept until a time; this process's own. */
 export class SourceBackOff {

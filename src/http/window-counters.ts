@@ -27,7 +27,7 @@ export interface WindowCounters {
   peek(key: string): number;
 }
 
-/** Keys remembered at most; beyond it, ended windows are swept, then the oldest dropped. */
+/** Keys remembered at most; beyond it, ended windows are swept, then the least counted dropped (makeRoom). */
 const MAX_KEYS = 100_000;
 
 interface Window {
@@ -81,14 +81,25 @@ export class LocalWindowCounters implements WindowCounters {
     this.windows.set(key, { count: Math.max(ours, count), endsAt: now + resetInMs });
   }
 
+  /**
+   * The table is full: drops the ended windows and, should it still be full (that many
+   * sources at once), an eighth of it in one go, fewest counts first and among those the
+   * newest: a flood of new sources, a request or two each, pushes out its own kind, not a
+   * source near its limit or backed off long before. Dropping in batches keeps a flood from
+   * costing a scan of the whole table for every new source.
+   */
   private makeRoom(now: number): void {
     for (const [key, window] of this.windows) if (window.endsAt <= now) this.windows.delete(key);
-    // Still full: drop the oldest (Map iterates in insertion order).
-    const excess = this.windows.size - MAX_KEYS + 1;
+    if (this.windows.size < MAX_KEYS) return;
+    const drop = Math.ceil(MAX_KEYS / 8);
+    const counts = [...this.windows.values()].map((window) => window.count).sort((a, b) => a - b);
+    const highest = counts[drop - 1]!;
+    const keys = [...this.windows.keys()];
     let dropped = 0;
-    for (const key of this.windows.keys()) {
-      if (dropped++ >= excess) break;
-      this.windows.delete(key);
+    for (let i = keys.length - 1; i >= 0 && dropped < drop; i--) {
+      if (this.windows.get(keys[i]!)!.count > highest) continue;
+      this.windows.delete(keys[i]!);
+      dropped++;
     }
   }
 }

@@ -9,7 +9,8 @@ import { connect as netConnect, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { createServer, type Server } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BACK_OFF_MS, guardHandshakes, SourceBackOff, sourceKey } from '../../src/http/handshake-guard.js';
+import { BACK_OFF_MS, guardHandshakes, SourceBackOff } from '../../src/http/handshake-guard.js';
+import { sourceKey } from '../../src/http/source-key.js';
 import { openssl, tempDir } from '../helpers/openssl.js';
 
 describe('sourceKey', () => {

@@ -14,6 +14,7 @@ import { BODY_LIMITS, type Limits } from '../limits.js';
 import { metrics } from '../metrics.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../observability.js';
 import { CsrBodySchema, EnrollmentResultSchema, errorResponses } from '../schemas.js';
+import { sourceKey } from '../source-key.js';
 
 const DeviceSchema = Type.Object({
   deviceId: Type.String(),
@@ -99,7 +100,7 @@ export function deviceFastPath(options: {
 /** Renewals (also EST re-enrollments) counted per device certificate (a NAT's devices share an address), else per address. */
 export const renewRateKey = (request: FastifyRequest): string => {
   const serial = presentedCertificate(request).serial;
-  return serial === undefined ? `ip:${request.ip}` : `cert:${serial}`;
+  return serial === undefined ? `ip:${sourceKey(request.ip)}` : `cert:${serial}`;
 };
 
 export const deviceRoutes: FastifyPluginAsyncTypebox<{ services: SigningServices; limits: Limits }> = async (app, { services, limits }) => {

@@ -15,10 +15,10 @@
  * IPC channel before it listens, and every new one after: a device's connections land on
  * any worker, and a ticket one worker issued resumes on all of them.
  *
- * One worker checkpoints the SQLite WAL for all of them, on a thread of its own (a thread
- * is a whole V8 isolate, 13-18 MB, and one keeps up with every worker's commits); the
- * primary chooses it, and the replacement of that worker when it dies. The others' commits
- * checkpoint only should the WAL grow far behind.
+ * The primary checkpoints the SQLite WAL for every worker, once the first has prepared the
+ * database: it serves nothing itself (the workers accept their connections), and a thread
+ * in a worker for it was a whole V8 isolate (10-20 MiB). The workers' commits checkpoint
+ * only should the WAL grow far behind.
  *
  * Serve never fails silently and never runs half-started: a port it cannot listen on, a
  * CA key it cannot read, or a worker that ends before it is listening stops every process
@@ -33,7 +33,6 @@ import { TICKET_KEY_ROTATION_MS, TicketKeys } from './http/ticket-keys.js';
 import { ClusterWindowCounters, CountingPrimary } from './http/window-counters.js';
 import type { RunningServer, ServeOptions } from './server.js';
 import { packageDirectory } from './package-files.js';
-import type { Checkpoints } from './store/open-store.js';
 
 /** Where serve writes its messages. */
 export interface ServeOutput {
@@ -58,11 +57,6 @@ interface TicketKeyMessage {
 }
 
 const ticketKeyMessage = (key: Buffer): TicketKeyMessage => ({ type: 'imprint:ticket-key', key: key.toString('base64') });
-
-/** The primary's word to the one worker that checkpoints the WAL for all, sent before its first key. */
-interface CheckpointsMessage {
-  readonly type: 'imprint:checkpoints';
-}
 
 /**
  * Node's flags for the workers besides the primary's own, each unless the operator chose
@@ -185,8 +179,13 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
     let first: Worker | undefined;
     /** Workers handed the key: the others have not started anything yet (they are loading their code). */
     const keyed = new WeakSet<Worker>();
-    /** The worker that checkpoints the WAL for every worker; a new one takes over when it dies. */
-    let checkpointer: Worker | undefined;
+    /** Ends the primary's checkpoints; its connection, closed after every worker's, then removes the WAL. */
+    let stopCheckpoints = () => undefined as void;
+    /** The primary's last word once its workers are gone. */
+    const exit = () => {
+      stopCheckpoints();
+      process.exit(0);
+    };
     /** Asks a worker to finish what is in flight and exit; one that has started nothing is killed at once. */
     const stop = (worker: Worker) => {
       if (!keyed.has(worker)) worker.process.kill('SIGKILL');
@@ -197,7 +196,10 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
     const fail = (message: string) => {
       if (failing || stopping) return;
       failing = true;
-      void stopWorkers(stop).then(() => reject(new Error(message)));
+      void stopWorkers(stop).then(() => {
+        stopCheckpoints();
+        reject(new Error(message));
+      });
     };
 
     const fork = () => {
@@ -215,14 +217,11 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
         // stop before this was killed: it had started nothing).
         if (message?.type === 'started') {
           keyed.add(worker);
-          if (!checkpointer || checkpointer.isDead()) {
-            checkpointer = worker;
-            worker.send({ type: 'imprint:checkpoints' } satisfies CheckpointsMessage, () => undefined);
-          }
           return void worker.send(ticketKeyMessage(ticketKeys.current()), () => undefined);
         }
         if (message?.type === 'failed') return fail(message.message);
         if (message?.type === 'prepared' && worker === first && !failing && !stopping) {
+          if (options.databaseUrl === undefined) void checkpointForWorkers(options.dataDir, out).then((stopping) => (stopCheckpoints = stopping));
           for (let i = 1; i < count; i++) fork();
           return;
         }
@@ -246,7 +245,7 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
       startedAt.delete(worker);
       if (failing) return;
       if (stopping) {
-        if (liveWorkers().length === 0) process.exit(0);
+        if (liveWorkers().length === 0) exit();
         return;
       }
       const pid = worker.process.pid;
@@ -270,11 +269,26 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
       }
       stopping = true;
       out.stderr(`${signal}: workers are finishing in-flight requests`);
-      if (liveWorkers().length === 0) process.exit(0);
+      if (liveWorkers().length === 0) exit();
       for (const worker of liveWorkers()) stop(worker);
     });
     fork();
   });
+}
+
+/**
+ * The workers' SQLite WAL, checkpointed by the primary: it serves nothing (the workers
+ * accept their connections themselves), and a thread for it in a worker held 10-20 MiB.
+ * Should the database not open here, the workers' commits checkpoint it themselves, later.
+ */
+async function checkpointForWorkers(dataDir: string, out: ServeOutput): Promise<() => void> {
+  try {
+    const { checkpointEvery, databasePath } = await import('./store/wal-checkpoints.js');
+    return checkpointEvery(databasePath(dataDir));
+  } catch (error) {
+    out.stderr(`the WAL is checkpointed by the workers' commits: ${(error as Error).message}`);
+    return () => undefined;
+  }
 }
 
 async function runWorker(options: ServeOptions, workers: number): Promise<never> {
@@ -287,10 +301,7 @@ async function runWorker(options: ServeOptions, workers: number): Promise<never>
   let ticketKeys: TicketKeys | undefined;
   let keyed: () => void = () => undefined;
   const firstKey = new Promise<void>((resolve) => (keyed = resolve));
-  // Another worker checkpoints unless the primary says, before the key, that this one does.
-  let checkpoints: Checkpoints = 'elsewhere';
   process.on('message', (message: unknown) => {
-    if ((message as CheckpointsMessage | undefined)?.type === 'imprint:checkpoints') return void (checkpoints = 'thread');
     if ((message as TicketKeyMessage | undefined)?.type === 'imprint:ticket-key') {
       const key = Buffer.from((message as TicketKeyMessage).key, 'base64');
       if (ticketKeys) ticketKeys.replace(key);
@@ -326,7 +337,8 @@ async function runWorker(options: ServeOptions, workers: number): Promise<never>
       limits: { ...limits, connectionsPerSource: Math.ceil(limits.connectionsPerSource / workers) },
       counters: new ClusterWindowCounters(process),
       ticketKeys,
-      checkpoints,
+      // The primary checkpoints the WAL for every worker (checkpointForWorkers).
+      checkpoints: 'elsewhere',
       prepared: () => process.send?.({ type: 'prepared' } satisfies WorkerMessage, undefined, {}, ignore),
     });
     shown = banner({ ...server, dataDir: options.dataDir, databaseUrl: options.databaseUrl }, 'npx imprint');

@@ -70,7 +70,7 @@ export interface ServeOptions {
    * its other workers then.
    */
   readonly prepared?: (() => void) | undefined;
-  /** Who checkpoints a SQLite store's WAL: this process on a thread of its own unless a cluster's primary chose another worker. */
+  /** Who checkpoints a SQLite store's WAL: this process on a thread of its own, unless a cluster's primary does (a worker). */
   readonly checkpoints?: Checkpoints | undefined;
 }
 

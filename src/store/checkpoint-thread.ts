@@ -1,27 +1,12 @@
-/**
- * Runs in a worker thread: moves the WAL's pages into the database file every interval,
- * on a connection of its own, so that the serving thread's commits never pay for a
- * checkpoint (a checkpoint into a large file with synchronous=FULL can take 100s of ms).
- */
-import Database from 'better-sqlite3';
+/** Runs in a worker thread of a serving process: the checkpoints of wal-checkpoints.ts, until told to stop. */
 import { parentPort, workerData } from 'node:worker_threads';
+import { checkpointEvery } from './wal-checkpoints.js';
 
 const { path, intervalMs } = workerData as { path: string; intervalMs: number };
-const db = new Database(path);
-db.pragma('busy_timeout = 0'); // another process checkpointing or writing: try again next time
-db.pragma('synchronous = FULL');
-
-const timer = setInterval(() => {
-  try {
-    db.pragma('wal_checkpoint(PASSIVE)');
-  } catch {
-    // busy: the next round will do it
-  }
-}, intervalMs);
+const stop = checkpointEvery(path, intervalMs);
 
 parentPort?.on('message', (message) => {
   if (message !== 'stop') return;
-  clearInterval(timer);
-  db.close();
+  stop();
   process.exit(0);
 });

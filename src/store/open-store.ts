@@ -3,12 +3,12 @@
  * PostgreSQL at a URL (several instances on one database). Everything above the store is
  * the same for both.
  */
-import { join } from 'node:path';
 import { withoutPassword } from './database-url.js';
 import { openDatabase, type Durability } from './database.js';
 import { migrate } from './migrate.js';
 import { SqliteStore } from './sqlite-store.js';
 import { leaveCheckpointsToCheckpointer } from './sqlite/lifecycle.js';
+import { databasePath } from './wal-checkpoints.js';
 import type { Store } from './store.js';
 
 /** Where the fleet is kept. */
@@ -20,8 +20,8 @@ export interface StoreLocation {
 
 /**
  * Who moves a serving process's WAL into the SQLite file, so that its commits need not:
- * this process on a thread of its own, or another process serving the same file (one
- * cluster worker does it for all).
+ * this process on a thread of its own, or another process on the same file (a cluster's
+ * primary does it for its workers).
  */
 export type Checkpoints = 'thread' | 'elsewhere';
 
@@ -33,8 +33,6 @@ export interface StoreOptions {
   readonly backgroundCheckpoints?: Checkpoints | undefined;
 }
 
-/** The SQLite file inside a data directory. */
-export const databasePath = (dataDir: string): string => join(dataDir, 'imprint.db');
 
 /** Opens the store, applying pending migrations. */
 export async function openStore(location: StoreLocation, options: StoreOptions = {}): Promise<Store> {

@@ -85,11 +85,14 @@ describe('what a command loads', () => {
       if (server?.child.exitCode === null) await server.killGroup('SIGKILL');
     });
 
-    it('the primary, which only forks and relays, loads neither the schema libraries, pkijs, the store, the server nor prom-client; the workers do', () => {
+    it('the primary, which forks, relays and checkpoints, loads neither the schema libraries, pkijs, the store, the server nor prom-client; the workers do', () => {
       const byPid = loaded('serve');
       const primary = byPid.get(server.child.pid!)!;
       expect(primary.some((url) => url.endsWith('/dist/src/serve.js'))).toBe(true);
-      expect(primary.filter((url) => HEAVY.test(url) || url.includes('/node_modules/prom-client/'))).toEqual([]);
+      // better-sqlite3 alone, for the WAL's checkpoints (src/store/wal-checkpoints.ts).
+      const checkpoints = /\/node_modules\/better-sqlite3\/|\/dist\/src\/store\/wal-checkpoints\.js$/;
+      expect(primary.filter((url) => (HEAVY.test(url) && !checkpoints.test(url)) || url.includes('/node_modules/prom-client/'))).toEqual([]);
+      expect(primary.some((url) => url.endsWith('/dist/src/store/wal-checkpoints.js'))).toBe(true);
       const workers = [...byPid.keys()].filter((pid) => pid !== server.child.pid);
       expect(workers).toHaveLength(2);
       for (const worker of workers) expect(byPid.get(worker)!.some((url) => url.includes('/node_modules/fastify/'))).toBe(true);

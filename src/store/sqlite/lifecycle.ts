@@ -7,6 +7,7 @@ import { Worker } from 'node:worker_threads';
 import { createTempBeside } from '../../files.js';
 import type { GroupCommit } from '../group-commit.js';
 import type { StoreLifecycle } from '../store.js';
+import { CHECKPOINT_INTERVAL_MS } from '../wal-checkpoints.js';
 
 /** Backup and close of one connection. */
 export class SqliteLifecycle implements StoreLifecycle {
@@ -66,7 +67,7 @@ export class SqliteLifecycle implements StoreLifecycle {
 
 /**
  * WAL pages (4 KB) after which a commit checkpoints itself: only should the checkpointer
- * fall 80 MB behind, or be gone for a moment (a cluster replacing the worker that runs it).
+ * fall 80 MB behind, or be gone (a cluster's primary that could not open the database).
  */
 const COMMIT_CHECKPOINT_PAGES = 20_000;
 
@@ -84,7 +85,7 @@ function startCheckpointer(db: Database.Database, path: string): Worker | undefi
   const script = new URL('../checkpoint-thread.js', import.meta.url);
   if (!existsSync(fileURLToPath(script))) return undefined;
   leaveCheckpointsToCheckpointer(db);
-  const checkpointer = new Worker(script, { workerData: { path, intervalMs: 500 } });
+  const checkpointer = new Worker(script, { workerData: { path, intervalMs: CHECKPOINT_INTERVAL_MS } });
   checkpointer.unref();
   return checkpointer;
 }

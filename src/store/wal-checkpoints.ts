@@ -1,9 +1,8 @@
 /**
  * Moves the WAL's pages into the SQLite file every interval, on a connection of its own, so
  * that serving threads' commits never pay for a checkpoint (one into a large file with
- * synchronous=FULL can take 100s of ms). A cluster's primary runs it (it serves no
- * requests: its workers accept their connections themselves), a single serving process on
- * a thread of its own (checkpoint-thread.ts).
+ * synchronous=FULL can take 100s of ms). A cluster's primary runs it (it answers no
+ * request), a single serving process on a thread of its own (checkpoint-thread.ts).
  */
 import Database from 'better-sqlite3';
 import { join } from 'node:path';

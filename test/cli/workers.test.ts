@@ -56,9 +56,9 @@ describe('imprint serve --workers 2', () => {
   it('runs two workers, and a revocation from the CLI closes the device\'s connections on both within a second', async () => {
     const victim = await enrolled('workers-victim');
     const bystander = await enrolled('workers-bystander');
-    // The workers accept connections themselves, and the kernel spreads them: twenty land
-    // on both (ss shows which process holds the server side of each).
-    const open = await Promise.all(Array.from({ length: 20 }, () => connection(victim)));
+    // Connections are handed to the workers in turn: six of them land on both (ss shows
+    // which process holds the server side of each).
+    const open = await Promise.all(Array.from({ length: 6 }, () => connection(victim)));
     const holders = spawnSync('ss', ['-Htnp', 'state', 'established', `( sport = :${server.port} )`], { encoding: 'utf8' }).stdout;
     const pids = new Set([...holders.matchAll(/pid=(\d+)/g)].map((match) => match[1]));
     expect(pids.size).toBe(2);
@@ -69,20 +69,12 @@ describe('imprint serve --workers 2', () => {
     expect(revoked.code, revoked.stderr).toBe(0);
     const returned = Date.now();
     const times = await Promise.race([Promise.all(closed), new Promise<number[]>((resolve) => setTimeout(() => resolve([]), 3000))]);
-    expect(times).toHaveLength(20);
+    expect(times).toHaveLength(6);
     for (const at of times) expect(at - returned).toBeLessThan(1000);
 
     const other = await connection(bystander);
     expect(other.socket.destroyed).toBe(false);
     for (const { agent } of [...open, other]) agent.destroy();
-  });
-
-  it('the workers accept connections themselves, not the primary handing each one over (NODE_CLUSTER_SCHED_POLICY unset)', () => {
-    const { primary, workers } = serverPids(server.child.pid!);
-    const listening = spawnSync('ss', ['-Htlnp', `( sport = :${server.port} )`], { encoding: 'utf8' }).stdout;
-    const holders = new Set([...listening.matchAll(/pid=(\d+)/g)].map((match) => Number(match[1])));
-    for (const worker of workers) expect(holders.has(worker), listening).toBe(true);
-    expect(primary).toBe(server.child.pid);
   });
 
   it('counts a source\'s refused tokens across both workers: the budget is the server\'s, not each worker\'s', async () => {

@@ -72,6 +72,12 @@ export interface ServeOptions {
   readonly prepared?: (() => void) | undefined;
   /** Who checkpoints a SQLite store's WAL: this process on a thread of its own, unless a cluster's primary does (a worker). */
   readonly checkpoints?: Checkpoints | undefined;
+  /**
+   * A cluster worker binds the HTTPS port itself, beside the others (SO_REUSEPORT), and the
+   * kernel spreads new connections over them; otherwise the primary binds it and hands each
+   * connection over (serve.ts).
+   */
+  readonly reusePort?: boolean | undefined;
 }
 
 /** A running server. */
@@ -138,10 +144,11 @@ const LISTEN_ERRORS: Readonly<Record<string, string>> = {
  * Listens, or throws one sentence naming the address and why. Node says
  * "listen EADDRINUSE: address already in use 127.0.0.1:8443" in one process and
  * "bind EADDRINUSE 127.0.0.1:8443" in a cluster worker (the primary binds for it).
+ * `reusePort`: this process binds the port itself (exclusive of the primary), beside others.
  */
-async function listen(app: FastifyInstance, host: string, port: number, flag: string): Promise<void> {
+async function listen(app: FastifyInstance, host: string, port: number, flag: string, reusePort = false): Promise<void> {
   try {
-    await app.listen({ host, port });
+    await app.listen({ host, port, ...(reusePort ? { reusePort: true, exclusive: true } : {}) });
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     const reason = (code === undefined ? undefined : LISTEN_ERRORS[code]) ?? (error as Error).message;
@@ -241,7 +248,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     // Reconnecting devices are served from memory while the watcher vouches for the sequence.
     unfollowRevocations = services.clients.devices.follow(watcher, instance.store);
     await watcher.start();
-    await listen(app, options.host, options.port, '');
+    await listen(app, options.host, options.port, '', options.reusePort);
     if (status) await listen(status.app, options.host, status.port, '--status-port');
     const url = listenerUrl('https', options.host, app);
     const statusUrl = status && listenerUrl('http', options.host, status.app);

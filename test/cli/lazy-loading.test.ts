@@ -103,7 +103,7 @@ describe('what a command loads', () => {
     it('the workers load pkijs and asn1js on the first SCEP message, not before; a first burst of SCEP and EST enrollments all succeed', async () => {
       const workers = () => [...loaded('serve')].filter(([pid]) => pid !== server.child.pid);
       const withPkijs = () => workers().filter(([, modules]) => modules.some((url) => PKIJS.test(url))).length;
-      // Each call is a new connection, so the workers take them in turn.
+      // Each call is a new connection, spread over the workers.
       for (const path of ['/.well-known/est/cacerts', '/.well-known/est/csrattrs', '/scep?operation=GetCACaps', '/scep?operation=GetCACert']) {
         for (let i = 0; i < 2; i++) expect((await call(`${server.url}${path}`, { ca: server.rootPem })).status, path).toBe(200);
       }

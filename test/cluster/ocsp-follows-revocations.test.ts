@@ -6,7 +6,6 @@
  * read until the store's next commit (src/store/sqlite/until-commit.ts), so this is what
  * shows that the keeping never lags a commit.
  */
-import { spawnSync } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,6 +17,7 @@ import { freePort, spawnServer, type ServerProcess } from '../../scripts/server-
 import { imprint } from '../helpers/cli.js';
 import { call } from '../helpers/https.js';
 import { openssl, tempDir } from '../helpers/openssl.js';
+import { portHolders } from '../helpers/process-tree.js';
 
 const work = tempDir();
 const dataDir = join(work, 'data');
@@ -76,13 +76,6 @@ async function everyAnswer(requests: readonly string[]): Promise<string[]> {
   return statuses;
 }
 
-/** The processes holding the server side of the status listener's connections. */
-function holders(): Set<string> {
-  const port = new URL(server.statusUrl!).port;
-  const listed = spawnSync('ss', ['-Htnp', 'state', 'established', `( sport = :${port} )`], { encoding: 'utf8' }).stdout;
-  return new Set([...listed.matchAll(/pid=(\d+)/g)].map((match) => match[1]!));
-}
-
 /** Revokes a device over the API (one worker answers) or with the CLI (a process of its own). */
 async function revoke(way: 'api' | 'cli', id: string): Promise<void> {
   if (way === 'api') {
@@ -99,9 +92,10 @@ describe('OCSP on two workers, right after a revocation', () => {
     const { id, requests } = await device(`ocsp-follow-${way}`);
     // Every connection asks first: each worker keeps the answer without a nonce and the status.
     expect(await everyAnswer(requests)).toEqual(Array(CONNECTIONS * 2).fill('good'));
-    const pids = holders();
+    // The processes holding the server side of the status listener's connections.
+    const pids = portHolders(Number(new URL(server.statusUrl!).port), 'established');
     expect(pids.size).toBe(2);
-    expect(pids.has(String(server.child.pid))).toBe(false);
+    expect(pids.has(server.child.pid!)).toBe(false);
 
     await revoke(way, id);
     // At once: no wait for any poll.

@@ -3,6 +3,7 @@
  * workers it forked, read from /proc. A worker that dies is replaced within a moment and
  * the replacement answers just as well, so only the pids tell a test that one died.
  */
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 
 /** True while `pid` runs; a zombie waiting to be reaped has already died. */
@@ -83,4 +84,10 @@ export async function settledPids(primary: number, before: ServerPids, withinMs 
     if (processChanges(before, now) !== undefined || Date.now() > deadline) return now;
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
+}
+
+/** The processes holding a loopback TCP port's sockets (`ss`): listening ones, or the server side of established connections. */
+export function portHolders(port: number, state: 'listening' | 'established'): Set<number> {
+  const lines = spawnSync('ss', ['-Htnp', 'state', state, `( sport = :${port} )`], { encoding: 'utf8' }).stdout;
+  return new Set([...lines.matchAll(/pid=(\d+)/g)].map((match) => Number(match[1])));
 }

@@ -224,7 +224,7 @@ describe('serve --workers 2: a worker that sees a hostile chain warns the other'
     const first = await attempt(server.port, '127.0.1.2', long);
     expect(first.secured).toBe(true);
     await settle();
-    // The primary hands connections to the workers in turn: these reach both, and every one is cut.
+    // Spread over both workers (in turn, or by the kernel's hash), every one is cut.
     const cut: Attempt[] = [];
     for (const source of ['127.0.1.3', '127.0.1.4', '127.0.1.5', '127.0.1.6']) cut.push(await attempt(server.port, source, long));
     expect(cut.map((each) => each.answer)).toEqual(['', '', '', '']);
@@ -233,7 +233,8 @@ describe('serve --workers 2: a worker that sees a hostile chain warns the other'
     await attempt(server.port, '127.0.1.7', short);
     const spentMs = Math.round((cpuSeconds(server.child.pid!) - cpuBefore) * 1000);
     await settle();
-    for (let i = 0; i < 4; i++) expect((await attempt(server.port, '127.0.1.7', short)).secured, `attempt ${i + 1} after one that cost the server ${spentMs} ms of CPU`).toBe(false);
+    // Ten land on the other worker too, however connections are spread (all on one once in 1,024).
+    for (let i = 0; i < 10; i++) expect((await attempt(server.port, '127.0.1.7', short)).secured, `attempt ${i + 1} after one that cost the server ${spentMs} ms of CPU`).toBe(false);
     // Others are served by both.
     for (let i = 0; i < 4; i++) expect((await call(`${server.url}/healthz`, { ca: server.rootPem })).status).toBe(200);
   });

@@ -370,7 +370,7 @@ describe('metrics with serve --workers 2', () => {
     try {
       const tokens = (await imprint(['tokens', 'create', '--data', dataDir, '--count', '6'])).stdout.trim().split('\n');
       expect(tokens).toHaveLength(6);
-      // New connections are handed to the workers in turn: both enroll some.
+      // New connections are spread over the workers: one scrape counts them all, wherever they landed.
       for (const [i, token] of tokens.entries()) {
         const response = await call(`${server.url}/v1/enroll`, {
           ca: server.rootPem,

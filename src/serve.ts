@@ -176,6 +176,8 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
     const listening = new Set<Worker>();
     const startedAt = new Map<Worker, number>();
     const reusePort = workersBindThePort();
+    // Only ever the primary's word to its workers, never inherited from the operator's environment.
+    delete process.env[WORKER_PORT_ENV];
     /**
      * With --port 0 and workers binding the port themselves, the first worker's ephemeral
      * port: the others are forked once it listens, to bind the same one.
@@ -364,7 +366,7 @@ async function runWorker(options: ServeOptions, workers: number): Promise<never>
     const { banner, startServer } = await loading;
     server = await startServer({
       ...options,
-      port: Number(process.env[WORKER_PORT_ENV] ?? options.port),
+      port: reusePort ? Number(process.env[WORKER_PORT_ENV] ?? options.port) : options.port,
       reusePort,
       workers,
       // New connections are spread over the workers (the primary's turns, or the kernel's

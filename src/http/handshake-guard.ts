@@ -33,7 +33,8 @@
  * hostile handshake of a quiet period costs what it costs (at most ~417 ms), and arms the guard
  * for every later one.
  *
- * In a cluster the primary hands out connections and sees no TLS: each worker guards its own,
+ * In a cluster no process sees every connection's TLS (the primary hands them out, or the
+ * kernel spreads them over the workers' own listeners): each worker guards its own,
  * and tells the others through the rate limits' shared counters (window-counters.ts), so a
  * back-off or an arming reaches every worker within one message through the primary and a
  * source gets one costly handshake per period, not one per worker. It is no rate limit and

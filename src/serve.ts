@@ -27,9 +27,10 @@
  * and rejects with one sentence, which the CLI prints as its one line on stderr.
  */
 import cluster, { type Worker } from 'node:cluster';
-import type { AddressInfo } from 'node:net';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { ImprintError } from './errors.js';
+import { listenFailure } from './listen-failure.js';
 import { DEFAULT_LIMITS } from './http/limits.js';
 import { MetricsPrimary } from './http/metrics-gathering.js';
 import { TICKET_KEY_ROTATION_MS, TicketKeys } from './http/ticket-keys.js';
@@ -165,7 +166,25 @@ async function stopWorkers(stop: (worker: Worker) => void): Promise<void> {
   clearTimeout(timer);
 }
 
+/**
+ * Workers binding the port themselves would join any other server's SO_REUSEPORT group on it
+ * (a second imprint started by the same user) and silently share its connections: the primary
+ * first binds the port alone, so that a taken port fails here as it does where the primary
+ * binds for its workers. With --port 0 the kernel gives the first worker a port no group holds.
+ */
+async function checkPortFree(host: string, port: number): Promise<void> {
+  const probe = createServer();
+  try {
+    await new Promise<void>((resolve, reject) => probe.once('error', reject).listen({ host, port, exclusive: true }, resolve));
+  } catch (error) {
+    throw listenFailure(error, host, port);
+  }
+  await new Promise((resolve) => probe.close(resolve));
+}
+
 async function runPrimary(options: ServeOptions, count: number, out: ServeOutput): Promise<never> {
+  const reusePort = workersBindThePort();
+  if (reusePort && options.port !== 0) await checkPortFree(options.host, options.port);
   cluster.setupPrimary({ execArgv: workerExecArgv() });
   return new Promise<never>((_resolve, reject) => {
     let stopping = false; // a signal: the workers are finishing
@@ -175,7 +194,6 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
     let firstBanner: string | undefined;
     const listening = new Set<Worker>();
     const startedAt = new Map<Worker, number>();
-    const reusePort = workersBindThePort();
     // Only ever the primary's word to its workers, never inherited from the operator's environment.
     delete process.env[WORKER_PORT_ENV];
     /**

@@ -28,6 +28,7 @@ import { metrics } from './http/metrics.js';
 import { TICKET_KEY_ROTATION_MS, TicketKeys } from './http/ticket-keys.js';
 import { LocalWindowCounters, type WindowCounters } from './http/window-counters.js';
 import { initInstance, openInstance, serverNames, type InitOptions, type Instance, type SigningServices } from './instance.js';
+import { listenFailure } from './listen-failure.js';
 import { describeStore, type Checkpoints } from './store/open-store.js';
 import { observeCommits } from './store/group-commit.js';
 import type { Store } from './store/store.js';
@@ -131,29 +132,15 @@ function listenerUrl(scheme: 'http' | 'https', host: string, app: FastifyInstanc
   return `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
-/** What a failed listen() means, in the words of `ss` and `netstat` users. */
-const LISTEN_ERRORS: Readonly<Record<string, string>> = {
-  EADDRINUSE: 'address already in use',
-  EACCES: 'permission denied',
-  EADDRNOTAVAIL: 'no such address on this machine',
-  ENOTFOUND: 'no such host',
-  EAI_AGAIN: 'host name lookup failed',
-};
-
 /**
- * Listens, or throws one sentence naming the address and why. Node says
- * "listen EADDRINUSE: address already in use 127.0.0.1:8443" in one process and
- * "bind EADDRINUSE 127.0.0.1:8443" in a cluster worker (the primary binds for it).
+ * Listens, or throws one sentence naming the address and why (listenFailure).
  * `reusePort`: this process binds the port itself (exclusive of the primary), beside others.
  */
 async function listen(app: FastifyInstance, host: string, port: number, flag: string, reusePort = false): Promise<void> {
   try {
     await app.listen({ host, port, ...(reusePort ? { reusePort: true, exclusive: true } : {}) });
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    const reason = (code === undefined ? undefined : LISTEN_ERRORS[code]) ?? (error as Error).message;
-    const address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
-    throw new Error(`cannot listen on ${address}${flag ? ` (${flag})` : ''}: ${reason}`, { cause: error });
+    throw listenFailure(error, host, port, flag);
   }
 }
 

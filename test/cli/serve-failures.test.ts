@@ -141,6 +141,17 @@ describe.each(['1', '2'])('imprint serve --workers %s fails loudly', (workers) =
     expectOneLineFailure(ended, new RegExp(`^imprint: cannot listen on 127\\.0\\.0\\.1:${port}: address already in use$`));
   });
 
+  it('listen/https-port-in-use by another imprint (workers that bind the port themselves must not join its listeners)', async () => {
+    const port = await freePort();
+    const other = await spawnServer(dataDir, ['--workers', '2', '--port', String(port)]);
+    try {
+      const ended = await serveUntilEnd(['--data', dataDir, '--port', String(port), '--workers', workers]);
+      expectOneLineFailure(ended, new RegExp(`^imprint: cannot listen on 127\\.0\\.0\\.1:${port}: address already in use$`));
+    } finally {
+      await other.killGroup('SIGKILL');
+    }
+  });
+
   it('listen/status-port-in-use', async () => {
     const port = await occupiedPort();
     const ended = await serveUntilEnd(['--data', dataDir, '--port', String(await freePort()), '--status-port', String(port), '--workers', workers]);

@@ -4,7 +4,7 @@
  * revocation sequence on its own, so a revocation reaches every worker within a second.
  * Signals go to the primary: the first shuts down gracefully (every worker finishes its
  * requests in flight), a second exits at once. A worker that dies once every worker is
- * listening is replaced.
+ * listening is replaced, and so is one whose event loop stops answering (worker-liveness.ts).
  *
  * New connections reach the workers through the primary (Node's turns) or, where Node and
  * the kernel can, straight from the kernel (workersBindThePort).
@@ -35,6 +35,7 @@ import { DEFAULT_LIMITS } from './http/limits.js';
 import { MetricsPrimary } from './http/metrics-gathering.js';
 import { TICKET_KEY_ROTATION_MS, TicketKeys } from './http/ticket-keys.js';
 import { ClusterWindowCounters, CountingPrimary } from './http/window-counters.js';
+import { answerPings, WorkerLiveness } from './worker-liveness.js';
 import type { RunningServer, ServeOptions } from './server.js';
 import { packageDirectory } from './package-files.js';
 
@@ -205,6 +206,11 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
     const counting = new CountingPrimary();
     // A scrape answered by any worker shows the whole server: the primary gathers every worker's metrics.
     const gathering = new MetricsPrimary();
+    // A listening worker whose event loop stops answering is killed, then replaced (exited).
+    const liveness = new WorkerLiveness((worker, silentMs) => {
+      out.stderr(`worker ${worker.process.pid} has not answered for ${Math.round(silentMs / 1000)} s: killing it`);
+      worker.process.kill('SIGKILL');
+    }, options.workerHungMs);
     // One ticket key for every worker, so that a session resumes on whichever worker the
     // connection lands; in memory only, handed over the IPC channel. Rotated here, once
     // (unless the caller gave a key of its own to follow, as startServer does).
@@ -239,6 +245,7 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
     const fail = (message: string) => {
       if (failing || stopping) return;
       failing = true;
+      liveness.stop();
       void stopWorkers(stop).then(() => {
         stopCheckpoints();
         reject(new Error(message));
@@ -274,6 +281,7 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
         }
         if (message?.type !== 'listening' || failing || stopping) return;
         listening.add(worker);
+        liveness.watch(worker);
         if (worker === first && reusePort && options.port === 0 && boundPort === undefined) {
           boundPort = message.port;
           forkOthers();
@@ -319,6 +327,7 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
         process.exit(1);
       }
       stopping = true;
+      liveness.stop();
       out.stderr(`${signal}: workers are finishing in-flight requests`);
       if (liveWorkers().length === 0) exit();
       for (const worker of liveWorkers()) stop(worker);
@@ -348,6 +357,7 @@ async function runWorker(options: ServeOptions, workers: number): Promise<never>
   // it says "shutdown" over IPC, also while this worker is still starting. If the primary
   // dies, Node ends this worker.
   onSignals(() => undefined);
+  answerPings(process);
   let server: RunningServer | undefined;
   let stopping = false;
   let ticketKeys: TicketKeys | undefined;

@@ -79,6 +79,8 @@ export interface ServeOptions {
    * connection over (serve.ts).
    */
   readonly reusePort?: boolean | undefined;
+  /** How long a cluster worker may leave the primary's pings unanswered before it is killed (worker-liveness.ts HUNG_MS). */
+  readonly workerHungMs?: number | undefined;
 }
 
 /** A running server. */

@@ -210,7 +210,7 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
     const liveness = new WorkerLiveness((worker, silentMs) => {
       out.stderr(`worker ${worker.process.pid} has not answered for ${Math.round(silentMs / 1000)} s: killing it`);
       worker.process.kill('SIGKILL');
-    }, options.workerHungMs);
+    }, { hungMs: options.workerHungMs });
     // One ticket key for every worker, so that a session resumes on whichever worker the
     // connection lands; in memory only, handed over the IPC channel. Rotated here, once
     // (unless the caller gave a key of its own to follow, as startServer does).

@@ -3,15 +3,23 @@
  * answered a ping for HUNG_MS is killed, and then replaced like any worker that dies. A
  * hung worker would otherwise hold its connections and, where the workers bind the port
  * themselves (serve.ts workersBindThePort), keep being handed its share of new ones by the
- * kernel. Nothing a worker does blocks its loop for long: building a CRL of 1,000,000
- * entries ~2 s, a mass revocation's read 0.5 s.
+ * kernel.
+ *
+ * Silence is measured on the monotonic clock, and a check that comes late (the primary
+ * itself stopped or starved, the machine suspended) starts every worker's count again: the
+ * primary's pause is not its workers' silence. At most one worker is killed per
+ * KILL_INTERVAL_MS: a job that blocks a worker longer than HUNG_MS would be run again by its
+ * replacement, and killing that one too would be a loop that never finishes the job.
  */
 import type { Worker } from 'node:cluster';
+import { performance } from 'node:perf_hooks';
 
 /** How long a worker may go without answering before it is killed. */
 export const HUNG_MS = 30_000;
 /** How often each watched worker is asked. */
 export const PING_MS = 5_000;
+/** At most one kill this often. */
+export const KILL_INTERVAL_MS = 10 * 60_000;
 
 /** Primary to worker, and the worker's answer from its event loop. */
 export const PING = { type: 'imprint:ping' } as const;
@@ -24,27 +32,53 @@ export function answerPings(channel: NodeJS.Process): void {
   });
 }
 
-export class WorkerLiveness {
-  /** When each watched worker last answered (or started being watched). */
-  private readonly seen = new Map<Worker, number>();
-  private timer: NodeJS.Timeout | undefined;
+/** What the watch needs of a cluster worker. */
+export interface WatchedWorker {
+  on(event: 'message', listener: (message: { type?: unknown } | undefined) => void): unknown;
+  once(event: 'exit', listener: () => void): unknown;
+  send(message: typeof PING, callback: () => void): unknown;
+  isConnected(): boolean;
+  isDead(): boolean;
+}
 
-  /** `onHung` is told once for a worker silent for `hungMs`, which is then no longer watched. */
+export interface LivenessOptions {
+  readonly hungMs?: number | undefined;
+  readonly now?: (() => number) | undefined;
+}
+
+export class WorkerLiveness<W extends WatchedWorker = Worker> {
+  /** When each watched worker last answered (or started being watched, or the count started again). */
+  private readonly seen = new Map<W, number>();
+  private timer: NodeJS.Timeout | undefined;
+  private readonly hungMs: number;
+  private readonly everyMs: number;
+  private readonly now: () => number;
+  private lastCheck: number;
+  private lastKill = -Infinity;
+
+  /** `onHung` is told of a worker silent for the hung time, which is then no longer watched. */
   constructor(
-    private readonly onHung: (worker: Worker, silentMs: number) => void,
-    private readonly hungMs = HUNG_MS,
-    private readonly everyMs = Math.min(PING_MS, hungMs / 4),
-  ) {}
+    private readonly onHung: (worker: W, silentMs: number) => void,
+    options: LivenessOptions = {},
+  ) {
+    this.hungMs = options.hungMs ?? HUNG_MS;
+    this.everyMs = Math.min(PING_MS, this.hungMs / 4);
+    this.now = options.now ?? (() => performance.now());
+    this.lastCheck = this.now();
+  }
 
   /** Watches a worker from now on, until it exits. */
-  watch(worker: Worker): void {
-    if (this.seen.has(worker)) return;
-    this.seen.set(worker, Date.now());
+  watch(worker: W): void {
+    if (this.seen.has(worker) || worker.isDead()) return;
+    this.seen.set(worker, this.now());
     worker.on('message', (message: { type?: unknown } | undefined) => {
-      if (message?.type === PONG.type && this.seen.has(worker)) this.seen.set(worker, Date.now());
+      if (message?.type === PONG.type && this.seen.has(worker)) this.seen.set(worker, this.now());
     });
     worker.once('exit', () => this.seen.delete(worker));
-    this.timer ??= setInterval(() => this.check(), this.everyMs).unref();
+    if (this.timer === undefined) {
+      this.lastCheck = this.now();
+      this.timer = setInterval(() => this.check(), this.everyMs).unref();
+    }
   }
 
   /** Stops watching every worker (the server is stopping: workers may take their time). */
@@ -54,15 +88,20 @@ export class WorkerLiveness {
     this.seen.clear();
   }
 
-  private check(): void {
-    const now = Date.now();
+  /** One round: kills at most one worker silent for the hung time, and asks the others. */
+  check(): void {
+    const now = this.now();
+    const late = now - this.lastCheck > 2 * this.everyMs;
+    this.lastCheck = now;
     for (const [worker, at] of this.seen) {
-      if (now - at >= this.hungMs) {
+      if (late) this.seen.set(worker, now);
+      else if (now - at >= this.hungMs && now - this.lastKill >= KILL_INTERVAL_MS) {
         this.seen.delete(worker);
+        this.lastKill = now;
         this.onHung(worker, now - at);
-      } else if (worker.isConnected()) {
-        worker.send(PING, () => undefined);
+        continue;
       }
+      if (worker.isConnected()) worker.send(PING, () => undefined);
     }
   }
 }

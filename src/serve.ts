@@ -94,8 +94,8 @@ function workerExecArgv(): string[] {
  * Where Node can (22.12+ and 23.1+) on Linux, each worker binds the HTTPS port itself beside
  * the others (SO_REUSEPORT) and the kernel spreads new connections over them by a hash of
  * each connection's addresses and ports. Otherwise the primary accepts every connection and
- * hands it to a worker over IPC: ~14% of a full mTLS reconnect's server CPU on Node 24
- * (1,550 against 1,333 us, medians of 4 interleaved runs). The spread is a hash's, not turns:
+ * hands it to a worker over IPC: 10-14% of a full mTLS reconnect's server CPU on Node 24
+ * (medians of 4 interleaved runs, two sessions). The spread is a hash's, not turns:
  * 32 kept-alive connections landed between 16/16 and 20/12 on two workers; a fleet's
  * thousands even out. The status listener stays the primary's: it is not the hot path.
  */
@@ -198,9 +198,10 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
     // Only ever the primary's word to its workers, never inherited from the operator's environment.
     delete process.env[WORKER_PORT_ENV];
     /**
-     * With --port 0 and workers binding the port themselves, the first worker's ephemeral
-     * port: the others are forked once it listens, to bind the same one.
+     * With --port 0 and workers binding the port themselves, the others are forked once the
+     * first listens, to bind its ephemeral port (boundPort), not ones of their own.
      */
+    const othersWaitForPort = reusePort && options.port === 0;
     let boundPort: number | undefined;
     // The whole server's rate-limit counts: a source's requests spread over the workers.
     const counting = new CountingPrimary();
@@ -276,13 +277,13 @@ async function runPrimary(options: ServeOptions, count: number, out: ServeOutput
         if (message?.type === 'failed') return fail(message.message);
         if (message?.type === 'prepared' && worker === first && !failing && !stopping) {
           if (options.databaseUrl === undefined) void checkpointForWorkers(options.dataDir, out).then((stopping) => (stopCheckpoints = stopping));
-          if (!(reusePort && options.port === 0)) forkOthers();
+          if (!othersWaitForPort) forkOthers();
           return;
         }
         if (message?.type !== 'listening' || failing || stopping) return;
         listening.add(worker);
         liveness.watch(worker);
-        if (worker === first && reusePort && options.port === 0 && boundPort === undefined) {
+        if (worker === first && othersWaitForPort) {
           boundPort = message.port;
           forkOthers();
         }

@@ -78,10 +78,6 @@ const HANG_UPS = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ERR_TLS_HANDSHAKE
 /** Sources remembered at most; expired ones are dropped first, then the oldest. */
 const MAX_SOURCES = 100_000;
 
-/** This thread's CPU where Node tells it (23.9+, exact); the whole process's elsewhere (feed() caps it). */
-const threadCpuUsage: (previous?: NodeJS.CpuUsage) => NodeJS.CpuUsage =
-  (process as { threadCpuUsage?: typeof process.cpuUsage }).threadCpuUsage?.bind(process) ?? process.cpuUsage.bind(process);
-
 /** The shared counters' keys: the guard is armed; a source is backed off. */
 const ARMED_KEY = 'handshake-guard:armed';
 const backOffKey = (address: string): string => `handshake-guard:${sourceKey(address)}`;
@@ -195,14 +191,14 @@ class GuardedConnection extends Duplex {
    * handshake look costly; this thread's own CPU is never more than the time that passed.
    */
   private feed(bytes: Buffer): void {
-    const before = threadCpuUsage();
+    const before = process.cpuUsage();
     const started = performance.now();
     this.guard.feeding = this;
     try {
       this.push(bytes);
     } finally {
       this.guard.feeding = undefined;
-      const spent = threadCpuUsage(before);
+      const spent = process.cpuUsage(before);
       this.cpuUs += Math.min(spent.user + spent.system, (performance.now() - started) * 1000);
     }
     if (this.cpuUs < EXPENSIVE_HANDSHAKE_CPU_US) return;
